@@ -1,0 +1,7 @@
+"""Keyplane: a self-hostable API key platform."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,76 @@
+"""Request -> services, and request -> authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+
+from keyplane.core.errors import PermissionDenied
+from keyplane.core.grant import UNAUTHENTICATED_CODES, GrantCode, KeyState
+from keyplane.core.network import IPAddress
+from keyplane.http.client_ip import client_ip
+from keyplane.http.credentials import key_from_headers, key_in_query
+from keyplane.http.problems import KeyInQuery, authentication_failed, missing_credentials
+from keyplane.service.records import Actor, Caller
+from keyplane.service.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def request_ip(request: Request) -> IPAddress | None:
+    services = get_services(request)
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies)
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The key that authenticated this request, and the caller it acts as."""
+
+    key: KeyState
+    caller: Caller
+
+
+async def authenticate(request: Request) -> Authenticated:
+    """Verify the request's key; 400 if it is in the URL, 401 if absent or unusable, 403 for IP."""
+    services = get_services(request)
+    if key_in_query(request.url.query, services.settings.key_format):
+        raise KeyInQuery(
+            "API keys are never accepted in the URL. Send the key in the "
+            "'Authorization: Bearer <key>' header, and consider rolling it: URLs end up in logs."
+        )
+    raw_key = key_from_headers(request.headers)
+    if raw_key is None:
+        raise missing_credentials()
+    ip = request_ip(request)
+    user_agent = request.headers.get("user-agent")
+    decision = await services.verifier.verify_async(raw_key, client_ip=ip, user_agent=user_agent)
+    if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
+        raise authentication_failed(decision.code)
+    if decision.code is GrantCode.FORBIDDEN:
+        raise PermissionDenied(GrantCode.FORBIDDEN, "The API key may not be used from this IP address.")
+    key = decision.key
+    actor = Actor(f"key:{key.key_id}", str(ip) if ip is not None else None, user_agent)
+    return Authenticated(key, Caller(key.organization_id, key.scopes, actor))
+
+
+def require(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
+    """A dependency that authenticates and demands ``scope``; it yields the caller."""
+
+    async def dependency(auth: Authenticated = Depends(authenticate)) -> Caller:  # noqa: B008
+        from keyplane.core.scopes import grants
+
+        if not grants(auth.caller.scopes, scope):
+            raise PermissionDenied(
+                GrantCode.INSUFFICIENT_SCOPE, f"The API key lacks the scope '{scope}' this call needs."
+            )
+        return auth.caller
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency

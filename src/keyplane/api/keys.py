@@ -1,0 +1,117 @@
+"""Keys: create, list, get, update, revoke, roll."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query
+
+from keyplane.api.dependencies import get_services, require
+from keyplane.api.schemas import CreatedKeyOut, KeyCreate, KeyOut, KeyRoll, KeyUpdate, PageOut, page_of
+from keyplane.core import scopes
+from keyplane.core.durations import parse_duration
+from keyplane.core.errors import InvalidInput
+from keyplane.service.keys import KeyChanges
+from keyplane.service.records import Caller, KeyStatus
+from keyplane.service.services import Services
+
+router = APIRouter(tags=["keys"])
+
+StatusFilter = Literal["active", "disabled", "revoked", "expired", "all"]
+
+
+@router.get("/projects/{project_id}/keys", summary="List a project's keys", response_model=PageOut[KeyOut])
+def list_keys(
+    project_id: str,
+    status: StatusFilter = Query("all"),
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, max_length=64),
+    caller: Caller = Depends(require(scopes.KEYS_READ)),  # noqa: B008
+    services: Services = Depends(get_services),  # noqa: B008
+) -> dict[str, Any]:
+    page = services.keys.list(
+        caller,
+        project_id,
+        status=None if status == "all" else KeyStatus(status),
+        limit=limit,
+        cursor=cursor,
+    )
+    return page_of(page, KeyOut.of)
+
+
+@router.post(
+    "/projects/{project_id}/keys",
+    status_code=201,
+    summary="Create a key (its value is in this response only)",
+)
+def create_key(
+    project_id: str,
+    body: KeyCreate,
+    caller: Caller = Depends(require(scopes.KEYS_WRITE)),  # noqa: B008
+    services: Services = Depends(get_services),  # noqa: B008
+) -> CreatedKeyOut:
+    expires_at = body.expires_at
+    if body.expires_in is not None:
+        if expires_at is not None:
+            raise InvalidInput("send expires_at or expires_in, not both", field="expires_in")
+        expires_at = services.clock() + parse_duration(body.expires_in)
+    created = services.keys.create(
+        caller,
+        project_id,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=expires_at,
+        ip_allowlist=body.ip_allowlist,
+        metadata=body.metadata,
+        enabled=body.enabled,
+    )
+    return CreatedKeyOut.of_created(created)
+
+
+@router.get("/keys/{key_id}", summary="Get a key")
+def get_key(
+    key_id: str,
+    caller: Caller = Depends(require(scopes.KEYS_READ)),  # noqa: B008
+    services: Services = Depends(get_services),  # noqa: B008
+) -> KeyOut:
+    return KeyOut.of(services.keys.get(caller, key_id))
+
+
+@router.patch("/keys/{key_id}", summary="Change a key's name, scopes, expiry, metadata or enabled flag")
+def update_key(
+    key_id: str,
+    body: KeyUpdate,
+    caller: Caller = Depends(require(scopes.KEYS_WRITE)),  # noqa: B008
+    services: Services = Depends(get_services),  # noqa: B008
+) -> KeyOut:
+    sent = body.model_fields_set
+    for field in ("name", "scopes", "metadata", "enabled", "ip_allowlist"):
+        if field in sent and getattr(body, field) is None:
+            raise InvalidInput(f"{field} cannot be null", field=field)
+    changes = KeyChanges(**{field: getattr(body, field) for field in sent})
+    return KeyOut.of(services.keys.update(caller, key_id, changes))
+
+
+@router.delete("/keys/{key_id}", summary="Revoke a key (permanent; repeating it is harmless)")
+def revoke_key(
+    key_id: str,
+    caller: Caller = Depends(require(scopes.KEYS_WRITE)),  # noqa: B008
+    services: Services = Depends(get_services),  # noqa: B008
+) -> KeyOut:
+    return KeyOut.of(services.keys.revoke(caller, key_id))
+
+
+@router.post(
+    "/keys/{key_id}/roll",
+    status_code=201,
+    summary="Replace a key with a new one; the old one works for the grace period",
+)
+def roll_key(
+    key_id: str,
+    body: KeyRoll | None = Body(None),  # noqa: B008
+    caller: Caller = Depends(require(scopes.KEYS_WRITE)),  # noqa: B008
+    services: Services = Depends(get_services),  # noqa: B008
+) -> CreatedKeyOut:
+    grace = timedelta(seconds=(body or KeyRoll()).grace_period_seconds)
+    return CreatedKeyOut.of_created(services.keys.roll(caller, key_id, grace=grace))

@@ -1,0 +1,237 @@
+"""Request and response bodies of the management API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from keyplane.core.grant import Decision, GrantCode, KeyState
+from keyplane.service.records import AuditEventRecord, CreatedKey, KeyRecord, KeyStatus, Page, ProjectRecord
+
+T = TypeVar("T")
+
+NameField = Field(min_length=1, max_length=200)
+ScopesField = Field(default_factory=list, max_length=64)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests ------------------------------------------------------------------
+
+
+class ProjectCreate(Strict):
+    name: str = NameField
+
+
+class KeyCreate(Strict):
+    name: str = NameField
+    scopes: list[str] = ScopesField
+    expires_at: AwareDatetime | None = Field(default=None, description="When the key stops working.")
+    expires_in: str | None = Field(
+        default=None, max_length=20, description="Alternative to expires_at: a duration such as 30d or 12h."
+    )
+    ip_allowlist: list[str] = Field(default_factory=list, max_length=100)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class KeyUpdate(Strict):
+    """Only the fields sent change; ``expires_at: null`` removes the expiry."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    scopes: list[str] | None = Field(default=None, max_length=64)
+    expires_at: AwareDatetime | None = None
+    metadata: dict[str, Any] | None = None
+    enabled: bool | None = None
+    ip_allowlist: list[str] | None = Field(default=None, max_length=100)
+
+
+class KeyRoll(Strict):
+    grace_period_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        le=90 * 86_400,
+        description="How long the old key keeps working; 0 ends it now.",
+    )
+
+
+class VerifyRequest(Strict):
+    key: str = Field(max_length=256)
+    scopes: list[str] = Field(default_factory=list, max_length=64, description="Scopes the key must hold.")
+    client_ip: str | None = Field(
+        default=None, max_length=64, description="The end client's IP, checked against the key's allowlist."
+    )
+
+
+# -- responses -----------------------------------------------------------------
+
+
+class ProjectOut(BaseModel):
+    id: str
+    name: str
+    organization_id: str
+    created_at: datetime
+    created_by: str
+
+    @classmethod
+    def of(cls, record: ProjectRecord) -> ProjectOut:
+        return cls(
+            id=record.id,
+            name=record.name,
+            organization_id=record.organization_id,
+            created_at=record.created_at,
+            created_by=record.created_by,
+        )
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    hint: str = Field(description="The prefix and last four characters, e.g. kp_...abcd.")
+    project_id: str
+    organization_id: str
+    status: KeyStatus
+    enabled: bool
+    scopes: list[str]
+    ip_allowlist: list[str]
+    metadata: dict[str, Any]
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rolled_from_id: str | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    last_used_user_agent: str | None
+
+    @classmethod
+    def of(cls, record: KeyRecord) -> KeyOut:
+        return cls(
+            id=record.id,
+            name=record.name,
+            hint=record.hint,
+            project_id=record.project_id,
+            organization_id=record.organization_id,
+            status=record.status,
+            enabled=record.enabled,
+            scopes=list(record.scopes),
+            ip_allowlist=list(record.ip_allowlist),
+            metadata=dict(record.metadata),
+            created_at=record.created_at,
+            created_by=record.created_by,
+            updated_at=record.updated_at,
+            expires_at=record.expires_at,
+            revoked_at=record.revoked_at,
+            rolled_from_id=record.rolled_from_id,
+            last_used_at=record.last_used_at,
+            last_used_ip=record.last_used_ip,
+            last_used_user_agent=record.last_used_user_agent,
+        )
+
+
+class CreatedKeyOut(KeyOut):
+    key: str = Field(description="The key itself. Shown in this response only; store it now.")
+
+    @classmethod
+    def of_created(cls, created: CreatedKey) -> CreatedKeyOut:
+        return cls(key=created.secret.reveal(), **KeyOut.of(created.record).model_dump())
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    organization_id: str
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    client_ip: str | None
+    user_agent: str | None
+    occurred_at: datetime
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: AuditEventRecord) -> AuditEventOut:
+        return cls(
+            id=record.id,
+            organization_id=record.organization_id,
+            actor=record.actor,
+            action=record.action,
+            target_type=record.target_type,
+            target_id=record.target_id,
+            client_ip=record.client_ip,
+            user_agent=record.user_agent,
+            occurred_at=record.occurred_at,
+            details=dict(record.details),
+        )
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
+
+
+def page_of(page: Page[Any], convert: Any) -> dict[str, Any]:
+    return {"items": [convert(item) for item in page.items], "next_cursor": page.next_cursor}
+
+
+class WhoAmI(BaseModel):
+    id: str
+    name: str
+    hint: str
+    project_id: str
+    organization_id: str
+    scopes: list[str]
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, key: KeyState) -> WhoAmI:
+        return cls(
+            id=key.key_id,
+            name=key.name,
+            hint=key.hint,
+            project_id=key.project_id,
+            organization_id=key.organization_id,
+            scopes=list(key.scopes),
+            expires_at=key.expires_at,
+        )
+
+
+class VerifyResponse(BaseModel):
+    valid: bool
+    code: GrantCode
+    key_id: str | None = None
+    name: str | None = None
+    project_id: str | None = None
+    organization_id: str | None = None
+    scopes: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    expires_at: datetime | None = None
+    missing_scopes: list[str] | None = None
+
+    @classmethod
+    def of(cls, decision: Decision) -> VerifyResponse:
+        key = decision.key
+        if key is None or decision.code is not GrantCode.VALID and decision.code is not GrantCode.INSUFFICIENT_SCOPE:
+            # Say why, but hand out nothing about a key that does not grant access.
+            return cls(valid=False, code=decision.code, key_id=key.key_id if key else None)
+        return cls(
+            valid=decision.valid,
+            code=decision.code,
+            key_id=key.key_id,
+            name=key.name,
+            project_id=key.project_id,
+            organization_id=key.organization_id,
+            scopes=list(key.scopes),
+            metadata=dict(key.metadata),
+            expires_at=key.expires_at,
+            missing_scopes=list(decision.missing_scopes) or None,
+        )
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

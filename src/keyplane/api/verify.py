@@ -1,0 +1,37 @@
+"""``POST /api/v1/verify``: let another service check a key it was handed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from keyplane.api.dependencies import get_services, require
+from keyplane.api.schemas import VerifyRequest, VerifyResponse
+from keyplane.core import scopes
+from keyplane.core.network import parse_ip
+from keyplane.service.records import Caller
+from keyplane.service.services import Services
+
+router = APIRouter(tags=["verify"])
+
+
+@router.post(
+    "/verify",
+    summary="Verify a key of the caller's organization (needs keys:verify)",
+    description=(
+        "Always 200 for a well-formed request: `valid` says whether the key grants "
+        "access and `code` says why not. A key of another organization is NOT_FOUND."
+    ),
+)
+async def verify(
+    body: VerifyRequest,
+    caller: Caller = Depends(require(scopes.KEYS_VERIFY)),  # noqa: B008
+    services: Services = Depends(get_services),  # noqa: B008
+) -> VerifyResponse:
+    client_ip = parse_ip(body.client_ip) if body.client_ip is not None else None
+    decision = await services.verifier.verify_async(
+        body.key,
+        required_scopes=body.scopes,
+        client_ip=client_ip,
+        organization_id=caller.organization_id,
+    )
+    return VerifyResponse.of(decision)

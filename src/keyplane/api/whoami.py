@@ -1,0 +1,15 @@
+"""``GET /api/v1/whoami``: which key is this?"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from keyplane.api.dependencies import Authenticated, authenticate
+from keyplane.api.schemas import WhoAmI
+
+router = APIRouter(tags=["keys"])
+
+
+@router.get("/whoami", summary="The calling key's identity (any valid key)")
+async def whoami(auth: Authenticated = Depends(authenticate)) -> WhoAmI:  # noqa: B008
+    return WhoAmI.of(auth.key)

@@ -1,0 +1,51 @@
+"""Assembly: the FastAPI application with the API mounted and the services' lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+import keyplane
+from keyplane.api import audit, health, keys, projects, verify, whoami
+from keyplane.api.errors import install_error_handlers
+from keyplane.config import Settings
+from keyplane.http.access_log import AccessLogMiddleware
+from keyplane.service.services import Services
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(services: Services | None = None, *, settings: Settings | None = None) -> FastAPI:
+    """Build the app. Without ``services`` it opens its own from ``settings`` (or the environment)
+    at start-up and closes them at shutdown; given ``services``, their owner manages them."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        owned = Services.open(settings or Settings.from_env())
+        owned.start()
+        app.state.services = owned
+        try:
+            yield
+        finally:
+            owned.close()
+
+    app = FastAPI(
+        title="Keyplane",
+        version=keyplane.__version__,
+        summary="Issue, verify, track and revoke API keys.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (whoami, verify, projects, keys, audit):
+        api.include_router(module.router)
+    app.include_router(health.router)
+    app.include_router(api)
+    app.add_middleware(AccessLogMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""The ``keyplane`` command line."""

@@ -1,0 +1,30 @@
+"""The ``keyplane`` command."""
+
+from __future__ import annotations
+
+import typer
+
+import keyplane
+from keyplane.cli.admin import admin_app
+from keyplane.cli.server import db_app, serve
+
+app = typer.Typer(
+    name="keyplane",
+    help="Keyplane: issue, verify, track and revoke API keys.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # a rich traceback would print local variables
+)
+app.command("serve")(serve)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+
+
+@app.command("version")
+def version() -> None:
+    """Print Keyplane's version."""
+    typer.echo(keyplane.__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,43 @@
+"""How the CLI prints: Rich for people, ``--json`` for programs, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from keyplane.core.errors import KeyplaneError
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=_default))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    stderr.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def errors_as_messages() -> Iterator[None]:
+    """Turn Keyplane's own errors into one clear line and exit status 1."""
+    try:
+        yield
+    except KeyplaneError as error:
+        fail(str(error).replace("[", r"\["))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")

@@ -1,0 +1,85 @@
+"""Server-side commands: ``serve`` and ``db``."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from keyplane.cli.output import errors_as_messages, stderr, stdout
+from keyplane.config import Settings
+from keyplane.logs import configure_logging
+from keyplane.storage import migrate
+from keyplane.storage.database import Database
+
+db_app = typer.Typer(help="Database schema: upgrade, current.", no_args_is_help=True)
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Address to bind [env: KEYPLANE_HOST; default 127.0.0.1]."),
+    port: int | None = typer.Option(None, help="Port [env: KEYPLANE_PORT; default 8000]."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes."),
+) -> None:
+    """Run the Keyplane server (SQLite with no configuration)."""
+    with errors_as_messages():
+        settings = Settings.from_env()
+        configure_logging(settings.log_level, settings.key_format)
+        database = Database(settings.database_url)
+        try:
+            # Migrate (SQLite) or check (PostgreSQL) once, before any worker starts.
+            migrate.prepare(database.engine)
+        finally:
+            database.dispose()
+    host = host or settings.host
+    port = settings.port if port is None else port
+    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    stderr.print(f"Keyplane serving on http://{host}:{port}  (database: {where})")
+    # Workers are new processes: hand them the same settings through the environment.
+    os.environ.setdefault("KEYPLANE_DATA_DIR", str(settings.data_dir))
+    uvicorn.run(
+        "keyplane.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # uvicorn's would print query strings; ours never does
+        proxy_headers=False,  # client IPs come from KEYPLANE_TRUSTED_PROXIES only
+        server_header=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema to this version of Keyplane."""
+    with errors_as_messages():
+        settings = Settings.from_env()
+        database = Database(settings.database_url)
+        try:
+            before = migrate.current_revision(database.engine)
+            migrate.upgrade(database.engine)
+            after = migrate.current_revision(database.engine)
+        finally:
+            database.dispose()
+    if before == after:
+        stdout.print(f"Database already at {after}.")
+    else:
+        stdout.print(f"Database upgraded from {before or 'empty'} to {after}.")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the one this Keyplane needs."""
+    with errors_as_messages():
+        settings = Settings.from_env()
+        database = Database(settings.database_url)
+        try:
+            current = migrate.current_revision(database.engine)
+        finally:
+            database.dispose()
+    head = migrate.head_revision()
+    state = "up to date" if current == head else "behind: run `keyplane db upgrade`"
+    stdout.print(f"current: {current or 'empty'}  needed: {head}  ({state})")

@@ -1,0 +1,137 @@
+"""Settings from the environment, validated once at start.
+
+Every setting is optional. A wrong one fails at start with a
+:class:`ConfigError` whose message names the variable and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, TypeVar
+
+import platformdirs
+
+from keyplane.core.errors import InvalidInput, KeyplaneError
+from keyplane.core.keys import DEFAULT_PREFIX, KeyFormat
+from keyplane.core.network import IPNetwork, parse_allowlist
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8000
+SQLITE_FILENAME: Final = "keyplane.db"
+
+
+N = TypeVar("N", int, float)
+
+
+class ConfigError(KeyplaneError):
+    """A setting is wrong; the message names the variable and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    redis_url: str | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    key_prefix: str = DEFAULT_PREFIX
+    #: Seconds a verified key stays in a process's cache. Another process's
+    #: revocation is seen within this time, so it stays at or under 1 s.
+    key_cache_ttl: float = 1.0
+    key_cache_size: int = 10_000
+    #: Seconds between flushes of the last-used buffer.
+    usage_flush_interval: float = 1.0
+    trusted_proxies: tuple[IPNetwork, ...] = field(default_factory=tuple)
+    log_level: str = "info"
+
+    @property
+    def key_format(self) -> KeyFormat:
+        return KeyFormat(self.key_prefix)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(
+            _get(env, "KEYPLANE_DATA_DIR") or platformdirs.user_data_dir("keyplane", appauthor=False)
+        ).expanduser()
+        database_url = normalize_database_url(
+            _get(env, "KEYPLANE_DATABASE_URL") or f"sqlite:///{data_dir / SQLITE_FILENAME}"
+        )
+        redis_url = _get(env, "KEYPLANE_REDIS_URL")
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                "KEYPLANE_REDIS_URL must start with redis://, rediss:// or unix://, "
+                "e.g. redis://127.0.0.1:6379/0"
+            )
+        key_prefix = _get(env, "KEYPLANE_KEY_PREFIX") or DEFAULT_PREFIX
+        try:
+            KeyFormat(key_prefix)
+        except InvalidInput:
+            raise ConfigError(
+                "KEYPLANE_KEY_PREFIX must be 1 to 16 lowercase letters or digits starting "
+                "with a letter, e.g. kp"
+            ) from None
+        try:
+            proxies = parse_allowlist(
+                item for item in (_get(env, "KEYPLANE_TRUSTED_PROXIES") or "").split(",") if item.strip()
+            )
+        except InvalidInput as error:
+            raise ConfigError(
+                f"KEYPLANE_TRUSTED_PROXIES: {error}; give a comma-separated list of CIDRs"
+            ) from None
+        log_level = (_get(env, "KEYPLANE_LOG_LEVEL") or "info").lower()
+        if log_level not in {"critical", "error", "warning", "info", "debug"}:
+            raise ConfigError("KEYPLANE_LOG_LEVEL must be one of critical, error, warning, info, debug")
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=redis_url,
+            host=_get(env, "KEYPLANE_HOST") or DEFAULT_HOST,
+            port=_number(env, "KEYPLANE_PORT", DEFAULT_PORT, int, 0, 65535),
+            key_prefix=key_prefix,
+            key_cache_ttl=_number(env, "KEYPLANE_KEY_CACHE_TTL", 1.0, float, 0.0, 1.0),
+            key_cache_size=_number(env, "KEYPLANE_KEY_CACHE_SIZE", 10_000, int, 0, 10_000_000),
+            usage_flush_interval=_number(env, "KEYPLANE_USAGE_FLUSH_INTERVAL", 1.0, float, 0.05, 1.0),
+            trusted_proxies=proxies,
+            log_level=log_level,
+        )
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URLs people paste (``postgres://``) and pick the psycopg 3 driver."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    if url.startswith(("sqlite:///", "postgresql+psycopg://")) or url == "sqlite://":
+        return url
+    raise ConfigError(
+        "KEYPLANE_DATABASE_URL must be a SQLite or PostgreSQL URL, e.g. "
+        "sqlite:////var/lib/keyplane/keyplane.db or postgresql://user@host:5432/keyplane"
+    )
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: N, kind: type[N], low: N, high: N
+) -> N:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(f"{name} must be a number from {low} to {high}, got {raw!r}")
+    return value

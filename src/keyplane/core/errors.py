@@ -1,0 +1,66 @@
+"""Keyplane's exception hierarchy.
+
+    KeyplaneError                 never raised directly
+    ├── MalformedKey              a string is not a well-formed key (prefix, length, alphabet, checksum)
+    ├── InvalidInput              a value a caller supplied is not acceptable (scope, duration, CIDR, ...)
+    ├── NotFound                  no such object in the caller's organization
+    ├── Conflict                  the object's state forbids the change (e.g. updating a revoked key)
+    ├── AuthenticationFailed      the credential does not identify a usable key (carries the grant code)
+    └── PermissionDenied          the credential is valid but may not do this (carries the grant code)
+
+Messages never contain a secret: callers pass hints and ids, never key values.
+"""
+
+from __future__ import annotations
+
+
+class KeyplaneError(Exception):
+    """Base class of every error Keyplane raises on purpose."""
+
+
+class MalformedKey(KeyplaneError):
+    """The string is not a well-formed Keyplane key.
+
+    The ``reason`` says which rule it broke; the offending value is never kept.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"not a valid API key: {reason}")
+        self.reason = reason
+
+
+class InvalidInput(KeyplaneError):
+    """A caller-supplied value is not acceptable; ``field`` names it."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(KeyplaneError):
+    """The object does not exist, or exists in an organization the caller cannot see."""
+
+    def __init__(self, kind: str, identifier: str) -> None:
+        super().__init__(f"{kind} {identifier!r} not found")
+        self.kind = kind
+        self.identifier = identifier
+
+
+class Conflict(KeyplaneError):
+    """The object's current state does not allow the requested change."""
+
+
+class AuthenticationFailed(KeyplaneError):
+    """The credential does not identify a usable key. ``code`` is a grant code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PermissionDenied(KeyplaneError):
+    """The key is valid but not allowed to do this. ``code`` is a grant code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,95 @@
+"""The grant decision: does this key grant this request? A pure function.
+
+Access is granted if and only if, checked in this order:
+
+1. the key exists                       else NOT_FOUND
+2. it is not revoked                    else REVOKED
+3. it is enabled                        else DISABLED
+4. it has not expired (expires_at > now) else EXPIRED
+5. the client IP is inside the key's allowlist, when it has one
+   (an unknown client IP never matches)  else FORBIDDEN
+6. it holds every required scope        else INSUFFICIENT_SCOPE
+
+The first failing rule gives the code. docs/security.md carries the same rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from keyplane.core import scopes as scope_rules
+from keyplane.core.network import IPAddress, IPNetwork, allowed
+
+
+class GrantCode(StrEnum):
+    VALID = "VALID"
+    NOT_FOUND = "NOT_FOUND"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"
+    DISABLED = "DISABLED"
+    FORBIDDEN = "FORBIDDEN"
+    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
+    RATE_LIMITED = "RATE_LIMITED"
+    USAGE_EXCEEDED = "USAGE_EXCEEDED"
+
+
+#: Codes that mean "this credential does not authenticate" (HTTP 401).
+UNAUTHENTICATED_CODES = frozenset(
+    {GrantCode.NOT_FOUND, GrantCode.REVOKED, GrantCode.EXPIRED, GrantCode.DISABLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What the grant decision needs to know about a stored key. Holds no secret."""
+
+    key_id: str
+    name: str
+    hint: str
+    project_id: str
+    organization_id: str
+    scopes: tuple[str, ...]
+    enabled: bool
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    ip_allowlist: tuple[IPNetwork, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    code: GrantCode
+    key: KeyState | None = None
+    missing_scopes: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return self.code is GrantCode.VALID
+
+
+def decide(
+    key: KeyState | None,
+    *,
+    now: datetime,
+    client_ip: IPAddress | None = None,
+    required_scopes: Iterable[str] = (),
+) -> Decision:
+    """Apply the grant rule in the module docstring; ``now`` must be timezone-aware."""
+    if key is None:
+        return Decision(GrantCode.NOT_FOUND)
+    if key.revoked_at is not None:
+        return Decision(GrantCode.REVOKED, key)
+    if not key.enabled:
+        return Decision(GrantCode.DISABLED, key)
+    if key.expires_at is not None and key.expires_at <= now:
+        return Decision(GrantCode.EXPIRED, key)
+    if not allowed(client_ip, key.ip_allowlist):
+        return Decision(GrantCode.FORBIDDEN, key)
+    missing = scope_rules.missing(key.scopes, required_scopes)
+    if missing:
+        return Decision(GrantCode.INSUFFICIENT_SCOPE, key, missing)
+    return Decision(GrantCode.VALID, key)

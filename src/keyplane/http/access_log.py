@@ -1,0 +1,62 @@
+"""An access log that cannot leak a key: no query values, no headers.
+
+Uvicorn's own access log prints the full request line, query string
+included, so ``keyplane serve`` turns it off and uses this instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("keyplane.access")
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    '%s - "%s %s" %d %.1fms',
+                    _peer(scope),
+                    scope.get("method", "-"),
+                    safe_target(scope),
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )
+
+
+def safe_target(scope: Scope) -> str:
+    """The path, with query parameter names but never their values."""
+    path: str = scope.get("path", "")
+    query = scope.get("query_string", b"").decode("latin-1")
+    if not query:
+        return path
+    names = [name for name, _ in parse_qsl(query, keep_blank_values=True)]
+    return path + "?" + "&".join(f"{name[:40]}=…" for name in names[:20])
+
+
+def _peer(scope: Scope) -> Any:
+    client = scope.get("client")
+    return client[0] if client else "-"

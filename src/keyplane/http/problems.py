@@ -1,0 +1,106 @@
+"""RFC 9457 problem details, and the one place that maps exceptions to them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Final
+
+from starlette.responses import JSONResponse
+
+from keyplane.core.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidInput,
+    KeyplaneError,
+    NotFound,
+    PermissionDenied,
+)
+from keyplane.core.grant import GrantCode
+
+PROBLEM_JSON: Final = "application/problem+json"
+TYPE_BASE: Final = "urn:keyplane:problem:"
+REALM: Final = 'Bearer realm="keyplane"'
+
+
+class KeyInQuery(KeyplaneError):
+    """A request tried to send a key in the URL."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: int
+    slug: str
+    detail: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return HTTPStatus(self.status).phrase
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": f"{TYPE_BASE}{self.slug}" if self.slug else "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            self.body(),
+            status_code=self.status,
+            media_type=PROBLEM_JSON,
+            headers={"Cache-Control": "no-store", **self.headers},
+        )
+
+
+_AUTH_MESSAGES: Final = {
+    GrantCode.NOT_FOUND: "The API key is not valid.",
+    GrantCode.REVOKED: "The API key has been revoked.",
+    GrantCode.EXPIRED: "The API key has expired.",
+    GrantCode.DISABLED: "The API key is disabled.",
+}
+
+
+def authentication_failed(code: GrantCode) -> AuthenticationFailed:
+    return AuthenticationFailed(code, _AUTH_MESSAGES.get(code, "The API key is not valid."))
+
+
+def missing_credentials() -> AuthenticationFailed:
+    return AuthenticationFailed(
+        "MISSING_KEY",
+        "No API key was sent. Send it as 'Authorization: Bearer <key>', "
+        "'Authorization: apiKey <key>' or 'X-API-Key: <key>'.",
+    )
+
+
+def problem_for(error: Exception) -> Problem:
+    """The problem response for an exception; anything unexpected is a bare 500."""
+    if isinstance(error, AuthenticationFailed):
+        challenge = REALM if error.code == "MISSING_KEY" else f'{REALM}, error="invalid_token"'
+        return Problem(
+            401,
+            "missing-api-key" if error.code == "MISSING_KEY" else "invalid-api-key",
+            str(error),
+            {"code": error.code},
+            {"WWW-Authenticate": challenge},
+        )
+    if isinstance(error, PermissionDenied):
+        slug = "forbidden-ip" if error.code == GrantCode.FORBIDDEN else "insufficient-scope"
+        return Problem(403, slug, str(error), {"code": error.code})
+    if isinstance(error, KeyInQuery):
+        return Problem(400, "key-in-url", str(error), {"code": "KEY_IN_URL"})
+    if isinstance(error, NotFound):
+        return Problem(404, "not-found", f"No {error.kind} with id {error.identifier!r}.", {"code": "NOT_FOUND"})
+    if isinstance(error, Conflict):
+        return Problem(409, "conflict", str(error), {"code": "CONFLICT"})
+    if isinstance(error, InvalidInput):
+        extra: dict[str, Any] = {"code": "INVALID_INPUT"}
+        if error.field:
+            extra["field"] = error.field
+        return Problem(422, "invalid-input", str(error), extra)
+    return Problem(500, "internal-error", "Something went wrong on our side.", {"code": "INTERNAL_ERROR"})

@@ -1,0 +1,1 @@
+"""The service layer: transactions, caching, usage buffering and audit. Knows nothing of HTTP."""

@@ -1,0 +1,229 @@
+"""Organizations, their members and their projects."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from argon2 import PasswordHasher
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from keyplane.core import scopes as scope_rules
+from keyplane.core.errors import Conflict, InvalidInput, NotFound
+from keyplane.core.ids import new_id
+from keyplane.service.audit import record_event
+from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
+from keyplane.service.records import (
+    Actor,
+    Caller,
+    OrganizationRecord,
+    Page,
+    ProjectRecord,
+    Role,
+    UserRecord,
+)
+from keyplane.service.validation import check_name
+from keyplane.storage.database import Database
+from keyplane.storage.models import Membership, Organization, Project, User
+
+_EMAIL_RE: Final = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+MIN_PASSWORD_LENGTH: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrapped:
+    organization: OrganizationRecord
+    owner: UserRecord
+    project: ProjectRecord
+
+
+class AccountService:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        clock: Callable[[], datetime],
+        password_hasher: PasswordHasher | None = None,
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self._hasher = password_hasher or PasswordHasher()
+
+    def bootstrap(
+        self,
+        session: Session,
+        *,
+        organization_name: str,
+        project_name: str,
+        owner_email: str,
+        owner_password: str | None = None,
+        actor: Actor,
+    ) -> Bootstrapped:
+        """Create an organization, its owner (or reuse the user) and a first project in ``session``."""
+        now = self._clock()
+        organization_name = check_name(organization_name)
+        project_name = check_name(project_name)
+        email = check_email(owner_email)
+        if session.scalar(select(Organization).where(Organization.name == organization_name)):
+            raise Conflict(f"an organization named {organization_name!r} already exists")
+        organization = Organization(id=new_id("org"), name=organization_name, created_at=now)
+        session.add(organization)
+        user = session.scalar(select(User).where(User.email == email))
+        if user is None:
+            user = User(id=new_id("usr"), email=email, created_at=now, password_hash=None)
+            session.add(user)
+        if owner_password is not None:
+            user.password_hash = self.hash_password(owner_password)
+        session.flush()
+        session.add(
+            Membership(organization_id=organization.id, user_id=user.id, role=Role.OWNER, created_at=now)
+        )
+        project = Project(
+            id=new_id("prj"),
+            organization_id=organization.id,
+            name=project_name,
+            created_at=now,
+            created_by=actor.name,
+        )
+        session.add(project)
+        session.flush()
+        for action, target_type, target_id, details in (
+            ("organization.created", "organization", organization.id, {"name": organization.name}),
+            ("member.added", "user", user.id, {"email": email, "role": Role.OWNER.value}),
+            ("project.created", "project", project.id, {"name": project.name}),
+        ):
+            record_event(
+                session,
+                organization_id=organization.id,
+                actor=actor,
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                at=now,
+                details=details,
+            )
+        return Bootstrapped(
+            OrganizationRecord(organization.id, organization.name, organization.created_at),
+            UserRecord(user.id, user.email, user.created_at),
+            _project_record(project),
+        )
+
+    def hash_password(self, password: str) -> str:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidInput(
+                f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
+            )
+        return self._hasher.hash(password)
+
+    # -- projects ------------------------------------------------------------
+
+    def create_project(self, caller: Caller, name: str) -> ProjectRecord:
+        now = self._clock()
+        name = check_name(name)
+        try:
+            with self._database.write() as session:
+                if session.scalar(
+                    select(Project.pk).where(
+                        Project.organization_id == caller.organization_id, Project.name == name
+                    )
+                ):
+                    raise Conflict(f"a project named {name!r} already exists")
+                project = Project(
+                    id=new_id("prj"),
+                    organization_id=caller.organization_id,
+                    name=name,
+                    created_at=now,
+                    created_by=caller.actor.name,
+                )
+                session.add(project)
+                session.flush()
+                record_event(
+                    session,
+                    organization_id=caller.organization_id,
+                    actor=caller.actor,
+                    action="project.created",
+                    target_type="project",
+                    target_id=project.id,
+                    at=now,
+                    details={"name": name},
+                )
+                return _project_record(project)
+        except IntegrityError:  # a concurrent create of the same name won the race
+            raise Conflict(f"a project named {name!r} already exists") from None
+
+    def get_project(self, caller: Caller, project_id: str) -> ProjectRecord:
+        with self._database.read() as session:
+            project = session.scalar(
+                select(Project).where(
+                    Project.id == project_id, Project.organization_id == caller.organization_id
+                )
+            )
+            if project is None:
+                raise NotFound("project", project_id)
+            return _project_record(project)
+
+    def list_projects(
+        self, caller: Caller, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ProjectRecord]:
+        limit = check_limit(limit)
+        after = decode_cursor(cursor)
+        query = select(Project).where(Project.organization_id == caller.organization_id)
+        if after is not None:
+            query = query.where(Project.pk < after)
+        with self._database.read() as session:
+            rows = session.scalars(query.order_by(Project.pk.desc()).limit(limit + 1)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page(
+                tuple(_project_record(row) for row in rows),
+                encode_cursor(rows[-1].pk) if more else None,
+            )
+
+    # -- operator look-ups (admin CLI) ---------------------------------------
+
+    def operator_caller(self, organization: str) -> Caller:
+        """A caller acting for the operator in ``organization`` (id or name), with every scope."""
+        with self._database.read() as session:
+            row = session.scalar(
+                select(Organization).where(
+                    (Organization.id == organization) | (Organization.name == organization)
+                )
+            )
+            if row is None:
+                raise NotFound("organization", organization)
+            return Caller(row.id, (scope_rules.ALL,), Actor.operator())
+
+    def find_project(self, caller: Caller, project: str) -> ProjectRecord:
+        """A project of the caller's organization, by id or by name."""
+        with self._database.read() as session:
+            row = session.scalar(
+                select(Project).where(
+                    Project.organization_id == caller.organization_id,
+                    (Project.id == project) | (Project.name == project),
+                )
+            )
+            if row is None:
+                raise NotFound("project", project)
+            return _project_record(row)
+
+
+def check_email(email: str) -> str:
+    email = email.strip().lower() if isinstance(email, str) else ""
+    if len(email) > 320 or not _EMAIL_RE.fullmatch(email):
+        raise InvalidInput(f"{email!r} is not an email address", field="email")
+    return email
+
+
+def _project_record(project: Project) -> ProjectRecord:
+    return ProjectRecord(
+        id=project.id,
+        name=project.name,
+        organization_id=project.organization_id,
+        created_at=project.created_at,
+        created_by=project.created_by,
+    )

@@ -1,0 +1,98 @@
+"""The audit log: one event per change, written in the same transaction as the change."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keyplane.core.ids import new_id
+from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
+from keyplane.service.records import Actor, AuditEventRecord, Page
+from keyplane.storage.database import Database
+from keyplane.storage.models import AuditEvent
+
+
+def record_event(
+    session: Session,
+    *,
+    organization_id: str,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: str,
+    at: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Add an audit event to ``session``: it commits or rolls back with the change."""
+    session.add(
+        AuditEvent(
+            id=new_id("evt"),
+            organization_id=organization_id,
+            actor=actor.name,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            client_ip=actor.client_ip,
+            user_agent=actor.user_agent[:512] if actor.user_agent else None,
+            occurred_at=at,
+            details=dict(details or {}),
+        )
+    )
+
+
+def list_events(
+    database: Database,
+    organization_id: str,
+    *,
+    action: str | None = None,
+    target_id: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[AuditEventRecord]:
+    """The organization's events, newest first, filtered as asked."""
+    limit = check_limit(limit)
+    query = select(AuditEvent).where(AuditEvent.organization_id == organization_id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if target_id is not None:
+        query = query.where(AuditEvent.target_id == target_id)
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if since is not None:
+        query = query.where(AuditEvent.occurred_at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.occurred_at < until)
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(AuditEvent.pk < after)
+    query = query.order_by(AuditEvent.pk.desc()).limit(limit + 1)
+    with database.read() as session:
+        rows = session.scalars(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=tuple(_to_record(row) for row in rows),
+        next_cursor=encode_cursor(rows[-1].pk) if more else None,
+    )
+
+
+def _to_record(row: AuditEvent) -> AuditEventRecord:
+    return AuditEventRecord(
+        id=row.id,
+        organization_id=row.organization_id,
+        actor=row.actor,
+        action=row.action,
+        target_type=row.target_type,
+        target_id=row.target_id,
+        client_ip=row.client_ip,
+        user_agent=row.user_agent,
+        occurred_at=row.occurred_at,
+        details=row.details,
+    )

@@ -1,0 +1,405 @@
+"""The key lifecycle: create, list, get, update, revoke and roll.
+
+Each change runs in one transaction together with its audit event, and drops
+the key from this process's verification cache before returning, so a
+revocation through this instance takes effect at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
+
+from keyplane.core import scopes as scope_rules
+from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from keyplane.core.grant import GrantCode
+from keyplane.core.ids import new_id
+from keyplane.core.keys import KeyFormat
+from keyplane.core.network import parse_allowlist
+from keyplane.service.audit import record_event
+from keyplane.service.cache import KeyCache
+from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
+from keyplane.service.records import Caller, CreatedKey, KeyRecord, KeyStatus, Page
+from keyplane.service.usage import UsageBuffer
+from keyplane.service.validation import check_expiry, check_metadata, check_name
+from keyplane.storage.database import Database
+from keyplane.storage.models import ApiKey, Project
+
+DEFAULT_ROLL_GRACE: Final = timedelta(hours=24)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+
+@dataclass(frozen=True)
+class KeyChanges:
+    """A partial update: fields left ``UNSET`` keep their value."""
+
+    name: str | _Unset = UNSET
+    scopes: Iterable[str] | _Unset = UNSET
+    expires_at: datetime | None | _Unset = UNSET
+    metadata: Mapping[str, Any] | _Unset = UNSET
+    enabled: bool | _Unset = UNSET
+    ip_allowlist: Iterable[str] | _Unset = UNSET
+
+
+class KeyService:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        key_format: KeyFormat,
+        cache: KeyCache,
+        usage: UsageBuffer,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._database = database
+        self._format = key_format
+        self._cache = cache
+        self._usage = usage
+        self._clock = clock
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, caller: Caller, key_id: str) -> KeyRecord:
+        with self._database.read() as session:
+            row = self._find(session, caller, key_id)
+            return self._to_record(row, self._clock())
+
+    def list(
+        self,
+        caller: Caller,
+        project_id: str,
+        *,
+        status: KeyStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[KeyRecord]:
+        """A project's keys, newest first; ``status=None`` lists every key."""
+        limit = check_limit(limit)
+        after = decode_cursor(cursor)
+        now = self._clock()
+        query = select(ApiKey).where(
+            ApiKey.project_id == project_id, ApiKey.organization_id == caller.organization_id
+        )
+        if status is not None:
+            query = query.where(_status_filter(status, now))
+        if after is not None:
+            query = query.where(ApiKey.pk < after)
+        query = query.order_by(ApiKey.pk.desc()).limit(limit + 1)
+        with self._database.read() as session:
+            _find_project(session, caller.organization_id, project_id)
+            rows = session.scalars(query).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page(
+                items=tuple(self._to_record(row, now) for row in rows),
+                next_cursor=encode_cursor(rows[-1].pk) if more else None,
+            )
+
+    # -- changes -------------------------------------------------------------
+
+    def create(
+        self,
+        caller: Caller,
+        project_id: str,
+        *,
+        name: str,
+        scopes: Iterable[str] = (),
+        expires_at: datetime | None = None,
+        ip_allowlist: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        enabled: bool = True,
+    ) -> CreatedKey:
+        """Create a key; its value is in the result and nowhere else, ever."""
+        with self._database.write() as session:
+            return self.create_in(
+                session,
+                caller,
+                project_id,
+                name=name,
+                scopes=scopes,
+                expires_at=expires_at,
+                ip_allowlist=ip_allowlist,
+                metadata=metadata,
+                enabled=enabled,
+            )
+
+    def create_in(
+        self,
+        session: Session,
+        caller: Caller,
+        project_id: str,
+        *,
+        name: str,
+        scopes: Iterable[str] = (),
+        expires_at: datetime | None = None,
+        ip_allowlist: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        enabled: bool = True,
+    ) -> CreatedKey:
+        """:meth:`create` inside a transaction the caller owns (used by bootstrap)."""
+        now = self._clock()
+        name = check_name(name)
+        granted = self._grantable_scopes(caller, scopes)
+        networks = [str(network) for network in parse_allowlist(ip_allowlist)]
+        metadata = check_metadata(metadata or {})
+        check_expiry(expires_at, now)
+        secret = self._format.generate()
+        project = _find_project(session, caller.organization_id, project_id)
+        row = ApiKey(
+            id=new_id("key"),
+            organization_id=project.organization_id,
+            project_id=project.id,
+            name=name,
+            key_hash=secret.hash(),
+            hint=secret.hint,
+            scopes=list(granted),
+            ip_allowlist=networks,
+            meta=dict(metadata),
+            enabled=enabled,
+            created_at=now,
+            created_by=caller.actor.name,
+            updated_at=now,
+            expires_at=expires_at,
+        )
+        session.add(row)
+        session.flush()
+        record_event(
+            session,
+            organization_id=row.organization_id,
+            actor=caller.actor,
+            action="key.created",
+            target_type="key",
+            target_id=row.id,
+            at=now,
+            details={"name": name, "project_id": project.id, "scopes": list(granted), "hint": row.hint},
+        )
+        return CreatedKey(self._to_record(row, now), secret)
+
+    def update(self, caller: Caller, key_id: str, changes: KeyChanges) -> KeyRecord:
+        now = self._clock()
+        with self._database.write() as session:
+            row = self._find(session, caller, key_id)
+            if row.revoked_at is not None:
+                raise Conflict("a revoked key cannot be changed")
+            changed: dict[str, Any] = {}
+            if not isinstance(changes.name, _Unset):
+                changed["name"] = row.name = check_name(changes.name)
+            if not isinstance(changes.scopes, _Unset):
+                row.scopes = list(self._grantable_scopes(caller, changes.scopes))
+                changed["scopes"] = row.scopes
+            if not isinstance(changes.expires_at, _Unset):
+                check_expiry(changes.expires_at, now)
+                row.expires_at = changes.expires_at
+                changed["expires_at"] = _iso(changes.expires_at)
+            if not isinstance(changes.metadata, _Unset):
+                row.meta = dict(check_metadata(changes.metadata))
+                changed["metadata"] = True
+            if not isinstance(changes.enabled, _Unset):
+                changed["enabled"] = row.enabled = bool(changes.enabled)
+            if not isinstance(changes.ip_allowlist, _Unset):
+                row.ip_allowlist = [str(net) for net in parse_allowlist(changes.ip_allowlist)]
+                changed["ip_allowlist"] = row.ip_allowlist
+            if changed:
+                row.updated_at = now
+                action = "key.updated"
+                if set(changed) == {"enabled"}:
+                    action = "key.enabled" if row.enabled else "key.disabled"
+                record_event(
+                    session,
+                    organization_id=row.organization_id,
+                    actor=caller.actor,
+                    action=action,
+                    target_type="key",
+                    target_id=row.id,
+                    at=now,
+                    details={"changes": changed},
+                )
+            record = self._to_record(row, now)
+            key_hash = row.key_hash
+        self._cache.invalidate(key_hash)
+        return record
+
+    def revoke(self, caller: Caller, key_id: str) -> KeyRecord:
+        """Revoke for good. Revoking a revoked key changes nothing and succeeds."""
+        now = self._clock()
+        with self._database.write() as session:
+            row = self._find(session, caller, key_id)
+            if row.revoked_at is None:
+                row.revoked_at = now
+                row.revoked_by = caller.actor.name
+                row.updated_at = now
+                record_event(
+                    session,
+                    organization_id=row.organization_id,
+                    actor=caller.actor,
+                    action="key.revoked",
+                    target_type="key",
+                    target_id=row.id,
+                    at=now,
+                    details={"name": row.name, "hint": row.hint},
+                )
+            record = self._to_record(row, now)
+            key_hash = row.key_hash
+        self._cache.invalidate(key_hash)
+        return record
+
+    def roll(self, caller: Caller, key_id: str, *, grace: timedelta = DEFAULT_ROLL_GRACE) -> CreatedKey:
+        """A new key with the same settings; the old one expires after ``grace``."""
+        if grace < timedelta(0):
+            raise InvalidInput("the grace period cannot be negative", field="grace_period_seconds")
+        now = self._clock()
+        secret = self._format.generate()
+        with self._database.write() as session:
+            old = self._find(session, caller, key_id)
+            if old.revoked_at is not None:
+                raise Conflict("a revoked key cannot be rolled; create a new key instead")
+            scopes = self._grantable_scopes(caller, old.scopes)
+            new = ApiKey(
+                id=new_id("key"),
+                organization_id=old.organization_id,
+                project_id=old.project_id,
+                name=old.name,
+                key_hash=secret.hash(),
+                hint=secret.hint,
+                scopes=list(scopes),
+                ip_allowlist=list(old.ip_allowlist),
+                meta=dict(old.meta),
+                enabled=old.enabled,
+                created_at=now,
+                created_by=caller.actor.name,
+                updated_at=now,
+                expires_at=old.expires_at if old.expires_at and old.expires_at > now else None,
+                rolled_from_id=old.id,
+            )
+            session.add(new)
+            old_ends = now + grace
+            if old.expires_at is None or old.expires_at > old_ends:
+                old.expires_at = old_ends
+            old.updated_at = now
+            session.flush()
+            record_event(
+                session,
+                organization_id=old.organization_id,
+                actor=caller.actor,
+                action="key.rolled",
+                target_type="key",
+                target_id=old.id,
+                at=now,
+                details={"new_key_id": new.id, "old_key_expires_at": _iso(old.expires_at)},
+            )
+            created = CreatedKey(self._to_record(new, now), secret)
+            old_hash = old.key_hash
+        self._cache.invalidate(old_hash)
+        return created
+
+    # -- helpers -------------------------------------------------------------
+
+    def _find(self, session: Session, caller: Caller, key_id: str) -> ApiKey:
+        row = session.scalar(
+            select(ApiKey).where(ApiKey.id == key_id, ApiKey.organization_id == caller.organization_id)
+        )
+        if row is None:
+            raise NotFound("key", key_id)
+        return row
+
+    @staticmethod
+    def _grantable_scopes(caller: Caller, scopes: Iterable[str]) -> tuple[str, ...]:
+        """Valid scopes the caller holds itself: nobody hands out more than they have."""
+        normalized = scope_rules.normalize_scopes(scopes)
+        beyond = [scope for scope in normalized if not scope_rules.grants(caller.scopes, scope)]
+        if beyond:
+            raise PermissionDenied(
+                GrantCode.INSUFFICIENT_SCOPE,
+                f"you cannot grant scopes you do not hold: {', '.join(beyond)}",
+            )
+        return normalized
+
+    def _to_record(self, row: ApiKey, now: datetime) -> KeyRecord:
+        last_used_at, last_used_ip, last_used_user_agent = (
+            row.last_used_at,
+            row.last_used_ip,
+            row.last_used_user_agent,
+        )
+        pending = self._usage.pending(row.id)
+        if pending is not None and (last_used_at is None or pending.at > last_used_at):
+            last_used_at = pending.at
+            last_used_ip = str(pending.client_ip) if pending.client_ip is not None else None
+            last_used_user_agent = pending.user_agent
+        return KeyRecord(
+            id=row.id,
+            name=row.name,
+            hint=row.hint,
+            organization_id=row.organization_id,
+            project_id=row.project_id,
+            status=status_of(row.revoked_at, row.enabled, row.expires_at, now),
+            enabled=row.enabled,
+            scopes=tuple(row.scopes),
+            ip_allowlist=tuple(row.ip_allowlist),
+            metadata=dict(row.meta),
+            created_at=row.created_at,
+            created_by=row.created_by,
+            updated_at=row.updated_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            rolled_from_id=row.rolled_from_id,
+            last_used_at=last_used_at,
+            last_used_ip=last_used_ip,
+            last_used_user_agent=last_used_user_agent,
+        )
+
+
+def status_of(
+    revoked_at: datetime | None, enabled: bool, expires_at: datetime | None, now: datetime
+) -> KeyStatus:
+    """A key's status, in the grant rule's order: revoked, disabled, expired, active."""
+    if revoked_at is not None:
+        return KeyStatus.REVOKED
+    if not enabled:
+        return KeyStatus.DISABLED
+    if expires_at is not None and expires_at <= now:
+        return KeyStatus.EXPIRED
+    return KeyStatus.ACTIVE
+
+
+def _status_filter(status: KeyStatus, now: datetime) -> ColumnElement[bool]:
+    not_revoked = ApiKey.revoked_at.is_(None)
+    expired = and_(ApiKey.expires_at.is_not(None), ApiKey.expires_at <= now)
+    if status is KeyStatus.REVOKED:
+        return ApiKey.revoked_at.is_not(None)
+    if status is KeyStatus.DISABLED:
+        return and_(not_revoked, ApiKey.enabled.is_(False))
+    if status is KeyStatus.EXPIRED:
+        return and_(not_revoked, ApiKey.enabled.is_(True), expired)
+    return and_(
+        not_revoked,
+        ApiKey.enabled.is_(True),
+        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+    )
+
+
+def _find_project(session: Session, organization_id: str, project_id: str) -> Project:
+    project = session.scalar(
+        select(Project).where(Project.id == project_id, Project.organization_id == organization_id)
+    )
+    if project is None:
+        raise NotFound("project", project_id)
+    return project
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+__all__ = ["DEFAULT_ROLL_GRACE", "UNSET", "KeyChanges", "KeyService", "status_of"]

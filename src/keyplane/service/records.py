@@ -1,0 +1,133 @@
+"""What the service layer hands to the faces: plain frozen values, no ORM objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from keyplane.core.keys import SecretKey
+from keyplane.core.network import IPAddress
+
+T = TypeVar("T")
+
+
+class KeyStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change and from where: written into every audit event."""
+
+    #: ``key:key_...``, ``user:usr_...`` or ``operator`` (the admin CLI).
+    name: str
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def operator(cls) -> Actor:
+        return cls("operator")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller: the organization it acts in and the scopes it holds."""
+
+    organization_id: str
+    scopes: tuple[str, ...]
+    actor: Actor
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    name: str
+    hint: str
+    organization_id: str
+    project_id: str
+    status: KeyStatus
+    enabled: bool
+    scopes: tuple[str, ...]
+    ip_allowlist: tuple[str, ...]
+    metadata: Mapping[str, Any]
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rolled_from_id: str | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    last_used_user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    """A new key and, once only, its value."""
+
+    record: KeyRecord
+    secret: SecretKey
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    id: str
+    name: str
+    organization_id: str
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationRecord:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str
+    email: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventRecord:
+    id: str
+    organization_id: str
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    client_ip: str | None
+    user_agent: str | None
+    occurred_at: datetime
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One use of a key, as the usage buffer keeps it."""
+
+    at: datetime
+    client_ip: IPAddress | None
+    user_agent: str | None

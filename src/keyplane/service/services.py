@@ -1,0 +1,95 @@
+"""The assembled service layer of one process: one database, one cache, one usage buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Self
+
+from keyplane.config import Settings
+from keyplane.core import scopes as scope_rules
+from keyplane.service.accounts import AccountService, Bootstrapped
+from keyplane.service.cache import KeyCache
+from keyplane.service.keys import KeyService
+from keyplane.service.records import Actor, Caller, CreatedKey
+from keyplane.service.usage import UsageBuffer
+from keyplane.service.verifier import Verifier
+from keyplane.storage import migrate
+from keyplane.storage.database import Database
+
+BOOTSTRAP_KEY_NAME = "Management key"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapResult:
+    accounts: Bootstrapped
+    key: CreatedKey
+
+
+class Services:
+    """Everything the faces (API, CLI, middleware) call, wired once per process."""
+
+    def __init__(self, settings: Settings, database: Database, *, clock: Callable[[], datetime] = utc_now):
+        self.settings = settings
+        self.database = database
+        self.clock = clock
+        self.cache = KeyCache(ttl=settings.key_cache_ttl, max_size=settings.key_cache_size)
+        self.usage = UsageBuffer(database, interval=settings.usage_flush_interval)
+        key_format = settings.key_format
+        self.keys = KeyService(
+            database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
+        )
+        self.accounts = AccountService(database, clock=clock)
+        self.verifier = Verifier(
+            database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
+        )
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Self:
+        """Connect, bring the schema up to date (SQLite) or check it is (PostgreSQL)."""
+        database = Database(settings.database_url)
+        try:
+            migrate.prepare(database.engine)
+        except BaseException:
+            database.dispose()
+            raise
+        return cls(settings, database, clock=clock)
+
+    def start(self) -> None:
+        """Start background work (the last-used flusher)."""
+        self.usage.start()
+
+    def close(self) -> None:
+        """Write pending last-used times and release connections."""
+        self.usage.stop()
+        self.database.dispose()
+
+    def bootstrap(
+        self,
+        *,
+        organization_name: str,
+        project_name: str,
+        owner_email: str,
+        owner_password: str | None = None,
+    ) -> BootstrapResult:
+        """A new organization, its owner and first project, and a management key with ``*``."""
+        actor = Actor.operator()
+        with self.database.write() as session:
+            accounts = self.accounts.bootstrap(
+                session,
+                organization_name=organization_name,
+                project_name=project_name,
+                owner_email=owner_email,
+                owner_password=owner_password,
+                actor=actor,
+            )
+            caller = Caller(accounts.organization.id, (scope_rules.ALL,), actor)
+            key = self.keys.create_in(
+                session, caller, accounts.project.id, name=BOOTSTRAP_KEY_NAME, scopes=[scope_rules.ALL]
+            )
+        return BootstrapResult(accounts, key)

@@ -1,0 +1,44 @@
+"""Checks on values callers supply: names, metadata, expiry times."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from keyplane.core.errors import InvalidInput
+
+MAX_METADATA_BYTES: Final = 16_384
+MAX_NAME_LENGTH: Final = 200
+
+
+def check_name(name: str) -> str:
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"a name is 1 to {MAX_NAME_LENGTH} characters", field="name")
+    if any(unicodedata.category(char) in {"Cc", "Cf"} for char in name):
+        raise InvalidInput("a name cannot contain control characters", field="name")
+    return name
+
+
+def check_metadata(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not isinstance(metadata, Mapping):
+        raise InvalidInput("metadata is a JSON object", field="metadata")
+    try:
+        encoded = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InvalidInput("metadata must be plain JSON", field="metadata") from None
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata is at most {MAX_METADATA_BYTES} bytes of JSON", field="metadata")
+    return metadata
+
+
+def check_expiry(expires_at: datetime | None, now: datetime) -> None:
+    if expires_at is None:
+        return
+    if expires_at.tzinfo is None:
+        raise InvalidInput("expires_at needs a time zone, e.g. 2030-01-01T00:00:00Z", field="expires_at")
+    if expires_at <= now:
+        raise InvalidInput("expires_at must be in the future", field="expires_at")

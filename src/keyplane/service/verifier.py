@@ -1,0 +1,145 @@
+"""Verification: parse, look up (cache, then storage), decide, note the use.
+
+A cached key costs a parse, a SHA-256 and a dict look-up; a miss is one
+indexed query by hash. A garbage key fails the offline checksum and never
+reaches storage. The use is only noted in the usage buffer: verification
+never writes to the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy import select
+
+from keyplane.core.errors import MalformedKey
+from keyplane.core.grant import Decision, GrantCode, KeyState, decide
+from keyplane.core.keys import KeyFormat, hash_key
+from keyplane.core.network import IPAddress, parse_allowlist
+from keyplane.service.cache import KeyCache
+from keyplane.service.records import Usage
+from keyplane.service.usage import UsageBuffer
+from keyplane.storage.database import Database
+from keyplane.storage.models import ApiKey
+
+_NOT_FOUND = Decision(GrantCode.NOT_FOUND)
+
+_STATE_COLUMNS = (
+    ApiKey.id,
+    ApiKey.name,
+    ApiKey.hint,
+    ApiKey.project_id,
+    ApiKey.organization_id,
+    ApiKey.scopes,
+    ApiKey.enabled,
+    ApiKey.revoked_at,
+    ApiKey.expires_at,
+    ApiKey.ip_allowlist,
+    ApiKey.meta,
+)
+
+
+class Verifier:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        key_format: KeyFormat,
+        cache: KeyCache,
+        usage: UsageBuffer,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._database = database
+        self._format = key_format
+        self._cache = cache
+        self._usage = usage
+        self._clock = clock
+
+    def verify(
+        self,
+        raw_key: str,
+        *,
+        required_scopes: Iterable[str] = (),
+        client_ip: IPAddress | None = None,
+        user_agent: str | None = None,
+        organization_id: str | None = None,
+    ) -> Decision:
+        """Decide whether ``raw_key`` grants a request; blocks on storage on a cache miss."""
+        key_hash = self._hash(raw_key)
+        if key_hash is None:
+            return _NOT_FOUND
+        state = self._cache.get(key_hash)
+        if state is None:
+            state = self.load(key_hash)
+        return self._decide(state, required_scopes, client_ip, user_agent, organization_id)
+
+    async def verify_async(
+        self,
+        raw_key: str,
+        *,
+        required_scopes: Iterable[str] = (),
+        client_ip: IPAddress | None = None,
+        user_agent: str | None = None,
+        organization_id: str | None = None,
+    ) -> Decision:
+        """:meth:`verify` for the event loop: a cache hit stays on the loop, a miss goes to a thread."""
+        key_hash = self._hash(raw_key)
+        if key_hash is None:
+            return _NOT_FOUND
+        state = self._cache.get(key_hash)
+        if state is None:
+            state = await anyio.to_thread.run_sync(self.load, key_hash)
+        return self._decide(state, required_scopes, client_ip, user_agent, organization_id)
+
+    def load(self, key_hash: str) -> KeyState | None:
+        """Read one key's state by hash (one indexed query) and cache it."""
+        with self._database.read() as session:
+            row = session.execute(select(*_STATE_COLUMNS).where(ApiKey.key_hash == key_hash)).one_or_none()
+        if row is None:
+            return None
+        state = _to_state(row._tuple())
+        self._cache.put(key_hash, state)
+        return state
+
+    def _hash(self, raw_key: str) -> str | None:
+        try:
+            self._format.parse(raw_key)
+        except MalformedKey:
+            return None
+        return hash_key(raw_key)
+
+    def _decide(
+        self,
+        state: KeyState | None,
+        required_scopes: Iterable[str],
+        client_ip: IPAddress | None,
+        user_agent: str | None,
+        organization_id: str | None,
+    ) -> Decision:
+        if state is not None and organization_id is not None and state.organization_id != organization_id:
+            return _NOT_FOUND  # another organization's key does not exist for this caller
+        now = self._clock()
+        decision = decide(state, now=now, client_ip=client_ip, required_scopes=required_scopes)
+        if decision.code in (GrantCode.VALID, GrantCode.INSUFFICIENT_SCOPE) and state is not None:
+            self._usage.record(state.key_id, Usage(now, client_ip, user_agent))
+        return decision
+
+
+def _to_state(row: tuple[Any, ...]) -> KeyState:
+    key_id, name, hint, project_id, organization_id, scopes, enabled, revoked_at, expires_at, allowlist, meta = row
+    return KeyState(
+        key_id=key_id,
+        name=name,
+        hint=hint,
+        project_id=project_id,
+        organization_id=organization_id,
+        scopes=tuple(scopes),
+        enabled=enabled,
+        revoked_at=revoked_at,
+        expires_at=expires_at,
+        ip_allowlist=parse_allowlist(allowlist),
+        metadata=meta,
+    )

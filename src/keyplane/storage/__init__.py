@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models, database set-up (SQLite and PostgreSQL), repositories and migrations."""

@@ -1,0 +1,115 @@
+"""Engines and transactions for SQLite and PostgreSQL.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (a key the API said it
+created survives a power cut), foreign keys on and a busy timeout, so the
+admin CLI can write while a server runs on the same file. Transactions that
+write start with ``BEGIN IMMEDIATE``: they take the write lock up front and
+wait for it, instead of failing when another process commits between their
+read and their write.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyplane.core.errors import KeyplaneError
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+_WRITE = "keyplane_write"
+
+
+class DatabaseUnavailable(KeyplaneError):
+    """The database cannot be opened; the message says which setting to check."""
+
+
+class Database:
+    """One database: an engine, read and write transactions, a health check."""
+
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            _prepare_sqlite_file(url)
+        elif url.startswith("postgresql+psycopg"):
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise DatabaseUnavailable(
+                    "KEYPLANE_DATABASE_URL points at PostgreSQL but psycopg is not installed: "
+                    "pip install 'keyplane[postgres]'"
+                ) from None
+            engine_options.setdefault("pool_pre_ping", True)
+        self.engine: Engine = create_engine(url, **engine_options)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(
+            self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+        )
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit of work."""
+        with self._reader() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that commits on success and rolls back on any error."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            # Created here, not by SQLite, so that only the owner can read it.
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+    except OSError as error:
+        raise DatabaseUnavailable(
+            f"cannot create the SQLite database at {path} ({error.strerror}): "
+            "set KEYPLANE_DATA_DIR or KEYPLANE_DATABASE_URL to a writable place"
+        ) from None
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event, not the driver, start transactions.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
