@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -72,7 +73,12 @@ def postgres_schema_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database of each kind."""
     if request.param == "sqlite":
@@ -125,7 +131,17 @@ def other_tenant(services: Services) -> Tenant:
     )
 
 
+@pytest.fixture(scope="session")
+def app() -> FastAPI:
+    """One app for the whole run (building one costs ~80 ms); each test plugs in its services."""
+    return create_app()
+
+
 @pytest.fixture
-def client(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services), client=("203.0.113.7", 50000)) as test_client:
-        yield test_client
+def client(app: FastAPI, services: Services) -> Iterator[TestClient]:
+    app.state.services = services
+    try:
+        with TestClient(app, client=("203.0.113.7", 50000)) as test_client:
+            yield test_client
+    finally:
+        app.state.services = None

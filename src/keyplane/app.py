@@ -5,35 +5,43 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 import keyplane
 from keyplane.api import audit, health, keys, projects, verify, whoami
+from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
 from keyplane.config import Settings
 from keyplane.http.access_log import AccessLogMiddleware
+from keyplane.logs import configure_logging
 from keyplane.service.services import Services
 
 API_PREFIX = "/api/v1"
 
 
 def create_app(services: Services | None = None, *, settings: Settings | None = None) -> FastAPI:
-    """Build the app. Without ``services`` it opens its own from ``settings`` (or the environment)
-    at start-up and closes them at shutdown; given ``services``, their owner manages them."""
+    """Build the app.
+
+    Given ``services``, the app uses them and their owner starts and closes them.
+    Without, it opens its own from ``settings`` (or the environment) at start-up
+    and closes them at shutdown: what ``keyplane serve``'s workers do.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if services is not None:
-            app.state.services = services
+        if getattr(app.state, "services", None) is not None:
             yield
             return
-        owned = Services.open(settings or Settings.from_env())
+        resolved = settings or Settings.from_env()
+        configure_logging(resolved.log_level, resolved.key_format)
+        owned = Services.open(resolved)
         owned.start()
         app.state.services = owned
         try:
             yield
         finally:
             owned.close()
+            app.state.services = None
 
     app = FastAPI(
         title="Keyplane",
@@ -42,10 +50,11 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(no_store)])
     for module in (whoami, verify, projects, keys, audit):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
     app.add_middleware(AccessLogMiddleware)
+    app.state.services = services
     return app

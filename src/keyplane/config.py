@@ -59,7 +59,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         data_dir = Path(
-            _get(env, "KEYPLANE_DATA_DIR") or platformdirs.user_data_dir("keyplane", appauthor=False)
+            _get(env, "KEYPLANE_DATA_DIR")
+            or platformdirs.user_data_dir("keyplane", appauthor=False)
         ).expanduser()
         database_url = normalize_database_url(
             _get(env, "KEYPLANE_DATABASE_URL") or f"sqlite:///{data_dir / SQLITE_FILENAME}"
@@ -80,7 +81,9 @@ class Settings:
             ) from None
         try:
             proxies = parse_allowlist(
-                item for item in (_get(env, "KEYPLANE_TRUSTED_PROXIES") or "").split(",") if item.strip()
+                item
+                for item in (_get(env, "KEYPLANE_TRUSTED_PROXIES") or "").split(",")
+                if item.strip()
             )
         except InvalidInput as error:
             raise ConfigError(
@@ -88,7 +91,9 @@ class Settings:
             ) from None
         log_level = (_get(env, "KEYPLANE_LOG_LEVEL") or "info").lower()
         if log_level not in {"critical", "error", "warning", "info", "debug"}:
-            raise ConfigError("KEYPLANE_LOG_LEVEL must be one of critical, error, warning, info, debug")
+            raise ConfigError(
+                "KEYPLANE_LOG_LEVEL must be one of critical, error, warning, info, debug"
+            )
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -98,7 +103,9 @@ class Settings:
             key_prefix=key_prefix,
             key_cache_ttl=_number(env, "KEYPLANE_KEY_CACHE_TTL", 1.0, float, 0.0, 1.0),
             key_cache_size=_number(env, "KEYPLANE_KEY_CACHE_SIZE", 10_000, int, 0, 10_000_000),
-            usage_flush_interval=_number(env, "KEYPLANE_USAGE_FLUSH_INTERVAL", 1.0, float, 0.05, 1.0),
+            usage_flush_interval=_number(
+                env, "KEYPLANE_USAGE_FLUSH_INTERVAL", 1.0, float, 0.05, 1.0
+            ),
             trusted_proxies=proxies,
             log_level=log_level,
         )
@@ -122,9 +129,7 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _number(
-    env: Mapping[str, str], name: str, default: N, kind: type[N], low: N, high: N
-) -> N:
+def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], low: N, high: N) -> N:
     raw = _get(env, name)
     if raw is None:
         return default

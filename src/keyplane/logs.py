@@ -36,7 +36,9 @@ def configure_logging(level: str, key_format: KeyFormat) -> None:
             "version": 1,
             "disable_existing_loggers": False,
             "filters": {"redact": {"()": RedactKeys, "key_format": key_format}},
-            "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
+            "formatters": {
+                "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
+            },
             "handlers": {
                 "stderr": {
                     "class": "logging.StreamHandler",

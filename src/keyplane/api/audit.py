@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from keyplane.api.dependencies import get_services, require
+from keyplane.api.dependencies import ServicesDep, require
 from keyplane.api.schemas import AuditEventOut, PageOut, page_of
 from keyplane.core import scopes
 from keyplane.service.audit import list_events
 from keyplane.service.records import Caller
-from keyplane.service.services import Services
 
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/audit-events", summary="List audit events, newest first", response_model=PageOut[AuditEventOut])
+@router.get(
+    "/audit-events",
+    summary="List audit events, newest first",
+    response_model=PageOut[AuditEventOut],
+)
 def list_audit_events(
+    *,
     action: str | None = Query(None, max_length=60, description="e.g. key.created, key.revoked"),
     key_id: str | None = Query(None, max_length=40, description="Events about this key"),
     actor: str | None = Query(None, max_length=80, description="e.g. key:key_..., operator"),
-    since: AwareDatetime | None = Query(None, description="At or after this time"),  # noqa: B008
-    until: AwareDatetime | None = Query(None, description="Before this time"),  # noqa: B008
+    since: AwareDatetime | None = Query(None, description="At or after this time"),
+    until: AwareDatetime | None = Query(None, description="Before this time"),
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=64),
-    caller: Caller = Depends(require(scopes.AUDIT_READ)),  # noqa: B008
-    services: Services = Depends(get_services),  # noqa: B008
+    caller: Annotated[Caller, require(scopes.AUDIT_READ)],
+    services: ServicesDep,
 ) -> dict[str, Any]:
     page = list_events(
         services.database,

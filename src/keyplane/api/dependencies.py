@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from keyplane.core.errors import PermissionDenied
 from keyplane.core.grant import UNAUTHENTICATED_CODES, GrantCode, KeyState
 from keyplane.core.network import IPAddress
+from keyplane.core.scopes import grants
 from keyplane.http.client_ip import client_ip
 from keyplane.http.credentials import key_from_headers, key_in_query
 from keyplane.http.problems import KeyInQuery, authentication_failed, missing_credentials
@@ -23,10 +23,20 @@ def get_services(request: Request) -> Services:
     return services
 
 
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def no_store(response: Response) -> None:
+    """API answers can hold a key (create, roll) or key metadata: keep them out of caches."""
+    response.headers["Cache-Control"] = "no-store"
+
+
 def request_ip(request: Request) -> IPAddress | None:
     services = get_services(request)
     peer = request.client.host if request.client else None
-    return client_ip(peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies)
+    return client_ip(
+        peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +64,27 @@ async def authenticate(request: Request) -> Authenticated:
     if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
         raise authentication_failed(decision.code)
     if decision.code is GrantCode.FORBIDDEN:
-        raise PermissionDenied(GrantCode.FORBIDDEN, "The API key may not be used from this IP address.")
+        raise PermissionDenied(
+            GrantCode.FORBIDDEN, "The API key may not be used from this IP address."
+        )
     key = decision.key
     actor = Actor(f"key:{key.key_id}", str(ip) if ip is not None else None, user_agent)
     return Authenticated(key, Caller(key.organization_id, key.scopes, actor))
 
 
-def require(scope: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
-    """A dependency that authenticates and demands ``scope``; it yields the caller."""
+def require(scope: str) -> Any:
+    """``Depends`` on a key that authenticates and holds ``scope``; it yields the caller.
 
-    async def dependency(auth: Authenticated = Depends(authenticate)) -> Caller:  # noqa: B008
-        from keyplane.core.scopes import grants
+    Use as ``caller: Annotated[Caller, require(scopes.KEYS_READ)]``.
+    """
 
+    async def dependency(auth: Annotated[Authenticated, Depends(authenticate)]) -> Caller:
         if not grants(auth.caller.scopes, scope):
             raise PermissionDenied(
-                GrantCode.INSUFFICIENT_SCOPE, f"The API key lacks the scope '{scope}' this call needs."
+                GrantCode.INSUFFICIENT_SCOPE,
+                f"The API key lacks the scope '{scope}' this call needs.",
             )
         return auth.caller
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
-    return dependency
+    return Depends(dependency)

@@ -31,7 +31,11 @@ async def _validation_error(_request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     # Never echo the input back: it may be the key someone is trying to verify.
     errors: list[dict[str, Any]] = [
-        {"loc": [str(part) for part in item.get("loc", ())], "msg": item.get("msg", ""), "type": item.get("type", "")}
+        {
+            "loc": [str(part) for part in item.get("loc", ())],
+            "msg": item.get("msg", ""),
+            "type": item.get("type", ""),
+        }
         for item in error.errors()
     ]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
@@ -46,7 +50,9 @@ async def _validation_error(_request: Request, error: Exception) -> Response:
 
 async def _http_error(_request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    return Problem(error.status_code, "", str(error.detail), {}, dict(error.headers or {})).response()
+    return Problem(
+        error.status_code, "", str(error.detail), {}, dict(error.headers or {})
+    ).response()
 
 
 async def _unexpected_error(_request: Request, error: Exception) -> Response:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sqlalchemy.exc import SQLAlchemyError
 
-from keyplane.api.dependencies import get_services
+from keyplane.api.dependencies import ServicesDep
 from keyplane.http.problems import Problem
-from keyplane.service.services import Services
 
 router = APIRouter(tags=["health"])
 
@@ -23,9 +22,11 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "The database is unreachable"}},
     response_model=None,
 )
-def readyz(services: Services = Depends(get_services)) -> object:  # noqa: B008
+def readyz(services: ServicesDep) -> object:
     try:
         services.database.ping()
     except SQLAlchemyError:
-        return Problem(503, "not-ready", "The database is unreachable.", {"code": "DATABASE_UNAVAILABLE"}).response()
+        return Problem(
+            503, "not-ready", "The database is unreachable.", {"code": "DATABASE_UNAVAILABLE"}
+        ).response()
     return {"status": "ok"}

@@ -3,32 +3,42 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Query
 
-from keyplane.api.dependencies import get_services, require
-from keyplane.api.schemas import CreatedKeyOut, KeyCreate, KeyOut, KeyRoll, KeyUpdate, PageOut, page_of
+from keyplane.api.dependencies import ServicesDep, require
+from keyplane.api.schemas import (
+    CreatedKeyOut,
+    KeyCreate,
+    KeyOut,
+    KeyRoll,
+    KeyUpdate,
+    PageOut,
+    page_of,
+)
 from keyplane.core import scopes
 from keyplane.core.durations import parse_duration
 from keyplane.core.errors import InvalidInput
 from keyplane.service.keys import KeyChanges
 from keyplane.service.records import Caller, KeyStatus
-from keyplane.service.services import Services
 
 router = APIRouter(tags=["keys"])
 
 StatusFilter = Literal["active", "disabled", "revoked", "expired", "all"]
 
 
-@router.get("/projects/{project_id}/keys", summary="List a project's keys", response_model=PageOut[KeyOut])
+@router.get(
+    "/projects/{project_id}/keys", summary="List a project's keys", response_model=PageOut[KeyOut]
+)
 def list_keys(
+    *,
     project_id: str,
     status: StatusFilter = Query("all"),
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=64),
-    caller: Caller = Depends(require(scopes.KEYS_READ)),  # noqa: B008
-    services: Services = Depends(get_services),  # noqa: B008
+    caller: Annotated[Caller, require(scopes.KEYS_READ)],
+    services: ServicesDep,
 ) -> dict[str, Any]:
     page = services.keys.list(
         caller,
@@ -46,10 +56,11 @@ def list_keys(
     summary="Create a key (its value is in this response only)",
 )
 def create_key(
+    *,
     project_id: str,
     body: KeyCreate,
-    caller: Caller = Depends(require(scopes.KEYS_WRITE)),  # noqa: B008
-    services: Services = Depends(get_services),  # noqa: B008
+    caller: Annotated[Caller, require(scopes.KEYS_WRITE)],
+    services: ServicesDep,
 ) -> CreatedKeyOut:
     expires_at = body.expires_at
     if body.expires_in is not None:
@@ -71,19 +82,23 @@ def create_key(
 
 @router.get("/keys/{key_id}", summary="Get a key")
 def get_key(
+    *,
     key_id: str,
-    caller: Caller = Depends(require(scopes.KEYS_READ)),  # noqa: B008
-    services: Services = Depends(get_services),  # noqa: B008
+    caller: Annotated[Caller, require(scopes.KEYS_READ)],
+    services: ServicesDep,
 ) -> KeyOut:
     return KeyOut.of(services.keys.get(caller, key_id))
 
 
-@router.patch("/keys/{key_id}", summary="Change a key's name, scopes, expiry, metadata or enabled flag")
+@router.patch(
+    "/keys/{key_id}", summary="Change a key's name, scopes, expiry, metadata or enabled flag"
+)
 def update_key(
+    *,
     key_id: str,
     body: KeyUpdate,
-    caller: Caller = Depends(require(scopes.KEYS_WRITE)),  # noqa: B008
-    services: Services = Depends(get_services),  # noqa: B008
+    caller: Annotated[Caller, require(scopes.KEYS_WRITE)],
+    services: ServicesDep,
 ) -> KeyOut:
     sent = body.model_fields_set
     for field in ("name", "scopes", "metadata", "enabled", "ip_allowlist"):
@@ -95,9 +110,10 @@ def update_key(
 
 @router.delete("/keys/{key_id}", summary="Revoke a key (permanent; repeating it is harmless)")
 def revoke_key(
+    *,
     key_id: str,
-    caller: Caller = Depends(require(scopes.KEYS_WRITE)),  # noqa: B008
-    services: Services = Depends(get_services),  # noqa: B008
+    caller: Annotated[Caller, require(scopes.KEYS_WRITE)],
+    services: ServicesDep,
 ) -> KeyOut:
     return KeyOut.of(services.keys.revoke(caller, key_id))
 
@@ -108,10 +124,11 @@ def revoke_key(
     summary="Replace a key with a new one; the old one works for the grace period",
 )
 def roll_key(
+    *,
     key_id: str,
-    body: KeyRoll | None = Body(None),  # noqa: B008
-    caller: Caller = Depends(require(scopes.KEYS_WRITE)),  # noqa: B008
-    services: Services = Depends(get_services),  # noqa: B008
+    body: KeyRoll | None = Body(None),
+    caller: Annotated[Caller, require(scopes.KEYS_WRITE)],
+    services: ServicesDep,
 ) -> CreatedKeyOut:
     grace = timedelta(seconds=(body or KeyRoll()).grace_period_seconds)
     return CreatedKeyOut.of_created(services.keys.roll(caller, key_id, grace=grace))

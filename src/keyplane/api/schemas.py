@@ -8,12 +8,16 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from keyplane.core.grant import Decision, GrantCode, KeyState
-from keyplane.service.records import AuditEventRecord, CreatedKey, KeyRecord, KeyStatus, Page, ProjectRecord
+from keyplane.service.records import (
+    AuditEventRecord,
+    CreatedKey,
+    KeyRecord,
+    KeyStatus,
+    Page,
+    ProjectRecord,
+)
 
 T = TypeVar("T")
-
-NameField = Field(min_length=1, max_length=200)
-ScopesField = Field(default_factory=list, max_length=64)
 
 
 class Strict(BaseModel):
@@ -24,15 +28,19 @@ class Strict(BaseModel):
 
 
 class ProjectCreate(Strict):
-    name: str = NameField
+    name: str = Field(min_length=1, max_length=200)
 
 
 class KeyCreate(Strict):
-    name: str = NameField
-    scopes: list[str] = ScopesField
-    expires_at: AwareDatetime | None = Field(default=None, description="When the key stops working.")
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(default_factory=list, max_length=64)
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the key stops working."
+    )
     expires_in: str | None = Field(
-        default=None, max_length=20, description="Alternative to expires_at: a duration such as 30d or 12h."
+        default=None,
+        max_length=20,
+        description="Alternative to expires_at: a duration such as 30d or 12h.",
     )
     ip_allowlist: list[str] = Field(default_factory=list, max_length=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -61,9 +69,13 @@ class KeyRoll(Strict):
 
 class VerifyRequest(Strict):
     key: str = Field(max_length=256)
-    scopes: list[str] = Field(default_factory=list, max_length=64, description="Scopes the key must hold.")
+    scopes: list[str] = Field(
+        default_factory=list, max_length=64, description="Scopes the key must hold."
+    )
     client_ip: str | None = Field(
-        default=None, max_length=64, description="The end client's IP, checked against the key's allowlist."
+        default=None,
+        max_length=64,
+        description="The end client's IP, checked against the key's allowlist.",
     )
 
 
@@ -172,7 +184,9 @@ class AuditEventOut(BaseModel):
 
 class PageOut(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last."
+    )
 
 
 def page_of(page: Page[Any], convert: Any) -> dict[str, Any]:
@@ -216,7 +230,10 @@ class VerifyResponse(BaseModel):
     @classmethod
     def of(cls, decision: Decision) -> VerifyResponse:
         key = decision.key
-        if key is None or decision.code is not GrantCode.VALID and decision.code is not GrantCode.INSUFFICIENT_SCOPE:
+        if key is None or (
+            decision.code is not GrantCode.VALID
+            and decision.code is not GrantCode.INSUFFICIENT_SCOPE
+        ):
             # Say why, but hand out nothing about a key that does not grant access.
             return cls(valid=False, code=decision.code, key_id=key.key_id if key else None)
         return cls(

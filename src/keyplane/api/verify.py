@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
 
-from keyplane.api.dependencies import get_services, require
+from fastapi import APIRouter
+
+from keyplane.api.dependencies import ServicesDep, require
 from keyplane.api.schemas import VerifyRequest, VerifyResponse
 from keyplane.core import scopes
 from keyplane.core.network import parse_ip
 from keyplane.service.records import Caller
-from keyplane.service.services import Services
 
 router = APIRouter(tags=["verify"])
 
@@ -23,9 +24,10 @@ router = APIRouter(tags=["verify"])
     ),
 )
 async def verify(
+    *,
     body: VerifyRequest,
-    caller: Caller = Depends(require(scopes.KEYS_VERIFY)),  # noqa: B008
-    services: Services = Depends(get_services),  # noqa: B008
+    caller: Annotated[Caller, require(scopes.KEYS_VERIFY)],
+    services: ServicesDep,
 ) -> VerifyResponse:
     client_ip = parse_ip(body.client_ip) if body.client_ip is not None else None
     decision = await services.verifier.verify_async(

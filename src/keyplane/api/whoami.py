@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends
 
 from keyplane.api.dependencies import Authenticated, authenticate
@@ -11,5 +13,5 @@ router = APIRouter(tags=["keys"])
 
 
 @router.get("/whoami", summary="The calling key's identity (any valid key)")
-async def whoami(auth: Authenticated = Depends(authenticate)) -> WhoAmI:  # noqa: B008
+async def whoami(auth: Annotated[Authenticated, Depends(authenticate)]) -> WhoAmI:
     return WhoAmI.of(auth.key)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from keyplane.cli.output import errors_as_messages, fail, print_json, stderr, stdout
 from keyplane.config import Settings
@@ -63,9 +64,10 @@ def bootstrap(
     if as_json:
         print_json(data)
         return
-    stdout.print(f"Organization [bold]{accounts.organization.name}[/] ({accounts.organization.id})")
+    organization = accounts.organization
+    stdout.print(f"Organization [bold]{escape(organization.name)}[/] ({organization.id})")
     stdout.print(f"Owner        {accounts.owner.email} ({accounts.owner.id})")
-    stdout.print(f"Project      [bold]{accounts.project.name}[/] ({accounts.project.id})")
+    stdout.print(f"Project      [bold]{escape(accounts.project.name)}[/] ({accounts.project.id})")
     _show_key(result.key)
 
 
@@ -74,8 +76,10 @@ def create_key(
     org: str = typer.Option(..., "--org", help="Organization name or id."),
     project: str = typer.Option(..., "--project", help="Project name or id."),
     name: str = typer.Option(..., "--name", help="A name that says what the key is for."),
-    scope: list[str] = typer.Option([], "--scope", help="A scope to grant; repeat for more."),  # noqa: B006
-    expires_in: str | None = typer.Option(None, "--expires-in", help="e.g. 30d, 12h; default never."),
+    scope: list[str] = typer.Option([], "--scope", help="A scope to grant; repeat for more."),
+    expires_in: str | None = typer.Option(
+        None, "--expires-in", help="e.g. 30d, 12h; default never."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Create a key in a project and print it once."""
@@ -111,7 +115,8 @@ def _key_json(created: CreatedKey) -> dict[str, Any]:
 
 def _show_key(created: CreatedKey) -> None:
     record = created.record
-    stdout.print(f"Key          [bold]{record.name}[/] ({record.id}), scopes: {', '.join(record.scopes) or 'none'}")
+    scopes = ", ".join(record.scopes) or "none"
+    stdout.print(f"Key          [bold]{escape(record.name)}[/] ({record.id}), scopes: {scopes}")
     if record.expires_at is not None:
         stdout.print(f"Expires      {record.expires_at.isoformat()}")
     stdout.print()

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from keyplane.core.errors import KeyplaneError
 
@@ -32,7 +33,7 @@ def errors_as_messages() -> Iterator[None]:
     try:
         yield
     except KeyplaneError as error:
-        fail(str(error).replace("[", r"\["))
+        fail(escape(str(error)))
 
 
 def _default(value: Any) -> Any:

@@ -18,7 +18,9 @@ db_app = typer.Typer(help="Database schema: upgrade, current.", no_args_is_help=
 
 
 def serve(
-    host: str | None = typer.Option(None, help="Address to bind [env: KEYPLANE_HOST; default 127.0.0.1]."),
+    host: str | None = typer.Option(
+        None, help="Address to bind [env: KEYPLANE_HOST; default 127.0.0.1]."
+    ),
     port: int | None = typer.Option(None, help="Port [env: KEYPLANE_PORT; default 8000]."),
     workers: int = typer.Option(1, min=1, max=64, help="Worker processes."),
 ) -> None:

@@ -1,12 +1,12 @@
 """Keyplane's exception hierarchy.
 
-    KeyplaneError                 never raised directly
-    ├── MalformedKey              a string is not a well-formed key (prefix, length, alphabet, checksum)
-    ├── InvalidInput              a value a caller supplied is not acceptable (scope, duration, CIDR, ...)
-    ├── NotFound                  no such object in the caller's organization
-    ├── Conflict                  the object's state forbids the change (e.g. updating a revoked key)
-    ├── AuthenticationFailed      the credential does not identify a usable key (carries the grant code)
-    └── PermissionDenied          the credential is valid but may not do this (carries the grant code)
+    KeyplaneError             never raised directly
+    ├── MalformedKey          not a well-formed key (prefix, length, alphabet, checksum)
+    ├── InvalidInput          a value a caller supplied is not acceptable (scope, CIDR, ...)
+    ├── NotFound              no such object in the caller's organization
+    ├── Conflict              the object's state forbids the change (a revoked key)
+    ├── AuthenticationFailed  the credential identifies no usable key (carries the code)
+    └── PermissionDenied      the key is valid but may not do this (carries the code)
 
 Messages never contain a secret: callers pass hints and ids, never key values.
 """

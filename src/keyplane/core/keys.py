@@ -32,6 +32,7 @@ HINT_TAIL: Final = 4
 _PREFIX_RE: Final = re.compile(r"[a-z][a-z0-9]{0,15}")
 _BASE62_SET: Final = frozenset(BASE62_ALPHABET)
 
+
 def validate_prefix(prefix: str) -> str:
     """Return ``prefix`` if it can start a key: 1-16 lowercase letters and digits."""
     if not _PREFIX_RE.fullmatch(prefix):
@@ -69,7 +70,7 @@ class SecretKey:
     log line, an exception or a traceback's locals rendering unnoticed.
     """
 
-    __slots__ = ("_value", "_prefix")
+    __slots__ = ("_prefix", "_value")
 
     def __init__(self, value: str, prefix: str) -> None:
         self._value = value
@@ -169,7 +170,9 @@ class KeyFormat:
     def redact(self, text: str) -> str:
         """Replace every checksum-valid key in ``text`` with its hint."""
         return self.pattern().sub(
-            lambda match: self.parse(match.group()).hint if self.is_key(match.group()) else match.group(),
+            lambda match: (
+                self.parse(match.group()).hint if self.is_key(match.group()) else match.group()
+            ),
             text,
         )
 

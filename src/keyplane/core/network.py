@@ -30,15 +30,28 @@ def parse_allowlist(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
     networks = []
     for entry in entries:
         try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=True))
+            networks.append(_unmap(ipaddress.ip_network(entry.strip(), strict=True)))
         except (ValueError, AttributeError):
             raise InvalidInput(
                 f"{entry!r} is not a network: use CIDR notation such as 203.0.113.0/24",
                 field="ip_allowlist",
             ) from None
     if len(networks) > MAX_ALLOWLIST:
-        raise InvalidInput(f"an allowlist holds at most {MAX_ALLOWLIST} networks", field="ip_allowlist")
+        raise InvalidInput(
+            f"an allowlist holds at most {MAX_ALLOWLIST} networks", field="ip_allowlist"
+        )
     return tuple(dict.fromkeys(networks))
+
+
+_IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmap(network: IPNetwork) -> IPNetwork:
+    """An IPv4-mapped IPv6 network as plain IPv4, as :func:`parse_ip` does for addresses."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        address = ipaddress.IPv4Address(int(network.network_address) & 0xFFFFFFFF)
+        return ipaddress.IPv4Network((address, network.prefixlen - 96))
+    return network
 
 
 def allowed(address: IPAddress | None, allowlist: tuple[IPNetwork, ...]) -> bool:

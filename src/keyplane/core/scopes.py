@@ -41,7 +41,9 @@ def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     result = set()
     for scope in scopes:
         if not isinstance(scope, str) or len(scope) > MAX_SCOPE_LENGTH:
-            raise InvalidInput(f"a scope is a string of at most {MAX_SCOPE_LENGTH} characters", field="scopes")
+            raise InvalidInput(
+                f"a scope is a string of at most {MAX_SCOPE_LENGTH} characters", field="scopes"
+            )
         if scope != ALL and not _SCOPE_RE.fullmatch(scope):
             raise InvalidInput(
                 f"{scope!r} is not a scope: use lowercase 'resource:action', 'resource:*' or '*'",
@@ -56,7 +58,7 @@ def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
 def grants(held: Iterable[str], required: str) -> bool:
     """True if the ``held`` scopes include ``required`` (directly or by wildcard)."""
     for scope in held:
-        if scope == ALL or scope == required:
+        if scope in (ALL, required):
             return True
         if scope.endswith(":*") and required.startswith(scope[:-1]):
             return True

@@ -95,7 +95,12 @@ def problem_for(error: Exception) -> Problem:
     if isinstance(error, KeyInQuery):
         return Problem(400, "key-in-url", str(error), {"code": "KEY_IN_URL"})
     if isinstance(error, NotFound):
-        return Problem(404, "not-found", f"No {error.kind} with id {error.identifier!r}.", {"code": "NOT_FOUND"})
+        return Problem(
+            404,
+            "not-found",
+            f"No {error.kind} with id {error.identifier!r}.",
+            {"code": "NOT_FOUND"},
+        )
     if isinstance(error, Conflict):
         return Problem(409, "conflict", str(error), {"code": "CONFLICT"})
     if isinstance(error, InvalidInput):
@@ -103,4 +108,6 @@ def problem_for(error: Exception) -> Problem:
         if error.field:
             extra["field"] = error.field
         return Problem(422, "invalid-input", str(error), extra)
-    return Problem(500, "internal-error", "Something went wrong on our side.", {"code": "INTERNAL_ERROR"})
+    return Problem(
+        500, "internal-error", "Something went wrong on our side.", {"code": "INTERNAL_ERROR"}
+    )

@@ -64,7 +64,7 @@ class AccountService:
         owner_password: str | None = None,
         actor: Actor,
     ) -> Bootstrapped:
-        """Create an organization, its owner (or reuse the user) and a first project in ``session``."""
+        """Create an organization, its owner (or reuse the user) and a first project."""
         now = self._clock()
         organization_name = check_name(organization_name)
         project_name = check_name(project_name)
@@ -81,7 +81,9 @@ class AccountService:
             user.password_hash = self.hash_password(owner_password)
         session.flush()
         session.add(
-            Membership(organization_id=organization.id, user_id=user.id, role=Role.OWNER, created_at=now)
+            Membership(
+                organization_id=organization.id, user_id=user.id, role=Role.OWNER, created_at=now
+            )
         )
         project = Project(
             id=new_id("prj"),

@@ -47,7 +47,7 @@ class KeyChanges:
 
     name: str | _Unset = UNSET
     scopes: Iterable[str] | _Unset = UNSET
-    expires_at: datetime | None | _Unset = UNSET
+    expires_at: datetime | _Unset | None = UNSET
     metadata: Mapping[str, Any] | _Unset = UNSET
     enabled: bool | _Unset = UNSET
     ip_allowlist: Iterable[str] | _Unset = UNSET
@@ -183,7 +183,12 @@ class KeyService:
             target_type="key",
             target_id=row.id,
             at=now,
-            details={"name": name, "project_id": project.id, "scopes": list(granted), "hint": row.hint},
+            details={
+                "name": name,
+                "project_id": project.id,
+                "scopes": list(granted),
+                "hint": row.hint,
+            },
         )
         return CreatedKey(self._to_record(row, now), secret)
 
@@ -255,7 +260,9 @@ class KeyService:
         self._cache.invalidate(key_hash)
         return record
 
-    def roll(self, caller: Caller, key_id: str, *, grace: timedelta = DEFAULT_ROLL_GRACE) -> CreatedKey:
+    def roll(
+        self, caller: Caller, key_id: str, *, grace: timedelta = DEFAULT_ROLL_GRACE
+    ) -> CreatedKey:
         """A new key with the same settings; the old one expires after ``grace``."""
         if grace < timedelta(0):
             raise InvalidInput("the grace period cannot be negative", field="grace_period_seconds")
@@ -308,7 +315,9 @@ class KeyService:
 
     def _find(self, session: Session, caller: Caller, key_id: str) -> ApiKey:
         row = session.scalar(
-            select(ApiKey).where(ApiKey.id == key_id, ApiKey.organization_id == caller.organization_id)
+            select(ApiKey).where(
+                ApiKey.id == key_id, ApiKey.organization_id == caller.organization_id
+            )
         )
         if row is None:
             raise NotFound("key", key_id)

@@ -32,7 +32,9 @@ def decode_cursor(cursor: str | None) -> int | None:
             raise ValueError
         return int(digits)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("the cursor is not valid: pass back next_cursor unchanged", field="cursor") from None
+        raise InvalidInput(
+            "the cursor is not valid: pass back next_cursor unchanged", field="cursor"
+        ) from None
 
 
 def check_limit(limit: int) -> int:

@@ -34,7 +34,9 @@ class BootstrapResult:
 class Services:
     """Everything the faces (API, CLI, middleware) call, wired once per process."""
 
-    def __init__(self, settings: Settings, database: Database, *, clock: Callable[[], datetime] = utc_now):
+    def __init__(
+        self, settings: Settings, database: Database, *, clock: Callable[[], datetime] = utc_now
+    ):
         self.settings = settings
         self.database = database
         self.clock = clock
@@ -90,6 +92,10 @@ class Services:
             )
             caller = Caller(accounts.organization.id, (scope_rules.ALL,), actor)
             key = self.keys.create_in(
-                session, caller, accounts.project.id, name=BOOTSTRAP_KEY_NAME, scopes=[scope_rules.ALL]
+                session,
+                caller,
+                accounts.project.id,
+                name=BOOTSTRAP_KEY_NAME,
+                scopes=[scope_rules.ALL],
             )
         return BootstrapResult(accounts, key)

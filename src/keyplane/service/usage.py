@@ -62,7 +62,9 @@ class UsageBuffer:
                     "key_id": key_id,
                     "at": usage.at,
                     "ip": str(usage.client_ip) if usage.client_ip is not None else None,
-                    "user_agent": usage.user_agent[:_USER_AGENT_LIMIT] if usage.user_agent else None,
+                    "user_agent": usage.user_agent[:_USER_AGENT_LIMIT]
+                    if usage.user_agent
+                    else None,
                 }
                 for key_id, usage in pending.items()
             ]
@@ -73,7 +75,9 @@ class UsageBuffer:
                 # Keep the uses for the next try, unless a newer one came in meanwhile.
                 for key_id, usage in pending.items():
                     self._pending.setdefault(key_id, usage)
-                logger.warning("could not write last-used times (%s); will retry", type(error).__name__)
+                logger.warning(
+                    "could not write last-used times (%s); will retry", type(error).__name__
+                )
                 return 0
             return len(rows)
 
@@ -81,7 +85,9 @@ class UsageBuffer:
         if self._thread is not None:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="keyplane-usage-flusher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="keyplane-usage-flusher", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

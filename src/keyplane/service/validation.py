@@ -31,7 +31,9 @@ def check_metadata(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
     except (TypeError, ValueError):
         raise InvalidInput("metadata must be plain JSON", field="metadata") from None
     if len(encoded.encode()) > MAX_METADATA_BYTES:
-        raise InvalidInput(f"metadata is at most {MAX_METADATA_BYTES} bytes of JSON", field="metadata")
+        raise InvalidInput(
+            f"metadata is at most {MAX_METADATA_BYTES} bytes of JSON", field="metadata"
+        )
     return metadata
 
 
@@ -39,6 +41,8 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> None:
     if expires_at is None:
         return
     if expires_at.tzinfo is None:
-        raise InvalidInput("expires_at needs a time zone, e.g. 2030-01-01T00:00:00Z", field="expires_at")
+        raise InvalidInput(
+            "expires_at needs a time zone, e.g. 2030-01-01T00:00:00Z", field="expires_at"
+        )
     if expires_at <= now:
         raise InvalidInput("expires_at must be in the future", field="expires_at")

@@ -85,7 +85,7 @@ class Verifier:
         user_agent: str | None = None,
         organization_id: str | None = None,
     ) -> Decision:
-        """:meth:`verify` for the event loop: a cache hit stays on the loop, a miss goes to a thread."""
+        """:meth:`verify` for the event loop: a hit stays on the loop, a miss goes to a thread."""
         key_hash = self._hash(raw_key)
         if key_hash is None:
             return _NOT_FOUND
@@ -97,10 +97,12 @@ class Verifier:
     def load(self, key_hash: str) -> KeyState | None:
         """Read one key's state by hash (one indexed query) and cache it."""
         with self._database.read() as session:
-            row = session.execute(select(*_STATE_COLUMNS).where(ApiKey.key_hash == key_hash)).one_or_none()
+            row = session.execute(
+                select(*_STATE_COLUMNS).where(ApiKey.key_hash == key_hash)
+            ).one_or_none()
         if row is None:
             return None
-        state = _to_state(row._tuple())
+        state = _to_state(tuple(row))
         self._cache.put(key_hash, state)
         return state
 
@@ -119,7 +121,11 @@ class Verifier:
         user_agent: str | None,
         organization_id: str | None,
     ) -> Decision:
-        if state is not None and organization_id is not None and state.organization_id != organization_id:
+        if (
+            state is not None
+            and organization_id is not None
+            and state.organization_id != organization_id
+        ):
             return _NOT_FOUND  # another organization's key does not exist for this caller
         now = self._clock()
         decision = decide(state, now=now, client_ip=client_ip, required_scopes=required_scopes)
@@ -129,7 +135,19 @@ class Verifier:
 
 
 def _to_state(row: tuple[Any, ...]) -> KeyState:
-    key_id, name, hint, project_id, organization_id, scopes, enabled, revoked_at, expires_at, allowlist, meta = row
+    (
+        key_id,
+        name,
+        hint,
+        project_id,
+        organization_id,
+        scopes,
+        enabled,
+        revoked_at,
+        expires_at,
+        allowlist,
+        meta,
+    ) = row
     return KeyState(
         key_id=key_id,
         name=name,

@@ -1,1 +1,1 @@
-"""Storage: SQLAlchemy models, database set-up (SQLite and PostgreSQL), repositories and migrations."""
+"""Storage: SQLAlchemy models, database set-up (SQLite, PostgreSQL) and migrations."""
