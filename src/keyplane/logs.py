@@ -52,6 +52,7 @@ def configure_logging(level: str, key_format: KeyFormat) -> None:
                 "uvicorn": {"handlers": [], "propagate": True},
                 "uvicorn.error": {"handlers": [], "propagate": True},
                 "uvicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
+                "alembic": {"level": "WARNING"},
             },
         }
     )

@@ -9,8 +9,8 @@ from typing import Final
 from keyplane.core.errors import InvalidInput
 
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_RE: Final = re.compile(r"(?:\d{1,9}[smhdw])+")
-_PART_RE: Final = re.compile(r"(\d{1,9})([smhdw])")
+_DURATION_RE: Final = re.compile(r"(?:[0-9]{1,9}[smhdw])+")
+_PART_RE: Final = re.compile(r"([0-9]{1,9})([smhdw])")
 MAX_DURATION: Final = timedelta(days=365 * 100)
 
 

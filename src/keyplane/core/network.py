@@ -27,6 +27,10 @@ def parse_ip(text: str) -> IPAddress:
 
 def parse_allowlist(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
     """Parse CIDRs (or single addresses) into networks; host bits must be zero."""
+    if isinstance(entries, str):
+        raise InvalidInput(
+            "the allowlist is a list of networks, not one string", field="ip_allowlist"
+        )
     networks = []
     for entry in entries:
         try:

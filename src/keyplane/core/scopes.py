@@ -38,6 +38,8 @@ _SCOPE_RE: Final = re.compile(r"[a-z][a-z0-9_.-]*(:[a-z0-9_.-]+)*(:\*)?")
 
 def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     """Validate scopes and return them sorted and without duplicates."""
+    if isinstance(scopes, str):
+        raise InvalidInput("scopes is a list of strings, not one string", field="scopes")
     result = set()
     for scope in scopes:
         if not isinstance(scope, str) or len(scope) > MAX_SCOPE_LENGTH:

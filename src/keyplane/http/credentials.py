@@ -41,6 +41,9 @@ def key_in_query(query_string: str, key_format: KeyFormat) -> bool:
     if not query_string:
         return False
     for name, value in parse_qsl(query_string, keep_blank_values=True):
-        if name.lower() in QUERY_KEY_NAMES or key_format.is_key(value.strip()):
+        if name.lower() in QUERY_KEY_NAMES:
+            return True
+        # A key may come as a value (?q=<key>) or bare, as a name (?<key>).
+        if key_format.is_key(value.strip()) or key_format.is_key(name.strip()):
             return True
     return False

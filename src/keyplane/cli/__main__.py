@@ -1,0 +1,5 @@
+"""``python -m keyplane.cli``."""
+
+from keyplane.cli.main import main
+
+main()

@@ -1,0 +1,174 @@
+"""``keyplane serve`` as a real process: the newcomer's walkthrough, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+KEYPLANE = [sys.executable, "-m", "keyplane.cli"]
+# One client for the module; no keep-alive, so requests spread over workers.
+fresh = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server(data_dir: Path, log: Path, *, workers: int = 1) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "KEYPLANE_DATA_DIR": str(data_dir)}
+    env.pop("KEYPLANE_DATABASE_URL", None)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*KEYPLANE, "serve", "--port", str(port), "--workers", str(workers)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if fresh.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"server did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                process.kill()
+                process.wait()
+
+
+def admin(data_dir: Path, *arguments: str) -> dict[str, object]:
+    env = {**os.environ, "KEYPLANE_DATA_DIR": str(data_dir)}
+    env.pop("KEYPLANE_DATABASE_URL", None)
+    done = subprocess.run(
+        [*KEYPLANE, "admin", *arguments, "--json"], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_walkthrough_on_sqlite_with_no_configuration(tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    with server(data_dir, log) as base:
+        boot = admin(
+            data_dir,
+            "bootstrap",
+            "--org",
+            "Acme",
+            "--project",
+            "Default",
+            "--email",
+            "me@acme.test",
+        )
+        management = boot["key"]
+        assert isinstance(management, dict)
+        created = admin(
+            data_dir,
+            "create-key",
+            "--org",
+            "Acme",
+            "--project",
+            "Default",
+            "--name",
+            "notebook",
+            "--scope",
+            "keys:read",
+        )
+        key = str(created["key"])
+        for headers in (
+            {"Authorization": f"Bearer {key}"},
+            {"Authorization": f"apiKey {key}"},
+            {"X-API-Key": key},
+        ):
+            response = fresh.get(f"{base}/api/v1/whoami", headers=headers)
+            assert response.status_code == 200
+            assert response.json()["name"] == "notebook"
+
+        changed = key[:-5] + ("x" if key[-5] != "x" else "y") + key[-4:]
+        refused = fresh.get(f"{base}/api/v1/whoami", headers={"Authorization": f"Bearer {changed}"})
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "www-authenticate" in refused.headers
+        assert fresh.get(f"{base}/api/v1/whoami?api_key={key}").status_code == 400
+
+        manage = {"Authorization": f"Bearer {management['key']}"}
+        time.sleep(1.5)  # the last-used buffer flushes at least once a second
+        with sqlite3.connect(data_dir / "keyplane.db") as connection:
+            (last_used,) = connection.execute(
+                "SELECT last_used_at FROM api_keys WHERE id = ?", (created["id"],)
+            ).fetchone()
+        assert last_used is not None
+
+        assert (
+            fresh.delete(f"{base}/api/v1/keys/{created['id']}", headers=manage).status_code == 200
+        )
+        assert fresh.get(f"{base}/api/v1/whoami", headers={"X-API-Key": key}).status_code == 401
+        assert (
+            fresh.get(f"{base}/api/v1/keys/{created['id']}", headers=manage).json()["status"]
+            == "revoked"
+        )
+
+    secrets = [key.encode(), str(management["key"]).encode()]
+    for path in [log, *data_dir.rglob("*")]:
+        if path.is_file():
+            content = path.read_bytes()
+            assert not any(secret in content for secret in secrets), f"a key leaked into {path}"
+    server_log = log.read_text()
+    assert "GET /api/v1/whoami" in server_log  # the access log is there, without the key
+    assert "api_key=…" in server_log
+
+
+def test_a_revocation_reaches_every_worker_within_a_second(tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    boot = admin(
+        data_dir, "bootstrap", "--org", "Acme", "--project", "Default", "--email", "me@acme.test"
+    )
+    management = boot["key"]
+    assert isinstance(management, dict)
+    with server(data_dir, log, workers=2) as base:
+        created = fresh.post(
+            f"{base}/api/v1/projects/{management['project_id']}/keys",
+            json={"name": "shared"},
+            headers={"Authorization": f"Bearer {management['key']}"},
+        ).json()
+        headers = {"Authorization": f"Bearer {created['key']}"}
+        for _ in range(40):  # warm both workers' caches (new connections spread over workers)
+            assert fresh.get(f"{base}/api/v1/whoami", headers=headers).status_code == 200
+        fresh.delete(
+            f"{base}/api/v1/keys/{created['id']}",
+            headers={"Authorization": f"Bearer {management['key']}"},
+        )
+        time.sleep(1.05)
+        statuses = {
+            fresh.get(f"{base}/api/v1/whoami", headers=headers).status_code for _ in range(40)
+        }
+        assert statuses == {401}
