@@ -56,6 +56,9 @@ def test_create_with_expires_in(client: TestClient, tenant: Tenant, make_key: Ma
         pytest.param({"name": 5}, id="wrong-type"),
         pytest.param({"name": "x", "scopes": ["NOT A SCOPE"]}, id="bad-scope"),
         pytest.param({"name": "x", "ip_allowlist": ["nope"]}, id="bad-cidr"),
+        pytest.param(
+            {"name": "x", "expires_at": "9999-12-31T23:59:59-14:00"}, id="expiry-overflows-in-utc"
+        ),
         pytest.param({}, id="no-name"),
         pytest.param([], id="not-an-object"),
     ],
@@ -178,3 +181,33 @@ def test_roll_with_zero_grace_ends_the_old_key_now(
         headers=tenant.headers,
     )
     assert negative.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        pytest.param("GET", "/api/v1/keys/%00", id="get-key"),
+        pytest.param("PATCH", "/api/v1/keys/key_%00", id="patch-key"),
+        pytest.param("DELETE", "/api/v1/keys/%00%00", id="revoke-key"),
+        pytest.param("POST", "/api/v1/keys/%00/roll", id="roll-key"),
+        pytest.param("GET", "/api/v1/projects/%00", id="get-project"),
+        pytest.param("GET", "/api/v1/projects/prj_%00/keys", id="list-keys"),
+        pytest.param("GET", "/api/v1/keys/" + "x" * 5000, id="long-id"),
+    ],
+)
+def test_ids_that_cannot_exist_are_404_on_every_database(
+    client: TestClient, tenant: Tenant, method: str, path: str
+) -> None:
+    response = client.request(
+        method, path, json={"name": "x"} if method == "PATCH" else None, headers=tenant.headers
+    )
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("name", ["action", "key_id", "actor"])
+def test_audit_filters_with_control_characters_are_422(
+    client: TestClient, tenant: Tenant, name: str
+) -> None:
+    response = client.get("/api/v1/audit-events", params={name: "a\x00b"}, headers=tenant.headers)
+    assert response.status_code == 422

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from keyplane.api.dependencies import ServicesDep, require
-from keyplane.api.schemas import AuditEventOut, PageOut, page_of
+from keyplane.api.schemas import AuditEventOut, PageOut, Timestamp, page_of
 from keyplane.core import scopes
 from keyplane.service.audit import list_events
 from keyplane.service.records import Caller
@@ -26,8 +25,8 @@ def list_audit_events(
     action: str | None = Query(None, max_length=60, description="e.g. key.created, key.revoked"),
     key_id: str | None = Query(None, max_length=40, description="Events about this key"),
     actor: str | None = Query(None, max_length=80, description="e.g. key:key_..., operator"),
-    since: AwareDatetime | None = Query(None, description="At or after this time"),
-    until: AwareDatetime | None = Query(None, description="Before this time"),
+    since: Timestamp | None = Query(None, description="At or after this time"),
+    until: Timestamp | None = Query(None, description="Before this time"),
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=64),
     caller: Annotated[Caller, require(scopes.AUDIT_READ)],

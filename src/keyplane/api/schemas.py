@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from keyplane.core.grant import Decision, GrantCode, KeyState
 from keyplane.service.records import (
@@ -18,6 +18,17 @@ from keyplane.service.records import (
 )
 
 T = TypeVar("T")
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range once converted to UTC") from None
+
+
+#: A timestamp with a time zone, normalized to UTC; one that overflows is a 422, not a 500.
+Timestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class Strict(BaseModel):
@@ -34,9 +45,7 @@ class ProjectCreate(Strict):
 class KeyCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     scopes: list[str] = Field(default_factory=list, max_length=64)
-    expires_at: AwareDatetime | None = Field(
-        default=None, description="When the key stops working."
-    )
+    expires_at: Timestamp | None = Field(default=None, description="When the key stops working.")
     expires_in: str | None = Field(
         default=None,
         max_length=20,
@@ -52,7 +61,7 @@ class KeyUpdate(Strict):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     scopes: list[str] | None = Field(default=None, max_length=64)
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
     metadata: dict[str, Any] | None = None
     enabled: bool | None = None
     ip_allowlist: list[str] | None = Field(default=None, max_length=100)

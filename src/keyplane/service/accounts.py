@@ -17,6 +17,7 @@ from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound
 from keyplane.core.ids import new_id
 from keyplane.service.audit import record_event
+from keyplane.service.keys import find_project
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
 from keyplane.service.records import (
     Actor,
@@ -160,14 +161,7 @@ class AccountService:
 
     def get_project(self, caller: Caller, project_id: str) -> ProjectRecord:
         with self._database.read() as session:
-            project = session.scalar(
-                select(Project).where(
-                    Project.id == project_id, Project.organization_id == caller.organization_id
-                )
-            )
-            if project is None:
-                raise NotFound("project", project_id)
-            return _project_record(project)
+            return _project_record(find_project(session, caller.organization_id, project_id))
 
     def list_projects(
         self, caller: Caller, *, limit: int = 50, cursor: str | None = None

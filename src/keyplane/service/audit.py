@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from keyplane.core.ids import new_id
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
 from keyplane.service.records import Actor, AuditEventRecord, Page
+from keyplane.service.validation import check_filter
 from keyplane.storage.database import Database
 from keyplane.storage.models import AuditEvent
 
@@ -58,6 +59,9 @@ def list_events(
 ) -> Page[AuditEventRecord]:
     """The organization's events, newest first, filtered as asked."""
     limit = check_limit(limit)
+    for field, value in (("action", action), ("key_id", target_id), ("actor", actor)):
+        if value is not None:
+            check_filter(value, field)
     query = select(AuditEvent).where(AuditEvent.organization_id == organization_id)
     if action is not None:
         query = query.where(AuditEvent.action == action)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from keyplane.core.grant import GrantCode
-from keyplane.core.ids import new_id
+from keyplane.core.ids import is_id, new_id
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import parse_allowlist
 from keyplane.service.audit import record_event
@@ -98,7 +98,7 @@ class KeyService:
             query = query.where(ApiKey.pk < after)
         query = query.order_by(ApiKey.pk.desc()).limit(limit + 1)
         with self._database.read() as session:
-            _find_project(session, caller.organization_id, project_id)
+            find_project(session, caller.organization_id, project_id)
             rows = session.scalars(query).all()
             more = len(rows) > limit
             rows = rows[:limit]
@@ -156,7 +156,7 @@ class KeyService:
         metadata = check_metadata(metadata or {})
         check_expiry(expires_at, now)
         secret = self._format.generate()
-        project = _find_project(session, caller.organization_id, project_id)
+        project = find_project(session, caller.organization_id, project_id)
         row = ApiKey(
             id=new_id("key"),
             organization_id=project.organization_id,
@@ -314,6 +314,8 @@ class KeyService:
     # -- helpers -------------------------------------------------------------
 
     def _find(self, session: Session, caller: Caller, key_id: str) -> ApiKey:
+        if not is_id(key_id, "key"):
+            raise NotFound("key", key_id)
         row = session.scalar(
             select(ApiKey).where(
                 ApiKey.id == key_id, ApiKey.organization_id == caller.organization_id
@@ -398,7 +400,10 @@ def _status_filter(status: KeyStatus, now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _find_project(session: Session, organization_id: str, project_id: str) -> Project:
+def find_project(session: Session, organization_id: str, project_id: str) -> Project:
+    """The organization's project, or :class:`NotFound`."""
+    if not is_id(project_id, "prj"):
+        raise NotFound("project", project_id)
     project = session.scalar(
         select(Project).where(Project.id == project_id, Project.organization_id == organization_id)
     )

@@ -23,6 +23,13 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_filter(value: str, field: str) -> str:
+    """A free-text filter: printable, at most 200 characters."""
+    if len(value) > 200 or any(unicodedata.category(char) in {"Cc", "Cf"} for char in value):
+        raise InvalidInput(f"{field} must be printable text of at most 200 characters", field=field)
+    return value
+
+
 def check_metadata(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(metadata, Mapping):
         raise InvalidInput("metadata is a JSON object", field="metadata")
