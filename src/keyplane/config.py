@@ -116,7 +116,13 @@ def normalize_database_url(url: str) -> str:
     for scheme in ("postgres://", "postgresql://"):
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url[len(scheme) :]
-    if url.startswith(("sqlite:///", "postgresql+psycopg://")) or url == "sqlite://":
+    if url in ("sqlite://", "sqlite:///:memory:") or url.startswith("sqlite:///:memory:"):
+        raise ConfigError(
+            "KEYPLANE_DATABASE_URL points at an in-memory SQLite database, which would lose "
+            "every key at exit (and differ per connection): give a file, e.g. "
+            "sqlite:////var/lib/keyplane/keyplane.db, or unset it to use the data directory"
+        )
+    if url.startswith(("sqlite:///", "postgresql+psycopg://")):
         return url
     raise ConfigError(
         "KEYPLANE_DATABASE_URL must be a SQLite or PostgreSQL URL, e.g. "

@@ -123,3 +123,48 @@ def test_whoami_records_last_used(
     assert shown["last_used_ip"] == "203.0.113.7"
     assert shown["last_used_user_agent"] == "notebook/2"
     assert shown["last_used_at"] is not None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/keys/{key}",
+        "/api/v1/projects/{key}",
+        "/api/v1/projects/{key}/keys",
+        "/api/v1/whoami/{key}",
+    ],
+)
+def test_if_key_in_the_path_then_refused_and_not_echoed(
+    client: TestClient, tenant: Tenant, path: str
+) -> None:
+    response = client.get(path.format(key=tenant.key), headers=tenant.headers)
+    assert response.status_code in (400, 404)
+    assert tenant.key not in response.text
+    if path != "/api/v1/whoami/{key}":  # no such route: 404 before any authentication
+        assert response.json()["code"] == "KEY_IN_URL"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(lambda key: {"key": "kp_x", "client_ip": key}, id="key-as-client-ip"),
+        pytest.param(lambda key: {"key": "kp_x", "scopes": [key]}, id="key-as-scope"),
+    ],
+)
+def test_error_details_never_quote_a_key_back(
+    client: TestClient, tenant: Tenant, body: Callable[[str], dict[str, object]]
+) -> None:
+    response = client.post("/api/v1/verify", json=body(tenant.key), headers=tenant.headers)
+    assert response.status_code == 422
+    assert tenant.key not in response.text
+    assert f"kp_...{tenant.key[-4:]}" in response.json()["detail"]
+
+
+def test_key_scope_as_create_input_is_not_quoted_back(client: TestClient, tenant: Tenant) -> None:
+    response = client.post(
+        f"/api/v1/projects/{tenant.project_id}/keys",
+        json={"name": "x", "ip_allowlist": [tenant.key]},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 422
+    assert tenant.key not in response.text

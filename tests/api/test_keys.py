@@ -211,3 +211,51 @@ def test_audit_filters_with_control_characters_are_422(
 ) -> None:
     response = client.get("/api/v1/audit-events", params={name: "a\x00b"}, headers=tenant.headers)
     assert response.status_code == 422
+
+
+def test_roll_refuses_an_expired_or_already_rolled_key(
+    client: TestClient, tenant: Tenant, make_key: MakeKey
+) -> None:
+    old = make_key()
+    assert client.post(f"/api/v1/keys/{old['id']}/roll", headers=tenant.headers).status_code == 201
+    again = client.post(f"/api/v1/keys/{old['id']}/roll", headers=tenant.headers)
+    assert again.status_code == 409
+    assert "already rolled" in again.json()["detail"]
+    ended = make_key()
+    rolled = client.post(
+        f"/api/v1/keys/{ended['id']}/roll", json={"grace_period_seconds": 0}, headers=tenant.headers
+    )
+    expired = client.post(f"/api/v1/keys/{rolled.json()['id']}/roll", headers=tenant.headers)
+    assert expired.status_code == 201  # the successor is live
+    refused = client.post(f"/api/v1/keys/{ended['id']}/roll", headers=tenant.headers)
+    assert refused.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param("soon", "not a duration", id="not-a-duration"),
+        pytest.param("0s", "longer than zero", id="zero"),
+    ],
+)
+def test_a_bad_expires_in_is_reported_on_that_field(
+    client: TestClient, tenant: Tenant, value: str, message: str
+) -> None:
+    response = client.post(
+        f"/api/v1/projects/{tenant.project_id}/keys",
+        json={"name": "x", "expires_in": value},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "expires_in"
+    assert message in response.json()["detail"]
+
+
+def test_invalid_json_is_a_400_that_says_so(client: TestClient, tenant: Tenant) -> None:
+    response = client.post(
+        "/api/v1/projects",
+        content=b"{bad",
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_JSON"

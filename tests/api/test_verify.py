@@ -115,3 +115,26 @@ def test_if_verify_body_is_bad_then_422(
     response = client.post("/api/v1/verify", json=body, headers=verifier_headers)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_verify_records_the_end_clients_details_as_last_used(
+    client: TestClient, tenant: Tenant, make_key: MakeKey, verifier_headers: dict[str, str]
+) -> None:
+    held = make_key()
+    verify(
+        client, verifier_headers, key=held["key"], client_ip="198.51.100.9", user_agent="shop/3.1"
+    )
+    shown = client.get(f"/api/v1/keys/{held['id']}", headers=tenant.headers).json()
+    assert (shown["last_used_ip"], shown["last_used_user_agent"]) == ("198.51.100.9", "shop/3.1")
+
+
+def test_verify_refuses_malformed_required_scopes(
+    client: TestClient, verifier_headers: dict[str, str], tenant: Tenant
+) -> None:
+    response = client.post(
+        "/api/v1/verify",
+        json={"key": tenant.key, "scopes": ["NOT A SCOPE"]},
+        headers=verifier_headers,
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "scopes"

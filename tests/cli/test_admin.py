@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,50 @@ def test_a_wrong_setting_is_reported_not_raised(
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 1
     assert "KEYPLANE_DATABASE_URL" in result.output
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = _closed_port()
+    monkeypatch.setenv(
+        "KEYPLANE_DATABASE_URL", f"postgresql://nobody:secret-pw@127.0.0.1:{port}/keyplane"
+    )
+    result = runner.invoke(app, ["db", "current"])
+    assert result.exit_code == 1
+    assert "cannot use the database" in result.output
+    assert "KEYPLANE_DATABASE_URL" in result.output
+    assert "Traceback" not in result.output
+    assert "secret-pw" not in result.output
+
+
+def test_an_in_memory_database_is_refused(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEYPLANE_DATABASE_URL", "sqlite://")
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 1
+    assert "in-memory" in result.output
+
+
+def test_a_schema_from_a_newer_keyplane_is_named_as_such(runner: CliRunner, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    with sqlite3.connect(tmp_path / "keyplane.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    current = runner.invoke(app, ["db", "current"])
+    assert "ahead" in current.output
+    for command in (
+        ["db", "upgrade"],
+        ["admin", "create-key", "--org", "A", "--project", "P", "--name", "x"],
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1
+        assert "newer Keyplane" in result.output
+        assert "Traceback" not in result.output
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

@@ -12,7 +12,7 @@ from keyplane.core.grant import UNAUTHENTICATED_CODES, GrantCode, KeyState
 from keyplane.core.network import IPAddress
 from keyplane.core.scopes import grants
 from keyplane.http.client_ip import client_ip
-from keyplane.http.credentials import key_from_headers, key_in_query
+from keyplane.http.credentials import key_from_headers, key_in_url
 from keyplane.http.problems import KeyInQuery, authentication_failed, missing_credentials
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
@@ -50,7 +50,7 @@ class Authenticated:
 async def authenticate(request: Request) -> Authenticated:
     """Verify the request's key; 400 if it is in the URL, 401 if absent or unusable, 403 for IP."""
     services = get_services(request)
-    if key_in_query(request.url.query, services.settings.key_format):
+    if key_in_url(request.url.path, request.url.query, services.settings.key_format):
         raise KeyInQuery(
             "API keys are never accepted in the URL. Send the key in the "
             "'Authorization: Bearer <key>' header, and consider rolling it: URLs end up in logs."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,9 +10,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from keyplane.core.errors import KeyplaneError
+from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import Problem, problem_for
-
-logger = logging.getLogger("keyplane.api")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -23,11 +21,17 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-async def _keyplane_error(_request: Request, error: Exception) -> Response:
-    return problem_for(error).response()
+def _respond(request: Request, problem: Problem) -> Response:
+    services = getattr(request.app.state, "services", None)
+    key_format = services.settings.key_format if services is not None else KeyFormat()
+    return problem.redacted(key_format).response()
 
 
-async def _validation_error(_request: Request, error: Exception) -> Response:
+async def _keyplane_error(request: Request, error: Exception) -> Response:
+    return _respond(request, problem_for(error))
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     # Never echo the input back: it may be the key someone is trying to verify.
     errors: list[dict[str, Any]] = [
@@ -38,23 +42,31 @@ async def _validation_error(_request: Request, error: Exception) -> Response:
         }
         for item in error.errors()
     ]
+    if any(item["type"] == "json_invalid" for item in errors):
+        problem = Problem(
+            400, "invalid-json", "The request body is not valid JSON.", {"code": "INVALID_JSON"}
+        )
+        return _respond(request, problem)
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
-    return Problem(
-        422,
-        "validation-error",
-        f"{where}: {first['msg']}" if where else str(first["msg"]),
-        {"code": "VALIDATION_ERROR", "errors": errors},
-    ).response()
+    return _respond(
+        request,
+        Problem(
+            422,
+            "validation-error",
+            f"{where}: {first['msg']}" if where else str(first["msg"]),
+            {"code": "VALIDATION_ERROR", "errors": errors},
+        ),
+    )
 
 
-async def _http_error(_request: Request, error: Exception) -> Response:
+async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    return Problem(
-        error.status_code, "", str(error.detail), {}, dict(error.headers or {})
-    ).response()
+    headers = dict(error.headers or {})
+    return _respond(request, Problem(error.status_code, "", str(error.detail), {}, headers))
 
 
-async def _unexpected_error(_request: Request, error: Exception) -> Response:
-    logger.error("unhandled %s while serving a request", type(error).__name__, exc_info=error)
-    return problem_for(error).response()
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    # Starlette re-raises after this handler, so the server logs the traceback
+    # once (through the redacting log filter); logging here too would double it.
+    return _respond(request, problem_for(error))

@@ -66,7 +66,7 @@ def create_key(
     if body.expires_in is not None:
         if expires_at is not None:
             raise InvalidInput("send expires_at or expires_in, not both", field="expires_in")
-        expires_at = services.clock() + parse_duration(body.expires_in)
+        expires_at = services.clock() + _positive_duration(body.expires_in)
     created = services.keys.create(
         caller,
         project_id,
@@ -132,3 +132,13 @@ def roll_key(
 ) -> CreatedKeyOut:
     grace = timedelta(seconds=(body or KeyRoll()).grace_period_seconds)
     return CreatedKeyOut.of_created(services.keys.roll(caller, key_id, grace=grace))
+
+
+def _positive_duration(text: str) -> timedelta:
+    try:
+        duration = parse_duration(text)
+    except InvalidInput as error:
+        raise InvalidInput(str(error), field="expires_in") from None
+    if duration <= timedelta(0):
+        raise InvalidInput("expires_in must be longer than zero", field="expires_in")
+    return duration

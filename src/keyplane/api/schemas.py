@@ -77,6 +77,9 @@ class KeyRoll(Strict):
 
 
 class VerifyRequest(Strict):
+    """What a service that was handed a key asks; ``client_ip`` and ``user_agent`` describe
+    the end client, and become the key's last-used details."""
+
     key: str = Field(max_length=256)
     scopes: list[str] = Field(
         default_factory=list, max_length=64, description="Scopes the key must hold."
@@ -85,6 +88,9 @@ class VerifyRequest(Strict):
         default=None,
         max_length=64,
         description="The end client's IP, checked against the key's allowlist.",
+    )
+    user_agent: str | None = Field(
+        default=None, max_length=512, description="The end client's user agent."
     )
 
 

@@ -10,6 +10,7 @@ from keyplane.api.dependencies import ServicesDep, require
 from keyplane.api.schemas import VerifyRequest, VerifyResponse
 from keyplane.core import scopes
 from keyplane.core.network import parse_ip
+from keyplane.core.scopes import validate_scopes
 from keyplane.service.records import Caller
 
 router = APIRouter(tags=["verify"])
@@ -32,8 +33,9 @@ async def verify(
     client_ip = parse_ip(body.client_ip) if body.client_ip is not None else None
     decision = await services.verifier.verify_async(
         body.key,
-        required_scopes=body.scopes,
+        required_scopes=validate_scopes(body.scopes),
         client_ip=client_ip,
+        user_agent=body.user_agent,
         organization_id=caller.organization_id,
     )
     return VerifyResponse.of(decision)

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from keyplane.core.errors import KeyplaneError
 
@@ -34,6 +35,12 @@ def errors_as_messages() -> Iterator[None]:
         yield
     except KeyplaneError as error:
         fail(escape(str(error)))
+    except (OperationalError, InterfaceError) as error:
+        # The driver's first line says what went wrong (refused, unknown host,
+        # bad password) without the password itself.
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        hint = "Check KEYPLANE_DATABASE_URL and that the database is up."
+        fail(escape(f"cannot use the database: {reason}. {hint}"))
 
 
 def _default(value: Any) -> Any:

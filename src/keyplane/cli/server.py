@@ -19,9 +19,11 @@ db_app = typer.Typer(help="Database schema: upgrade, current.", no_args_is_help=
 
 def serve(
     host: str | None = typer.Option(
-        None, help="Address to bind [env: KEYPLANE_HOST; default 127.0.0.1]."
+        None, help="Address to bind (env KEYPLANE_HOST, default 127.0.0.1)."
     ),
-    port: int | None = typer.Option(None, help="Port [env: KEYPLANE_PORT; default 8000]."),
+    port: int | None = typer.Option(
+        None, help="Port (env KEYPLANE_PORT, default 8000; 0 picks a free one)."
+    ),
     workers: int = typer.Option(1, min=1, max=64, help="Worker processes."),
 ) -> None:
     """Run the Keyplane server (SQLite with no configuration)."""
@@ -37,7 +39,8 @@ def serve(
     host = host or settings.host
     port = settings.port if port is None else port
     where = make_url(settings.database_url).render_as_string(hide_password=True)
-    stderr.print(f"Keyplane serving on http://{host}:{port}  (database: {where})")
+    shown = f"http://{host}:{port}" if port else f"{host}, on a free port (see below)"
+    stderr.print(f"Keyplane serving on {shown}  (database: {where})", markup=False)
     # Workers are new processes: hand them the same settings through the environment.
     os.environ.setdefault("KEYPLANE_DATA_DIR", str(settings.data_dir))
     uvicorn.run(
@@ -51,6 +54,9 @@ def serve(
         server_header=False,
         log_config=None,
         timeout_graceful_shutdown=10,
+        # A worker imports the whole stack and checks the schema before it
+        # answers; on a busy 2-core machine that can pass uvicorn's 5 s default.
+        timeout_worker_healthcheck=30,
     )
 
 
@@ -83,5 +89,10 @@ def db_current() -> None:
         finally:
             database.dispose()
     head = migrate.head_revision()
-    state = "up to date" if current == head else "behind: run `keyplane db upgrade`"
+    if current == head:
+        state = "up to date"
+    elif migrate.is_known(current):
+        state = "behind: run `keyplane db upgrade`"
+    else:
+        state = "ahead: a newer Keyplane migrated this database"
     stdout.print(f"current: {current or 'empty'}  needed: {head}  ({state})")

@@ -36,11 +36,11 @@ MAX_SCOPE_LENGTH: Final = 100
 _SCOPE_RE: Final = re.compile(r"[a-z][a-z0-9_.-]*(:[a-z0-9_.-]+)*(:\*)?")
 
 
-def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    """Validate scopes and return them sorted and without duplicates."""
+def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Check every scope's syntax; return them in the order given."""
     if isinstance(scopes, str):
         raise InvalidInput("scopes is a list of strings, not one string", field="scopes")
-    result = set()
+    checked = []
     for scope in scopes:
         if not isinstance(scope, str) or len(scope) > MAX_SCOPE_LENGTH:
             raise InvalidInput(
@@ -51,7 +51,13 @@ def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
                 f"{scope!r} is not a scope: use lowercase 'resource:action', 'resource:*' or '*'",
                 field="scopes",
             )
-        result.add(scope)
+        checked.append(scope)
+    return tuple(checked)
+
+
+def normalize_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Validate scopes and return them sorted and without duplicates."""
+    result = set(validate_scopes(scopes))
     if len(result) > MAX_SCOPES:
         raise InvalidInput(f"a key holds at most {MAX_SCOPES} scopes", field="scopes")
     return tuple(sorted(result))

@@ -36,6 +36,13 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def key_in_url(path: str, query_string: str, key_format: KeyFormat) -> bool:
+    """True if the URL carries a key, in its path (``/keys/kp_...``) or its query string."""
+    if key_format.redact(path) != path:
+        return True
+    return key_in_query(query_string, key_format)
+
+
 def key_in_query(query_string: str, key_format: KeyFormat) -> bool:
     """True if the query string carries (or tries to carry) a key."""
     if not query_string:

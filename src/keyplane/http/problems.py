@@ -18,6 +18,8 @@ from keyplane.core.errors import (
     PermissionDenied,
 )
 from keyplane.core.grant import GrantCode
+from keyplane.core.ids import is_id
+from keyplane.core.keys import KeyFormat
 
 PROBLEM_JSON: Final = "application/problem+json"
 TYPE_BASE: Final = "urn:keyplane:problem:"
@@ -48,6 +50,17 @@ class Problem:
             "detail": self.detail,
             **self.extra,
         }
+
+    def redacted(self, key_format: KeyFormat) -> Problem:
+        """This problem with any key in its detail replaced by its hint.
+
+        Details quote what the caller sent ("'x' is not a scope"); when what
+        they sent is a key, the answer must not carry it back.
+        """
+        detail = key_format.redact(self.detail)
+        if detail == self.detail:
+            return self
+        return Problem(self.status, self.slug, detail, self.extra, self.headers)
 
     def response(self) -> JSONResponse:
         return JSONResponse(
@@ -95,12 +108,8 @@ def problem_for(error: Exception) -> Problem:
     if isinstance(error, KeyInQuery):
         return Problem(400, "key-in-url", str(error), {"code": "KEY_IN_URL"})
     if isinstance(error, NotFound):
-        return Problem(
-            404,
-            "not-found",
-            f"No {error.kind} with id {error.identifier!r}.",
-            {"code": "NOT_FOUND"},
-        )
+        which = f"id {error.identifier!r}" if is_id(error.identifier) else "that id"
+        return Problem(404, "not-found", f"No {error.kind} with {which}.", {"code": "NOT_FOUND"})
     if isinstance(error, Conflict):
         return Problem(409, "conflict", str(error), {"code": "CONFLICT"})
     if isinstance(error, InvalidInput):

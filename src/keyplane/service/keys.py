@@ -270,8 +270,7 @@ class KeyService:
         secret = self._format.generate()
         with self._database.write() as session:
             old = self._find(session, caller, key_id)
-            if old.revoked_at is not None:
-                raise Conflict("a revoked key cannot be rolled; create a new key instead")
+            self._check_rollable(session, old, now)
             scopes = self._grantable_scopes(caller, old.scopes)
             new = ApiKey(
                 id=new_id("key"),
@@ -287,7 +286,7 @@ class KeyService:
                 created_at=now,
                 created_by=caller.actor.name,
                 updated_at=now,
-                expires_at=old.expires_at if old.expires_at and old.expires_at > now else None,
+                expires_at=old.expires_at,
                 rolled_from_id=old.id,
             )
             session.add(new)
@@ -312,6 +311,21 @@ class KeyService:
         return created
 
     # -- helpers -------------------------------------------------------------
+
+    @staticmethod
+    def _check_rollable(session: Session, old: ApiKey, now: datetime) -> None:
+        """Only a live key with no successor yet can be rolled: rolling is not a way
+        to revive an ended key, nor to fork one key into several."""
+        status = status_of(old.revoked_at, old.enabled, old.expires_at, now)
+        if status in (KeyStatus.REVOKED, KeyStatus.EXPIRED):
+            raise Conflict(
+                f"a key that is {status.value} cannot be rolled; create a new key instead"
+            )
+        successor = session.scalar(
+            select(ApiKey.id).where(ApiKey.rolled_from_id == old.id).limit(1)
+        )
+        if successor is not None:
+            raise Conflict(f"this key was already rolled into {successor}; roll that key instead")
 
     def _find(self, session: Session, caller: Caller, key_id: str) -> ApiKey:
         if not is_id(key_id, "key"):

@@ -47,6 +47,9 @@ class Database:
                     "pip install 'keyplane[postgres]'"
                 ) from None
             engine_options.setdefault("pool_pre_ping", True)
+        # Parameters stay out of error messages and tracebacks: they can hold
+        # hashes, emails or metadata.
+        engine_options.setdefault("hide_parameters", True)
         self.engine: Engine = create_engine(url, **engine_options)
         if self.is_sqlite:
             _configure_sqlite(self.engine)

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 
 from keyplane.core.errors import KeyplaneError
@@ -17,6 +18,10 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 class SchemaBehind(KeyplaneError):
     """The database schema is older than this version of Keyplane expects."""
+
+
+class SchemaAhead(KeyplaneError):
+    """The database schema is newer than this version of Keyplane knows."""
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -40,6 +45,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    ensure_known(engine)
     # On SQLite the write option makes the migration take the write lock first,
     # so two processes starting at once migrate one after the other.
     command.upgrade(alembic_config(engine.execution_options(keyplane_write=True)), revision)
@@ -51,14 +57,37 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def prepare(engine: Engine) -> None:
     """Bring SQLite to head (zero configuration); require PostgreSQL to be migrated by hand."""
+    ensure_known(engine)
     if engine.dialect.name == "sqlite":
         upgrade(engine)
     else:
         ensure_current(engine)
 
 
+def is_known(revision: str | None) -> bool:
+    """True for an empty database or a revision this version of Keyplane ships."""
+    if revision is None:
+        return True
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def ensure_known(engine: Engine) -> None:
+    """Raise :class:`SchemaAhead` if a newer Keyplane has migrated this database."""
+    current = current_revision(engine)
+    if not is_known(current):
+        raise SchemaAhead(
+            f"the database schema is at {current}, which this Keyplane "
+            f"({head_revision()} at most) does not know: a newer Keyplane migrated it. "
+            "Run that newer version, or restore a backup taken before the upgrade"
+        )
+
+
 def ensure_current(engine: Engine) -> None:
     """Raise :class:`SchemaBehind`, saying what to run, unless the schema is at head."""
+    ensure_known(engine)
     current, head = current_revision(engine), head_revision()
     if current != head:
         raise SchemaBehind(
