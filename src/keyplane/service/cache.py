@@ -25,6 +25,7 @@ class KeyCache:
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, KeyState]] = OrderedDict()
         self._lock = threading.Lock()
+        self._generation = 0
         self.hits = 0
         self.misses = 0
 
@@ -39,10 +40,21 @@ class KeyCache:
             self.hits += 1
             return entry[1]
 
-    def put(self, key_hash: str, state: KeyState) -> None:
+    def generation(self) -> int:
+        """A number that changes with every invalidation; take it before reading storage."""
+        return self._generation
+
+    def put(self, key_hash: str, state: KeyState, generation: int) -> None:
+        """Cache ``state`` unless an invalidation happened since ``generation`` was taken.
+
+        A look-up that read storage just before a revocation committed would
+        otherwise cache the old state after the revocation dropped it.
+        """
         if self.max_size <= 0 or self.ttl <= 0:
             return
         with self._lock:
+            if generation != self._generation:
+                return
             self._entries[key_hash] = (self._clock(), state)
             self._entries.move_to_end(key_hash)
             while len(self._entries) > self.max_size:
@@ -50,10 +62,12 @@ class KeyCache:
 
     def invalidate(self, key_hash: str) -> None:
         with self._lock:
+            self._generation += 1
             self._entries.pop(key_hash, None)
 
     def clear(self) -> None:
         with self._lock:
+            self._generation += 1
             self._entries.clear()
 
     def __len__(self) -> int:

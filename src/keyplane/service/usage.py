@@ -39,47 +39,46 @@ class UsageBuffer:
         self._database = database
         self.interval = interval
         self._pending: dict[str, Usage] = {}
-        self._lock = threading.Lock()
+        self._in_flight: dict[str, Usage] = {}
+        # Guards the swap of ``_pending`` only (held for nanoseconds, on the hot path);
+        # ``_flush_lock`` serializes whole flushes, database write included.
+        self._swap_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def record(self, key_id: str, usage: Usage) -> None:
         """Note a use; only the latest per key is kept until the next flush."""
-        self._pending[key_id] = usage
+        with self._swap_lock:
+            self._pending[key_id] = usage
 
     def pending(self, key_id: str) -> Usage | None:
         """A use noted but not yet written, so reads can show it at once."""
-        return self._pending.get(key_id)
+        return self._pending.get(key_id) or self._in_flight.get(key_id)
 
     def flush(self) -> int:
         """Write every pending use; return how many keys were updated."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
+        with self._flush_lock:
+            with self._swap_lock:
+                pending, self._pending = self._pending, {}
             if not pending:
                 return 0
-            rows = [
-                {
-                    "key_id": key_id,
-                    "at": usage.at,
-                    "ip": str(usage.client_ip) if usage.client_ip is not None else None,
-                    "user_agent": usage.user_agent[:_USER_AGENT_LIMIT]
-                    if usage.user_agent
-                    else None,
-                }
-                for key_id, usage in pending.items()
-            ]
+            self._in_flight = pending
             try:
                 with self._database.write() as session:
-                    session.connection().execute(_UPDATE_LAST_USED, rows)
+                    session.connection().execute(_UPDATE_LAST_USED, _rows(pending))
             except SQLAlchemyError as error:
                 # Keep the uses for the next try, unless a newer one came in meanwhile.
-                for key_id, usage in pending.items():
-                    self._pending.setdefault(key_id, usage)
+                with self._swap_lock:
+                    for key_id, usage in pending.items():
+                        self._pending.setdefault(key_id, usage)
                 logger.warning(
                     "could not write last-used times (%s); will retry", type(error).__name__
                 )
                 return 0
-            return len(rows)
+            finally:
+                self._in_flight = {}
+            return len(pending)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -104,3 +103,15 @@ class UsageBuffer:
                 self.flush()
             except Exception:  # the flusher must outlive any one bad flush
                 logger.exception("last-used flush failed")
+
+
+def _rows(pending: dict[str, Usage]) -> list[dict[str, object]]:
+    return [
+        {
+            "key_id": key_id,
+            "at": usage.at,
+            "ip": str(usage.client_ip) if usage.client_ip is not None else None,
+            "user_agent": usage.user_agent[:_USER_AGENT_LIMIT] if usage.user_agent else None,
+        }
+        for key_id, usage in pending.items()
+    ]

@@ -96,6 +96,7 @@ class Verifier:
 
     def load(self, key_hash: str) -> KeyState | None:
         """Read one key's state by hash (one indexed query) and cache it."""
+        generation = self._cache.generation()
         with self._database.read() as session:
             row = session.execute(
                 select(*_STATE_COLUMNS).where(ApiKey.key_hash == key_hash)
@@ -103,7 +104,7 @@ class Verifier:
         if row is None:
             return None
         state = _to_state(tuple(row))
-        self._cache.put(key_hash, state)
+        self._cache.put(key_hash, state, generation)
         return state
 
     def _hash(self, raw_key: str) -> str | None:
