@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from keyplane.core.errors import MalformedKey
 from keyplane.core.grant import Decision, GrantCode, KeyState, decide
@@ -40,6 +40,10 @@ _STATE_COLUMNS = (
     ApiKey.ip_allowlist,
     ApiKey.meta,
 )
+
+#: Built once: rebuilding the select and running it through the ORM cost about
+#: half of a cache miss on SQLite (bench/verify.py, docs/performance.md).
+_LOAD_STATE = select(*_STATE_COLUMNS).where(ApiKey.key_hash == bindparam("key_hash"))
 
 
 class Verifier:
@@ -98,9 +102,7 @@ class Verifier:
         """Read one key's state by hash (one indexed query) and cache it."""
         generation = self._cache.generation()
         with self._database.read() as session:
-            row = session.execute(
-                select(*_STATE_COLUMNS).where(ApiKey.key_hash == key_hash)
-            ).one_or_none()
+            row = session.connection().execute(_LOAD_STATE, {"key_hash": key_hash}).one_or_none()
         if row is None:
             return None
         state = _to_state(tuple(row))
