@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 import platformdirs
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from keyplane.core.errors import InvalidInput, KeyplaneError
 from keyplane.core.keys import DEFAULT_PREFIX, KeyFormat
@@ -33,8 +35,9 @@ class ConfigError(KeyplaneError):
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    database_url: str
-    redis_url: str | None = None
+    #: May hold a password: kept out of the repr (see ``__repr__``).
+    database_url: str = field(repr=False)
+    redis_url: str | None = field(default=None, repr=False)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     key_prefix: str = DEFAULT_PREFIX
@@ -46,6 +49,20 @@ class Settings:
     usage_flush_interval: float = 1.0
     trusted_proxies: tuple[IPNetwork, ...] = field(default_factory=tuple)
     log_level: str = "info"
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={value!r}"
+            for name, value in (
+                ("data_dir", self.data_dir),
+                ("database_url", hide_password(self.database_url)),
+                ("redis_url", hide_password(self.redis_url) if self.redis_url else None),
+                ("host", self.host),
+                ("port", self.port),
+                ("key_prefix", self.key_prefix),
+            )
+        )
+        return f"Settings({fields}, ...)"
 
     @property
     def key_format(self) -> KeyFormat:
@@ -109,6 +126,14 @@ class Settings:
             trusted_proxies=proxies,
             log_level=log_level,
         )
+
+
+def hide_password(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe to print."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
 
 
 def normalize_database_url(url: str) -> str:

@@ -133,3 +133,17 @@ def test_postgres_urls_get_the_psycopg_driver(tmp_path: Path) -> None:
         {"KEYPLANE_DATA_DIR": str(tmp_path), "KEYPLANE_DATABASE_URL": "postgres://u@h:5432/db"}
     )
     assert settings.database_url == "postgresql+psycopg://u@h:5432/db"
+
+
+def test_settings_repr_hides_database_and_redis_passwords(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "KEYPLANE_DATA_DIR": str(tmp_path),
+            "KEYPLANE_DATABASE_URL": "postgresql://app:s3cret-db@db:5432/keyplane",
+            "KEYPLANE_REDIS_URL": "redis://:s3cret-redis@cache:6379/0",
+        }
+    )
+    shown = repr(settings)
+    assert "s3cret" not in shown
+    assert "db:5432/keyplane" in shown
+    assert "s3cret" not in repr(Database(settings.database_url))

@@ -6,10 +6,9 @@ import os
 
 import typer
 import uvicorn
-from sqlalchemy.engine import make_url
 
 from keyplane.cli.output import errors_as_messages, stderr, stdout
-from keyplane.config import Settings
+from keyplane.config import Settings, hide_password
 from keyplane.logs import configure_logging
 from keyplane.storage import migrate
 from keyplane.storage.database import Database
@@ -38,7 +37,7 @@ def serve(
             database.dispose()
     host = host or settings.host
     port = settings.port if port is None else port
-    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    where = hide_password(settings.database_url)
     shown = f"http://{host}:{port}" if port else f"{host}, on a free port (see below)"
     stderr.print(f"Keyplane serving on {shown}  (database: {where})", markup=False)
     # Workers are new processes: hand them the same settings through the environment.
