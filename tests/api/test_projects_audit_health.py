@@ -130,3 +130,11 @@ def test_unknown_routes_and_methods_are_problems(client: TestClient) -> None:
     )
     wrong = client.put("/api/v1/whoami")
     assert (wrong.status_code, wrong.headers["content-type"]) == (405, "application/problem+json")
+
+
+def test_openapi_declares_how_to_send_a_key(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert {"type": "http", "scheme": "bearer"}.items() <= schemes["HTTPBearer"].items()
+    assert schemes["APIKeyHeader"]["name"] == "X-API-Key"
+    assert schema["paths"]["/api/v1/whoami"]["get"]["security"]

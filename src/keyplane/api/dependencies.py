@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request, Response, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from keyplane.core.errors import PermissionDenied
 from keyplane.core.grant import UNAUTHENTICATED_CODES, GrantCode, KeyState
@@ -13,7 +14,7 @@ from keyplane.core.network import IPAddress
 from keyplane.core.scopes import grants
 from keyplane.http.client_ip import client_ip
 from keyplane.http.credentials import key_from_headers, key_in_url
-from keyplane.http.problems import KeyInQuery, authentication_failed, missing_credentials
+from keyplane.http.problems import KeyInURL, authentication_failed, missing_credentials
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 
@@ -47,11 +48,21 @@ class Authenticated:
     caller: Caller
 
 
-async def authenticate(request: Request) -> Authenticated:
+#: Declared for the OpenAPI document only (the "Authorize" button of /docs);
+#: credentials are read by ``key_from_headers``, which also takes ``apiKey``.
+_BEARER_SCHEME = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
+_HEADER_SCHEME = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
+
+
+async def authenticate(
+    request: Request,
+    _bearer: Annotated[object, Security(_BEARER_SCHEME)],
+    _header: Annotated[object, Security(_HEADER_SCHEME)],
+) -> Authenticated:
     """Verify the request's key; 400 if it is in the URL, 401 if absent or unusable, 403 for IP."""
     services = get_services(request)
     if key_in_url(request.url.path, request.url.query, services.settings.key_format):
-        raise KeyInQuery(
+        raise KeyInURL(
             "API keys are never accepted in the URL. Send the key in the "
             "'Authorization: Bearer <key>' header, and consider rolling it: URLs end up in logs."
         )

@@ -26,8 +26,8 @@ TYPE_BASE: Final = "urn:keyplane:problem:"
 REALM: Final = 'Bearer realm="keyplane"'
 
 
-class KeyInQuery(KeyplaneError):
-    """A request tried to send a key in the URL."""
+class KeyInURL(KeyplaneError):
+    """A request sent a key in its URL (path or query string)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def problem_for(error: Exception) -> Problem:
     if isinstance(error, PermissionDenied):
         slug = "forbidden-ip" if error.code == GrantCode.FORBIDDEN else "insufficient-scope"
         return Problem(403, slug, str(error), {"code": error.code})
-    if isinstance(error, KeyInQuery):
+    if isinstance(error, KeyInURL):
         return Problem(400, "key-in-url", str(error), {"code": "KEY_IN_URL"})
     if isinstance(error, NotFound):
         which = f"id {error.identifier!r}" if is_id(error.identifier) else "that id"
