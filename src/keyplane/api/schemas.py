@@ -16,6 +16,7 @@ from keyplane.service.records import (
     Page,
     ProjectRecord,
 )
+from keyplane.service.validation import MAX_USER_AGENT_LENGTH
 
 T = TypeVar("T")
 
@@ -90,7 +91,7 @@ class VerifyRequest(Strict):
         description="The end client's IP, checked against the key's allowlist.",
     )
     user_agent: str | None = Field(
-        default=None, max_length=512, description="The end client's user agent."
+        default=None, max_length=MAX_USER_AGENT_LENGTH, description="The end client's user agent."
     )
 
 

@@ -169,12 +169,12 @@ class KeyFormat:
 
     def redact(self, text: str) -> str:
         """Replace every checksum-valid key in ``text`` with its hint."""
-        return self.pattern().sub(
-            lambda match: (
-                self.parse(match.group()).hint if self.is_key(match.group()) else match.group()
-            ),
-            text,
-        )
+
+        def hint_if_key(match: re.Match[str]) -> str:
+            value = match.group()
+            return make_hint(value, self.prefix) if self.is_key(value) else value
+
+        return self.pattern().sub(hint_if_key, text)
 
 
 def hash_key(value: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from keyplane.core.ids import new_id
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
 from keyplane.service.records import Actor, AuditEventRecord, Page
-from keyplane.service.validation import check_filter
+from keyplane.service.validation import check_filter, clip_user_agent
 from keyplane.storage.database import Database
 from keyplane.storage.models import AuditEvent
 
@@ -38,7 +38,7 @@ def record_event(
             target_type=target_type,
             target_id=target_id,
             client_ip=actor.client_ip,
-            user_agent=actor.user_agent[:512] if actor.user_agent else None,
+            user_agent=clip_user_agent(actor.user_agent),
             occurred_at=at,
             details=dict(details or {}),
         )

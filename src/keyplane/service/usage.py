@@ -15,12 +15,12 @@ from sqlalchemy import bindparam, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from keyplane.service.records import Usage
+from keyplane.service.validation import clip_user_agent
 from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey
 
 logger = logging.getLogger("keyplane.usage")
 
-_USER_AGENT_LIMIT = 512
 
 _UPDATE_LAST_USED = (
     update(ApiKey)
@@ -111,7 +111,7 @@ def _rows(pending: dict[str, Usage]) -> list[dict[str, object]]:
             "key_id": key_id,
             "at": usage.at,
             "ip": str(usage.client_ip) if usage.client_ip is not None else None,
-            "user_agent": usage.user_agent[:_USER_AGENT_LIMIT] if usage.user_agent else None,
+            "user_agent": clip_user_agent(usage.user_agent),
         }
         for key_id, usage in pending.items()
     ]

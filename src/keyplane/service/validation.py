@@ -9,9 +9,16 @@ from datetime import datetime
 from typing import Any, Final
 
 from keyplane.core.errors import InvalidInput
+from keyplane.storage.models import USER_AGENT_LENGTH
 
 MAX_METADATA_BYTES: Final = 16_384
 MAX_NAME_LENGTH: Final = 200
+MAX_USER_AGENT_LENGTH: Final = USER_AGENT_LENGTH
+
+
+def clip_user_agent(user_agent: str | None) -> str | None:
+    """A user agent cut to what storage keeps (they can be arbitrarily long)."""
+    return user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None
 
 
 def check_name(name: str) -> str:

@@ -32,6 +32,7 @@ NAMING_CONVENTION = {
 
 ID_LENGTH = 40
 NAME_LENGTH = 200
+USER_AGENT_LENGTH = 512
 
 
 class Base(DeclarativeBase):
@@ -113,7 +114,7 @@ class ApiKey(Base):
     rolled_from_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
     last_used_at: Mapped[datetime | None]
     last_used_ip: Mapped[str | None] = mapped_column(String(45))
-    last_used_user_agent: Mapped[str | None] = mapped_column(String(512))
+    last_used_user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_LENGTH))
 
 
 class AuditEvent(Base):
