@@ -23,6 +23,7 @@ from keyplane.core.network import IPNetwork, parse_allowlist
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
 SQLITE_FILENAME: Final = "keyplane.db"
+SIGNUP_POLICIES: Final = ("first", "open", "off")
 
 
 N = TypeVar("N", int, float)
@@ -49,6 +50,9 @@ class Settings:
     usage_flush_interval: float = 1.0
     trusted_proxies: tuple[IPNetwork, ...] = field(default_factory=tuple)
     log_level: str = "info"
+    #: Who may create an organization from the console's sign-up page:
+    #: ``first`` (only the first user of a fresh server), ``open`` or ``off``.
+    signup: str = "first"
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -111,6 +115,12 @@ class Settings:
             raise ConfigError(
                 "KEYPLANE_LOG_LEVEL must be one of critical, error, warning, info, debug"
             )
+        signup = (_get(env, "KEYPLANE_SIGNUP") or "first").lower()
+        if signup not in SIGNUP_POLICIES:
+            raise ConfigError(
+                "KEYPLANE_SIGNUP must be first (only the first user of a fresh server signs up), "
+                "open (anyone may create an organization) or off (invitations only)"
+            )
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -125,6 +135,7 @@ class Settings:
             ),
             trusted_proxies=proxies,
             log_level=log_level,
+            signup=signup,
         )
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session
 from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound
 from keyplane.core.ids import new_id
+from keyplane.service import access
 from keyplane.service.audit import record_event
 from keyplane.service.keys import find_project
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
@@ -34,6 +37,8 @@ from keyplane.storage.models import Membership, Organization, Project, User
 
 _EMAIL_RE: Final = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 MIN_PASSWORD_LENGTH: Final = 10
+#: argon2 hashes any length, but a megabyte password is only a way to burn CPU.
+MAX_PASSWORD_LENGTH: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class AccountService:
         self._database = database
         self._clock = clock
         self._hasher = password_hasher or PasswordHasher()
+        self._dummy: str | None = None
 
     def bootstrap(
         self,
@@ -121,11 +127,34 @@ class AccountService:
             raise InvalidInput(
                 f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
             )
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise InvalidInput(
+                f"a password has at most {MAX_PASSWORD_LENGTH} characters", field="password"
+            )
         return self._hasher.hash(password)
+
+    def verify_password(self, password_hash: str | None, password: str) -> bool:
+        """True if ``password`` matches; always spends one hash, so a missing user
+        or a user without a password costs as long as a wrong password."""
+        try:
+            return self._hasher.verify(password_hash or self._dummy_hash(), password) and (
+                password_hash is not None
+            )
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+    def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy
 
     # -- projects ------------------------------------------------------------
 
     def create_project(self, caller: Caller, name: str) -> ProjectRecord:
+        access.require_manager(caller, "create projects")
         now = self._clock()
         name = check_name(name)
         try:

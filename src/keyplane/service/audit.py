@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyplane.core.ids import new_id
+from keyplane.service import access
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
-from keyplane.service.records import Actor, AuditEventRecord, Page
+from keyplane.service.records import Actor, AuditEventRecord, Caller, Page
 from keyplane.service.validation import check_filter, clip_user_agent
 from keyplane.storage.database import Database
 from keyplane.storage.models import AuditEvent
@@ -84,6 +85,31 @@ def list_events(
     return Page(
         items=tuple(_to_record(row) for row in rows),
         next_cursor=encode_cursor(rows[-1].pk) if more else None,
+    )
+
+
+def events_for(
+    database: Database,
+    caller: Caller,
+    *,
+    action: str | None = None,
+    key_id: str | None = None,
+    actor: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[AuditEventRecord]:
+    """The audit log as ``caller`` may read it: all of it for a manager (or a key,
+    whose scope was checked), one key's trail for a member."""
+    if key_id is None:
+        access.require_manager(caller, "read the organization's audit log")
+    return list_events(
+        database,
+        caller.organization_id,
+        action=action,
+        target_id=key_id,
+        actor=actor,
+        limit=limit,
+        cursor=cursor,
     )
 
 

@@ -21,6 +21,7 @@ from keyplane.core.grant import GrantCode
 from keyplane.core.ids import is_id, new_id
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import parse_allowlist
+from keyplane.service import access
 from keyplane.service.audit import record_event
 from keyplane.service.cache import KeyCache
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
@@ -196,6 +197,7 @@ class KeyService:
         now = self._clock()
         with self._database.write() as session:
             row = self._find(session, caller, key_id)
+            access.require_key_manager(caller, row.created_by)
             if row.revoked_at is not None:
                 raise Conflict("a revoked key cannot be changed")
             changed: dict[str, Any] = {}
@@ -241,6 +243,7 @@ class KeyService:
         now = self._clock()
         with self._database.write() as session:
             row = self._find(session, caller, key_id)
+            access.require_key_manager(caller, row.created_by)
             if row.revoked_at is None:
                 row.revoked_at = now
                 row.revoked_by = caller.actor.name
@@ -270,6 +273,7 @@ class KeyService:
         secret = self._format.generate()
         with self._database.write() as session:
             old = self._find(session, caller, key_id)
+            access.require_key_manager(caller, old.created_by)
             self._check_rollable(session, old, now)
             scopes = self._grantable_scopes(caller, old.scopes)
             new = ApiKey(
@@ -343,6 +347,7 @@ class KeyService:
     def _grantable_scopes(caller: Caller, scopes: Iterable[str]) -> tuple[str, ...]:
         """Valid scopes the caller holds itself: nobody hands out more than they have."""
         normalized = scope_rules.normalize_scopes(scopes)
+        access.check_member_scopes(caller, normalized)
         beyond = [scope for scope in normalized if not scope_rules.grants(caller.scopes, scope)]
         if beyond:
             raise PermissionDenied(

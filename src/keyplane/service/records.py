@@ -48,6 +48,9 @@ class Caller:
     organization_id: str
     scopes: tuple[str, ...]
     actor: Actor
+    #: The member's role when a person acts (the console); ``None`` for a key or
+    #: the operator, whose scopes alone decide. See ``service/access.py``.
+    role: Role | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,49 @@ class UserRecord:
     id: str
     email: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    user_id: str
+    email: str
+    role: Role
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationRecord:
+    id: str
+    organization_id: str
+    organization_name: str
+    email: str
+    role: Role
+    created_at: datetime
+    created_by: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A signed-in browser: who, in which organization, with which role (read fresh)."""
+
+    id: str
+    user_id: str
+    email: str
+    organization_id: str
+    organization_name: str
+    role: Role
+    created_at: datetime
+    expires_at: datetime
+
+    def caller(self, client_ip: str | None = None, user_agent: str | None = None) -> Caller:
+        """The caller this person acts as: every scope, limited by the role's rules."""
+        return Caller(
+            self.organization_id,
+            ("*",),
+            Actor(f"user:{self.user_id}", client_ip, user_agent),
+            role=self.role,
+        )
 
 
 @dataclass(frozen=True, slots=True)

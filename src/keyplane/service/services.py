@@ -12,7 +12,10 @@ from keyplane.core import scopes as scope_rules
 from keyplane.service.accounts import AccountService, Bootstrapped
 from keyplane.service.cache import KeyCache
 from keyplane.service.keys import KeyService
+from keyplane.service.members import MemberService, SignupPolicy
 from keyplane.service.records import Actor, Caller, CreatedKey
+from keyplane.service.sessions import SessionService
+from keyplane.service.throttle import LoginThrottle
 from keyplane.service.usage import UsageBuffer
 from keyplane.service.verifier import Verifier
 from keyplane.storage import migrate
@@ -47,6 +50,14 @@ class Services:
             database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
         )
         self.accounts = AccountService(database, clock=clock)
+        self.sessions = SessionService(database, self.accounts, LoginThrottle(), clock=clock)
+        self.members = MemberService(
+            database,
+            self.accounts,
+            self.sessions,
+            policy=SignupPolicy(settings.signup),
+            clock=clock,
+        )
         self.verifier = Verifier(
             database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
         )

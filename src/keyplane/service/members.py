@@ -1,0 +1,407 @@
+"""People in an organization: sign-up, invitations, roles, removal.
+
+Sign-up follows the operator's policy (``KEYPLANE_SIGNUP``): ``first`` lets
+only the first user of a fresh server create an organization; ``open`` lets
+anyone create their own; ``off`` lets nobody (the operator bootstraps with
+``keyplane admin bootstrap``). Everyone else joins through an invitation link
+an owner or admin creates; only the SHA-256 of the link's token is stored.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from keyplane.core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from keyplane.core.ids import is_id, new_id
+from keyplane.service import access
+from keyplane.service.accounts import AccountService, check_email
+from keyplane.service.audit import record_event
+from keyplane.service.records import Actor, Caller, InvitationRecord, MemberRecord, Role
+from keyplane.service.sessions import NewSession, SessionService, hash_token
+from keyplane.storage.database import Database
+from keyplane.storage.models import (
+    ConsoleSession,
+    Invitation,
+    Membership,
+    Organization,
+    User,
+)
+
+INVITATION_LIFETIME: Final = timedelta(days=7)
+FIRST_PROJECT_NAME: Final = "Default"
+_MAX_TOKEN_LENGTH: Final = 128
+
+
+class SignupPolicy(StrEnum):
+    FIRST = "first"
+    OPEN = "open"
+    OFF = "off"
+
+
+class SignupClosed(Conflict):
+    """Sign-up is not open on this server; join through an invitation."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewInvitation:
+    """An invitation just created; ``token`` goes into the link, shown once."""
+
+    token: str = field(repr=False)
+    record: InvitationRecord
+
+
+class MemberService:
+    def __init__(
+        self,
+        database: Database,
+        accounts: AccountService,
+        sessions: SessionService,
+        *,
+        policy: SignupPolicy,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._database = database
+        self._accounts = accounts
+        self._sessions = sessions
+        self.policy = policy
+        self._clock = clock
+
+    # -- sign-up -------------------------------------------------------------
+
+    def signup_open(self) -> bool:
+        if self.policy is SignupPolicy.OPEN:
+            return True
+        if self.policy is SignupPolicy.OFF:
+            return False
+        with self._database.read() as session:
+            return session.scalar(select(Organization.pk).limit(1)) is None
+
+    def sign_up(
+        self,
+        *,
+        email: str,
+        password: str,
+        organization_name: str,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> NewSession:
+        """Create an organization with this person as its owner, and sign them in."""
+        email = check_email(email)
+        password_hash = self._accounts.hash_password(password)
+        actor = Actor("signup", client_ip, user_agent)
+        try:
+            with self._database.write() as session:
+                if self.policy is SignupPolicy.OFF or (
+                    self.policy is SignupPolicy.FIRST
+                    and session.scalar(select(Organization.pk).limit(1)) is not None
+                ):
+                    raise SignupClosed(
+                        "sign-up is closed on this server; ask an owner or admin for an invitation"
+                    )
+                if session.scalar(select(User.pk).where(User.email == email)) is not None:
+                    raise Conflict("an account with this e-mail address exists; sign in instead")
+                created = self._accounts.bootstrap(
+                    session,
+                    organization_name=organization_name,
+                    project_name=FIRST_PROJECT_NAME,
+                    owner_email=email,
+                    actor=actor,
+                )
+                user = session.scalar(select(User).where(User.id == created.owner.id))
+                if user is None:  # pragma: no cover - bootstrap just created it
+                    raise NotFound("user", created.owner.id)
+                user.password_hash = password_hash
+                return self._sessions.start_in(
+                    session,
+                    created.owner.id,
+                    created.organization.id,
+                    client_ip=client_ip,
+                    user_agent=user_agent,
+                )
+        except IntegrityError:  # a concurrent sign-up took the name or the e-mail
+            raise Conflict("that organization or e-mail address was just taken") from None
+
+    # -- members -------------------------------------------------------------
+
+    def list_members(self, caller: Caller) -> list[MemberRecord]:
+        with self._database.read() as session:
+            rows = session.execute(
+                select(User.id, User.email, Membership.role, Membership.created_at)
+                .join(Membership, Membership.user_id == User.id)
+                .where(Membership.organization_id == caller.organization_id)
+                .order_by(Membership.pk)
+            ).all()
+        return [MemberRecord(user_id, email, Role(role), at) for user_id, email, role, at in rows]
+
+    def change_role(self, caller: Caller, user_id: str, role: Role | str) -> MemberRecord:
+        new = _role(role)
+        now = self._clock()
+        with self._database.write() as session:
+            membership = _membership(session, caller.organization_id, user_id)
+            old = Role(membership.role)
+            access.check_role_change(caller, old, new)
+            if old is Role.OWNER and new is not Role.OWNER:
+                _keep_an_owner(session, caller.organization_id)
+            if old is not new:
+                membership.role = new.value
+                record_event(
+                    session,
+                    organization_id=caller.organization_id,
+                    actor=caller.actor,
+                    action="member.role_changed",
+                    target_type="user",
+                    target_id=user_id,
+                    at=now,
+                    details={"from": old.value, "to": new.value},
+                )
+            email = session.scalar(select(User.email).where(User.id == user_id)) or ""
+            return MemberRecord(user_id, email, new, membership.created_at)
+
+    def remove(self, caller: Caller, user_id: str) -> None:
+        """Take a person out of the organization and end their sessions in it."""
+        now = self._clock()
+        with self._database.write() as session:
+            membership = _membership(session, caller.organization_id, user_id)
+            old = Role(membership.role)
+            access.check_role_change(caller, old, Role.MEMBER)
+            if old is Role.OWNER:
+                _keep_an_owner(session, caller.organization_id)
+            session.delete(membership)
+            session.execute(
+                delete(ConsoleSession).where(
+                    ConsoleSession.user_id == user_id,
+                    ConsoleSession.organization_id == caller.organization_id,
+                )
+            )
+            email = session.scalar(select(User.email).where(User.id == user_id))
+            record_event(
+                session,
+                organization_id=caller.organization_id,
+                actor=caller.actor,
+                action="member.removed",
+                target_type="user",
+                target_id=user_id,
+                at=now,
+                details={"email": email, "role": old.value},
+            )
+
+    # -- invitations ---------------------------------------------------------
+
+    def invite(self, caller: Caller, email: str, role: Role | str = Role.MEMBER) -> NewInvitation:
+        new_role = _role(role)
+        access.check_role_change(caller, None, new_role)
+        email = check_email(email)
+        now = self._clock()
+        token = secrets.token_urlsafe(32)
+        with self._database.write() as session:
+            already = session.scalar(
+                select(Membership.pk)
+                .join(User, User.id == Membership.user_id)
+                .where(Membership.organization_id == caller.organization_id, User.email == email)
+            )
+            if already is not None:
+                raise Conflict(f"{email} is already a member")
+            row = Invitation(
+                id=new_id("inv"),
+                token_hash=hash_token(token),
+                organization_id=caller.organization_id,
+                email=email,
+                role=new_role.value,
+                created_at=now,
+                created_by=caller.actor.name,
+                expires_at=now + INVITATION_LIFETIME,
+                accepted_at=None,
+                revoked_at=None,
+            )
+            session.add(row)
+            session.flush()
+            record_event(
+                session,
+                organization_id=caller.organization_id,
+                actor=caller.actor,
+                action="invitation.created",
+                target_type="invitation",
+                target_id=row.id,
+                at=now,
+                details={"email": email, "role": new_role.value},
+            )
+            return NewInvitation(token, _invitation_record(session, row))
+
+    def list_invitations(self, caller: Caller) -> list[InvitationRecord]:
+        """Invitations still waiting to be accepted."""
+        access.require_manager(caller, "see invitations")
+        now = self._clock()
+        with self._database.read() as session:
+            rows = session.scalars(
+                select(Invitation)
+                .where(
+                    Invitation.organization_id == caller.organization_id,
+                    Invitation.accepted_at.is_(None),
+                    Invitation.revoked_at.is_(None),
+                    Invitation.expires_at > now,
+                )
+                .order_by(Invitation.pk.desc())
+            ).all()
+            return [_invitation_record(session, row) for row in rows]
+
+    def revoke_invitation(self, caller: Caller, invitation_id: str) -> None:
+        access.require_manager(caller, "revoke invitations")
+        now = self._clock()
+        with self._database.write() as session:
+            row = (
+                session.scalar(
+                    select(Invitation).where(
+                        Invitation.id == invitation_id,
+                        Invitation.organization_id == caller.organization_id,
+                    )
+                )
+                if is_id(invitation_id, "inv")
+                else None
+            )
+            if row is None:
+                raise NotFound("invitation", invitation_id)
+            if row.revoked_at is None and row.accepted_at is None:
+                row.revoked_at = now
+                record_event(
+                    session,
+                    organization_id=caller.organization_id,
+                    actor=caller.actor,
+                    action="invitation.revoked",
+                    target_type="invitation",
+                    target_id=row.id,
+                    at=now,
+                    details={"email": row.email},
+                )
+
+    def find_invitation(self, token: str) -> InvitationRecord:
+        """The open invitation behind a link's token, or :class:`NotFound`."""
+        with self._database.read() as session:
+            return _invitation_record(session, self._open_invitation(session, token))
+
+    def accept(
+        self,
+        token: str,
+        password: str,
+        *,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> NewSession:
+        """Join the organization: a new account sets its password, an existing one proves it."""
+        with self._database.read() as session:
+            invitation = self._open_invitation(session, token)
+            user = session.scalar(select(User).where(User.email == invitation.email))
+            existing_hash = user.password_hash if user is not None else None
+        new_hash: str | None = None
+        if existing_hash is not None:
+            self._sessions.throttle.check(invitation.email, client_ip)
+            if not self._accounts.verify_password(existing_hash, password):
+                self._sessions.throttle.failed(invitation.email, client_ip)
+                raise AuthenticationFailed(
+                    "BAD_CREDENTIALS",
+                    "an account with this e-mail exists: enter its current password",
+                )
+        else:
+            new_hash = self._accounts.hash_password(password)
+        now = self._clock()
+        with self._database.write() as session:
+            row = self._open_invitation(session, token)
+            user = session.scalar(select(User).where(User.email == row.email))
+            if user is None:
+                user = User(id=new_id("usr"), email=row.email, created_at=now, password_hash=None)
+                session.add(user)
+            if new_hash is not None:
+                user.password_hash = new_hash
+            session.flush()
+            if _find_membership(session, row.organization_id, user.id) is None:
+                session.add(
+                    Membership(
+                        organization_id=row.organization_id,
+                        user_id=user.id,
+                        role=row.role,
+                        created_at=now,
+                    )
+                )
+            row.accepted_at = now
+            actor = Actor(f"user:{user.id}", client_ip, user_agent)
+            record_event(
+                session,
+                organization_id=row.organization_id,
+                actor=actor,
+                action="member.added",
+                target_type="user",
+                target_id=user.id,
+                at=now,
+                details={"email": row.email, "role": row.role, "invitation_id": row.id},
+            )
+            session.flush()
+            return self._sessions.start_in(
+                session, user.id, row.organization_id, client_ip=client_ip, user_agent=user_agent
+            )
+
+    def _open_invitation(self, session: Session, token: str) -> Invitation:
+        if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
+            raise NotFound("invitation", "that link")
+        row = session.scalar(select(Invitation).where(Invitation.token_hash == hash_token(token)))
+        if (
+            row is None
+            or row.accepted_at is not None
+            or row.revoked_at is not None
+            or row.expires_at <= self._clock()
+        ):
+            raise NotFound("invitation", "that link")
+        return row
+
+
+def _role(role: Role | str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise InvalidInput("a role is owner, admin or member", field="role") from None
+
+
+def _find_membership(session: Session, organization_id: str, user_id: str) -> Membership | None:
+    return session.scalar(
+        select(Membership).where(
+            Membership.organization_id == organization_id, Membership.user_id == user_id
+        )
+    )
+
+
+def _membership(session: Session, organization_id: str, user_id: str) -> Membership:
+    found = _find_membership(session, organization_id, user_id) if is_id(user_id, "usr") else None
+    if found is None:
+        raise NotFound("member", user_id)
+    return found
+
+
+def _keep_an_owner(session: Session, organization_id: str) -> None:
+    owners = session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.organization_id == organization_id, Membership.role == Role.OWNER.value)
+    )
+    if (owners or 0) <= 1:
+        raise Conflict("an organization keeps at least one owner; make someone else owner first")
+
+
+def _invitation_record(session: Session, row: Invitation) -> InvitationRecord:
+    name = session.scalar(select(Organization.name).where(Organization.id == row.organization_id))
+    return InvitationRecord(
+        id=row.id,
+        organization_id=row.organization_id,
+        organization_name=name or "",
+        email=row.email,
+        role=Role(row.role),
+        created_at=row.created_at,
+        created_by=row.created_by,
+        expires_at=row.expires_at,
+    )

@@ -1,0 +1,251 @@
+"""Console sign-in: passwords checked with argon2id, sessions kept server-side.
+
+A session token is 256 random bits, handed to the browser once (in a cookie)
+and stored only as its SHA-256, like an API key. Signing in always issues a new
+token and deletes the one the browser held (no session fixation); signing out
+and changing the password delete sessions. The role is read afresh on every
+request, so a removed member's sessions stop working at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from keyplane.core.errors import AuthenticationFailed, InvalidInput
+from keyplane.core.ids import new_id
+from keyplane.service.accounts import AccountService, check_email
+from keyplane.service.audit import record_event
+from keyplane.service.records import Actor, Role, SessionRecord
+from keyplane.service.throttle import LoginThrottle
+from keyplane.service.validation import clip_user_agent
+from keyplane.storage.database import Database
+from keyplane.storage.models import ConsoleSession, Membership, Organization, User
+
+#: A session ends this long after sign-in, however active.
+SESSION_LIFETIME: Final = timedelta(days=7)
+#: ... or after this long without a request.
+SESSION_IDLE_TIMEOUT: Final = timedelta(hours=12)
+#: ``last_seen_at`` is written at most this often (a page view is not a write).
+_TOUCH_EVERY: Final = timedelta(minutes=1)
+_TOKEN_BYTES: Final = 32
+_MAX_TOKEN_LENGTH: Final = 128
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session just started; ``token`` goes into the cookie and nowhere else."""
+
+    token: str = field(repr=False)
+    record: SessionRecord
+
+
+class SessionService:
+    def __init__(
+        self,
+        database: Database,
+        accounts: AccountService,
+        throttle: LoginThrottle,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._database = database
+        self._accounts = accounts
+        self.throttle = throttle
+        self._clock = clock
+
+    def sign_in(
+        self,
+        email: str,
+        password: str,
+        *,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+        replacing: str | None = None,
+    ) -> NewSession:
+        """Check the password (throttled) and start a session in the user's first organization.
+
+        Raises :class:`~keyplane.service.throttle.TooManyAttempts` when the
+        account or the IP has failed too often, and ``AuthenticationFailed``
+        (one message for every cause) when the e-mail or password is wrong.
+        """
+        email = email.strip().lower() if isinstance(email, str) else ""
+        self.throttle.check(email, client_ip)
+        with self._database.read() as session:
+            user = session.scalar(select(User).where(User.email == email)) if email else None
+            password_hash = user.password_hash if user is not None else None
+            user_id = user.id if user is not None else None
+        if not self._accounts.verify_password(password_hash, password) or user_id is None:
+            self.throttle.failed(email, client_ip)
+            raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
+        with self._database.write() as session:
+            membership = session.scalar(
+                select(Membership)
+                .where(Membership.user_id == user_id)
+                .order_by(Membership.pk)
+                .limit(1)
+            )
+            if membership is None:
+                raise AuthenticationFailed(
+                    "NO_ORGANIZATION", "this account belongs to no organization any more"
+                )
+            if password_hash is not None and self._accounts.needs_rehash(password_hash):
+                row = session.scalar(select(User).where(User.id == user_id))
+                if row is not None:
+                    row.password_hash = self._accounts.hash_password(password)
+            return self.start_in(
+                session,
+                user_id,
+                membership.organization_id,
+                client_ip=client_ip,
+                user_agent=user_agent,
+                replacing=replacing,
+            )
+
+    def start_in(
+        self,
+        session: Session,
+        user_id: str,
+        organization_id: str,
+        *,
+        client_ip: str | None,
+        user_agent: str | None,
+        replacing: str | None = None,
+    ) -> NewSession:
+        """A new session inside the caller's transaction (sign-in, sign-up, joining)."""
+        now = self._clock()
+        if replacing:
+            session.execute(
+                delete(ConsoleSession).where(ConsoleSession.token_hash == hash_token(replacing))
+            )
+        token = secrets.token_urlsafe(_TOKEN_BYTES)
+        row = ConsoleSession(
+            id=new_id("ses"),
+            token_hash=hash_token(token),
+            user_id=user_id,
+            organization_id=organization_id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + SESSION_LIFETIME,
+            client_ip=client_ip,
+            user_agent=clip_user_agent(user_agent),
+        )
+        session.add(row)
+        session.flush()
+        record_event(
+            session,
+            organization_id=organization_id,
+            actor=Actor(f"user:{user_id}", client_ip, user_agent),
+            action="user.signed_in",
+            target_type="user",
+            target_id=user_id,
+            at=now,
+        )
+        record = _load(session, row)
+        if record is None:  # pragma: no cover - the membership was just checked
+            raise AuthenticationFailed("NO_ORGANIZATION", "no membership")
+        return NewSession(token, record)
+
+    def resolve(self, token: str | None) -> SessionRecord | None:
+        """The live session for a cookie's token, or ``None`` (unknown, expired, idle, removed)."""
+        if not token or len(token) > _MAX_TOKEN_LENGTH:
+            return None
+        now = self._clock()
+        token_hash = hash_token(token)
+        with self._database.read() as session:
+            row = session.scalar(
+                select(ConsoleSession).where(ConsoleSession.token_hash == token_hash)
+            )
+            if (
+                row is None
+                or row.expires_at <= now
+                or row.last_seen_at + SESSION_IDLE_TIMEOUT <= now
+            ):
+                return None
+            record = _load(session, row)
+            stale = row.last_seen_at + _TOUCH_EVERY <= now
+        if record is not None and stale:
+            with self._database.write() as session:
+                row = session.scalar(
+                    select(ConsoleSession).where(ConsoleSession.token_hash == token_hash)
+                )
+                if row is not None:
+                    row.last_seen_at = now
+        return record
+
+    def sign_out(self, token: str | None) -> None:
+        if not token or len(token) > _MAX_TOKEN_LENGTH:
+            return
+        with self._database.write() as session:
+            session.execute(
+                delete(ConsoleSession).where(ConsoleSession.token_hash == hash_token(token))
+            )
+
+    def change_password(
+        self, current: SessionRecord, old_password: str, new_password: str, *, actor: Actor
+    ) -> None:
+        """Set a new password and end every other session of this user."""
+        with self._database.read() as session:
+            user = session.scalar(select(User).where(User.id == current.user_id))
+            password_hash = user.password_hash if user is not None else None
+        if not self._accounts.verify_password(password_hash, old_password):
+            self.throttle.failed(current.email, actor.client_ip)
+            raise InvalidInput("the current password is not right", field="current_password")
+        if new_password == old_password:
+            raise InvalidInput("choose a password different from the current one", field="password")
+        new_hash = self._accounts.hash_password(new_password)
+        with self._database.write() as session:
+            user = session.scalar(select(User).where(User.id == current.user_id))
+            if user is None:  # pragma: no cover - the session proves the user exists
+                raise AuthenticationFailed("BAD_CREDENTIALS", "no such user")
+            user.password_hash = new_hash
+            session.execute(
+                delete(ConsoleSession).where(
+                    ConsoleSession.user_id == current.user_id, ConsoleSession.id != current.id
+                )
+            )
+            record_event(
+                session,
+                organization_id=current.organization_id,
+                actor=actor,
+                action="user.password_changed",
+                target_type="user",
+                target_id=current.user_id,
+                at=self._clock(),
+            )
+
+
+def _load(session: Session, row: ConsoleSession) -> SessionRecord | None:
+    found = session.execute(
+        select(User.email, Organization.name, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .join(Organization, Organization.id == Membership.organization_id)
+        .where(User.id == row.user_id, Membership.organization_id == row.organization_id)
+    ).first()
+    if found is None:
+        return None
+    email, organization_name, role = found
+    return SessionRecord(
+        id=row.id,
+        user_id=row.user_id,
+        email=email,
+        organization_id=row.organization_id,
+        organization_name=organization_name,
+        role=Role(role),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
+
+
+__all__ = ["NewSession", "SessionService", "check_email", "hash_token"]
