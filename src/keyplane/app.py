@@ -6,17 +6,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from starlette.responses import RedirectResponse
 
 import keyplane
 from keyplane.api import audit, health, keys, projects, verify, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
 from keyplane.config import Settings
+from keyplane.console import create_console
 from keyplane.http.access_log import AccessLogMiddleware
 from keyplane.logs import configure_logging
 from keyplane.service.services import Services
 
 API_PREFIX = "/api/v1"
+CONSOLE_PREFIX = "/console"
 
 
 def create_app(services: Services | None = None, *, settings: Settings | None = None) -> FastAPI:
@@ -55,6 +58,12 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
+    app.mount(CONSOLE_PREFIX, create_console(lambda: app.state.services))
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse(f"{CONSOLE_PREFIX}/keys", status_code=307)
+
     app.add_middleware(AccessLogMiddleware)
     app.state.services = services
     return app

@@ -85,8 +85,13 @@ class KeyService:
         status: KeyStatus | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        revoked: bool | None = None,
     ) -> Page[KeyRecord]:
-        """A project's keys, newest first; ``status=None`` lists every key."""
+        """A project's keys, newest first; ``status=None`` lists every key.
+
+        ``revoked=False`` leaves revoked keys out (the console's "Active" tab keeps
+        disabled and expired keys in view, with their status); ``True`` keeps only them.
+        """
         limit = check_limit(limit)
         after = decode_cursor(cursor)
         now = self._clock()
@@ -95,6 +100,10 @@ class KeyService:
         )
         if status is not None:
             query = query.where(_status_filter(status, now))
+        if revoked is not None:
+            query = query.where(
+                ApiKey.revoked_at.is_not(None) if revoked else ApiKey.revoked_at.is_(None)
+            )
         if after is not None:
             query = query.where(ApiKey.pk < after)
         query = query.order_by(ApiKey.pk.desc()).limit(limit + 1)

@@ -1,0 +1,201 @@
+"""Projects, the audit log and members."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from starlette.responses import Response
+
+from keyplane.console.keys import member_names
+from keyplane.console.web import PREFIX, CSRFVisitorDep, ServicesDep, VisitorDep, redirect, render
+from keyplane.core.errors import Conflict, InvalidInput
+from keyplane.service.access import require_manager
+from keyplane.service.audit import events_for
+from keyplane.service.records import Role
+
+router = APIRouter()
+
+
+# -- projects ----------------------------------------------------------------
+
+
+def _projects_page(
+    request: Request,
+    services: ServicesDep,
+    visitor: VisitorDep,
+    *,
+    status_code: int = 200,
+    **extra: object,
+) -> Response:
+    page = services.accounts.list_projects(visitor.caller, limit=200)
+    projects = sorted(page.items, key=lambda project: project.created_at)
+    return render(
+        request,
+        "projects.html",
+        {
+            "section": "projects",
+            "projects": projects,
+            "names": member_names(services, visitor),
+            **extra,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/projects")
+def projects_page(request: Request, services: ServicesDep, visitor: VisitorDep) -> Response:
+    return _projects_page(request, services, visitor)
+
+
+@router.post("/projects")
+def create_project(
+    request: Request,
+    services: ServicesDep,
+    visitor: CSRFVisitorDep,
+    name: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    try:
+        project = services.accounts.create_project(visitor.caller, name)
+    except (InvalidInput, Conflict) as error:
+        return _projects_page(
+            request, services, visitor, error=str(error), form_name=name, status_code=422
+        )
+    return redirect("/keys", project=project.id, notice="project-created")
+
+
+# -- audit log ---------------------------------------------------------------
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    services: ServicesDep,
+    visitor: VisitorDep,
+    actor: str = Query("", max_length=80),
+    action: str = Query("", max_length=60),
+    key: str = Query("", max_length=40),
+    cursor: str | None = Query(None, max_length=64),
+) -> Response:
+    require_manager(visitor.caller, "read the organization's audit log")
+    names = member_names(services, visitor)
+    by_email = {email: actor_name for actor_name, email in names.items()}
+    actor_filter = by_email.get(actor.strip().lower(), actor.strip()) or None
+    page = events_for(
+        services.database,
+        visitor.caller,
+        actor=actor_filter,
+        action=action.strip() or None,
+        key_id=key.strip() or None,
+        cursor=cursor,
+        limit=50,
+    )
+    return render(
+        request,
+        "audit.html",
+        {
+            "section": "audit",
+            "events": page.items,
+            "next_cursor": page.next_cursor,
+            "names": names,
+            "filters": {"actor": actor, "action": action, "key": key},
+            "actions": AUDIT_ACTIONS,
+        },
+    )
+
+
+AUDIT_ACTIONS = (
+    "key.created",
+    "key.updated",
+    "key.disabled",
+    "key.enabled",
+    "key.rolled",
+    "key.revoked",
+    "project.created",
+    "organization.created",
+    "member.added",
+    "member.role_changed",
+    "member.removed",
+    "invitation.created",
+    "invitation.revoked",
+    "user.signed_in",
+    "user.password_changed",
+)
+
+
+# -- members -----------------------------------------------------------------
+
+
+def _members_page(
+    request: Request,
+    services: ServicesDep,
+    visitor: VisitorDep,
+    *,
+    status_code: int = 200,
+    **extra: object,
+) -> Response:
+    require_manager(visitor.caller, "manage members")
+    return render(
+        request,
+        "members.html",
+        {
+            "section": "members",
+            "members": services.members.list_members(visitor.caller),
+            "invitations": services.members.list_invitations(visitor.caller),
+            "roles": [role.value for role in Role],
+            **extra,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/members")
+def members_page(request: Request, services: ServicesDep, visitor: VisitorDep) -> Response:
+    return _members_page(request, services, visitor)
+
+
+@router.post("/members/invite")
+def invite(
+    request: Request,
+    services: ServicesDep,
+    visitor: CSRFVisitorDep,
+    email: Annotated[str, Form(max_length=400)] = "",
+    role: Annotated[str, Form(max_length=20)] = "member",
+) -> Response:
+    try:
+        created = services.members.invite(visitor.caller, email, role)
+    except (InvalidInput, Conflict) as error:
+        return _members_page(
+            request, services, visitor, status_code=422, error=str(error), form_email=email
+        )
+    base = str(request.base_url).rstrip("/")
+    link = f"{base}{PREFIX}/join?token={created.token}"
+    # The link is shown once, on this answer (no-store), like a key.
+    return _members_page(
+        request, services, visitor, status_code=201, invite_link=link, invited=created.record
+    )
+
+
+@router.post("/members/{user_id}/role")
+def change_role(
+    services: ServicesDep,
+    visitor: CSRFVisitorDep,
+    user_id: str,
+    role: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    services.members.change_role(visitor.caller, user_id, role)
+    return redirect("/members", notice="role-changed")
+
+
+@router.post("/members/{user_id}/remove")
+def remove_member(services: ServicesDep, visitor: CSRFVisitorDep, user_id: str) -> Response:
+    services.members.remove(visitor.caller, user_id)
+    return redirect("/members", notice="member-removed")
+
+
+@router.post("/invitations/{invitation_id}/revoke")
+def revoke_invitation(
+    services: ServicesDep, visitor: CSRFVisitorDep, invitation_id: str
+) -> Response:
+    services.members.revoke_invitation(visitor.caller, invitation_id)
+    return redirect("/members", notice="invitation-revoked")

@@ -1,0 +1,258 @@
+"""The console's request plumbing: who is signed in, CSRF, cookies, rendering."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Form, Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from keyplane.core.errors import KeyplaneError
+from keyplane.http.client_ip import client_ip
+from keyplane.service.access import is_manager
+from keyplane.service.records import Caller, SessionRecord
+from keyplane.service.services import Services
+from keyplane.service.sessions import SESSION_LIFETIME
+
+PREFIX: Final = "/console"
+SESSION_COOKIE: Final = "keyplane_session"
+CSRF_COOKIE: Final = "keyplane_csrf"
+HERE: Final = Path(__file__).parent
+
+templates = Jinja2Templates(directory=HERE / "templates")
+
+#: Messages a redirect may ask the next page to show (by code: no text comes from the URL).
+NOTICES: Final = {
+    "revoked": "Key revoked. Calls with it are refused from now on.",
+    "disabled": "Key disabled. Enable it again at any time.",
+    "enabled": "Key enabled.",
+    "renamed": "Key renamed.",
+    "invalid-name": "That name cannot be used: 1 to 200 characters, no control characters.",
+    "project-created": "Project created.",
+    "password-changed": "Password changed. Your other sessions were signed out.",
+    "role-changed": "Role changed.",
+    "member-removed": "Member removed.",
+    "invitation-revoked": "Invitation revoked.",
+}
+
+
+class SignInRequired(KeyplaneError):
+    """No live session: the visitor is sent to the sign-in page."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__("sign in to continue")
+        self.next_path = next_path
+
+
+class CSRFFailed(KeyplaneError):
+    """A state-changing request without a valid CSRF token, or from another site."""
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """A signed-in person on this request."""
+
+    session: SessionRecord
+    token: str = field(repr=False)
+    caller: Caller
+
+    @property
+    def csrf_token(self) -> str:
+        return csrf_for_session(self.token)
+
+    @property
+    def is_manager(self) -> bool:
+        return is_manager(self.caller)
+
+
+def csrf_for_session(session_token: str) -> str:
+    """The CSRF token bound to a session: unguessable without the session cookie."""
+    return hmac.new(session_token.encode(), b"keyplane-console-csrf", hashlib.sha256).hexdigest()
+
+
+def services_of(request: Request) -> Services:
+    getter: Callable[[], Services] = request.app.state.services_getter
+    return getter()
+
+
+ServicesDep = Annotated[Services, Depends(services_of)]
+
+
+def request_ip(request: Request) -> str | None:
+    peer = request.client.host if request.client else None
+    address = client_ip(
+        peer, request.headers.get("x-forwarded-for"), services_of(request).settings.trusted_proxies
+    )
+    return str(address) if address is not None else None
+
+
+def is_https(request: Request) -> bool:
+    """HTTPS to the browser: the socket's scheme, or a trusted proxy's X-Forwarded-Proto."""
+    if request.url.scheme == "https":
+        return True
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+    if proto != "https" or request.client is None:
+        return False
+    proxies = services_of(request).settings.trusted_proxies
+    peer = client_ip(request.client.host, None, proxies)
+    return peer is not None and any(peer in network for network in proxies)
+
+
+def current_visitor(request: Request) -> Visitor | None:
+    if hasattr(request.state, "visitor"):
+        cached: Visitor | None = request.state.visitor
+        return cached
+    token = request.cookies.get(SESSION_COOKIE)
+    record = services_of(request).sessions.resolve(token) if token else None
+    visitor = None
+    if record is not None and token is not None:
+        caller = record.caller(request_ip(request), request.headers.get("user-agent"))
+        visitor = Visitor(record, token, caller)
+    request.state.visitor = visitor
+    return visitor
+
+
+def signed_in(request: Request) -> Visitor:
+    visitor = current_visitor(request)
+    if visitor is None:
+        raise SignInRequired(_local_path(request))
+    return visitor
+
+
+VisitorDep = Annotated[Visitor, Depends(signed_in)]
+
+
+def _check_origin(request: Request) -> None:
+    """Refuse a state change another site started (belt and braces with the token)."""
+    if request.headers.get("sec-fetch-site", "") == "cross-site":
+        raise CSRFFailed("cross-site request refused")
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        if origin != own and not (is_https(request) and origin == f"https://{request.url.netloc}"):
+            raise CSRFFailed("request from another origin refused")
+
+
+def csrf_visitor(request: Request, csrf_token: Annotated[str, Form()] = "") -> Visitor:
+    """A signed-in visitor whose form carries their session's CSRF token."""
+    visitor = signed_in(request)
+    _check_origin(request)
+    if not hmac.compare_digest(csrf_token.encode(), visitor.csrf_token.encode()):
+        raise CSRFFailed("missing or wrong CSRF token")
+    return visitor
+
+
+CSRFVisitorDep = Annotated[Visitor, Depends(csrf_visitor)]
+
+
+def anonymous_csrf(request: Request, csrf_token: Annotated[str, Form()] = "") -> None:
+    """CSRF for forms used before a session exists (sign in, sign up, join): the form's
+    token must equal the random one in the visitor's cookie (double submit)."""
+    _check_origin(request)
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(csrf_token.encode(), expected.encode()):
+        raise CSRFFailed("missing or wrong CSRF token; reload the page and try again")
+
+
+AnonymousCSRF = Annotated[None, Depends(anonymous_csrf)]
+
+
+def anonymous_token(request: Request) -> str:
+    """The double-submit token for this browser (made on first use)."""
+    token = request.cookies.get(CSRF_COOKIE)
+    if not token or len(token) > 100:
+        token = secrets.token_urlsafe(32)
+    request.state.new_csrf_cookie = token
+    return token
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        path=PREFIX,
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request),
+    )
+    response.delete_cookie(CSRF_COOKIE, path=PREFIX)
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE, path=PREFIX, httponly=True, samesite="lax", secure=is_https(request)
+    )
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    visitor = getattr(request.state, "visitor", None)
+    values: dict[str, Any] = {
+        "visitor": visitor,
+        "csrf_token": visitor.csrf_token if visitor else "",
+        "now": services_of(request).clock(),
+        "prefix": PREFIX,
+        "notice": NOTICES.get(request.query_params.get("notice", "")),
+        **(context or {}),
+    }
+    if visitor is None and "anonymous_csrf" not in values:
+        values["anonymous_csrf"] = anonymous_token(request)
+    response = templates.TemplateResponse(
+        request, template, values, status_code=status_code, headers=dict(headers or {})
+    )
+    new_cookie = getattr(request.state, "new_csrf_cookie", None)
+    if visitor is None and new_cookie and new_cookie != request.cookies.get(CSRF_COOKIE):
+        response.set_cookie(
+            CSRF_COOKIE,
+            new_cookie,
+            path=PREFIX,
+            httponly=True,
+            samesite="lax",
+            secure=is_https(request),
+        )
+    return response
+
+
+def redirect(path: str, **query: str) -> RedirectResponse:
+    """A 303 to a console path (after a form post)."""
+    from urllib.parse import urlencode
+
+    target = f"{PREFIX}{path}"
+    if query:
+        target += "?" + urlencode(query)
+    return RedirectResponse(target, status_code=303)
+
+
+def safe_next(path: str | None) -> str:
+    """Only a console path is a place to go back to after signing in (no open redirect)."""
+    if not path or not path.startswith(PREFIX + "/") or path.startswith("//"):
+        return f"{PREFIX}/keys"
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc or "\\" in path:
+        return f"{PREFIX}/keys"
+    return path
+
+
+def _local_path(request: Request) -> str:
+    path = request.url.path
+    return f"{path}?{request.url.query}" if request.url.query and request.method == "GET" else path
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
