@@ -65,7 +65,9 @@
     var blob = new Blob([button.dataset.envVar + "=" + field.value + "\n"], { type: "text/plain" });
     var link = document.createElement("a");
     link.href = URL.createObjectURL(blob);
-    link.download = ".env";
+    // Browsers strip a leading dot from downloads (hidden files), so ".env" would
+    // arrive as "env": name it so it is obvious what it is and where it goes.
+    link.download = "keyplane.env";
     document.body.appendChild(link);
     link.click();
     setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
