@@ -82,7 +82,8 @@ class Browser:
         assert response.status_code == 201, response.text
         value = re.search(r'value="(kp_\w+)"', response.text)
         key_id = re.search(r"/console/keys/(key_\w+)", response.text)
-        assert value and key_id
+        assert value
+        assert key_id
         return key_id.group(1), value.group(1)
 
     def invite(self, email: str, role: str = "member") -> str:
