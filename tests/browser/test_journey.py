@@ -132,7 +132,8 @@ def test_an_invited_member_sees_the_keys_and_manages_only_their_own(
     member_watch.assert_clean()
 
     refused = member.goto(f"{base}/console/members")
-    assert refused is not None and refused.status == 403
+    assert refused is not None
+    assert refused.status == 403
 
     owner.goto(f"{base}/console/members")
     assert "member@example.com" in owner.get_by_role("table").first.inner_text()

@@ -95,7 +95,9 @@ class Browser:
 
     def join(self, link: str, password: str = PASSWORD) -> Response:
         token = link.split("token=", 1)[1]
-        return self.post("/console/join", {"token": token, "password": password}, token_from=link)
+        return self.post(
+            "/console/join", {"token": token, "password": password}, token_from="/console/signin"
+        )
 
 
 @pytest.fixture
