@@ -233,3 +233,16 @@ def test_unknown_pages_and_bad_ids_are_html_404s(owner: Browser) -> None:
 def _row(page: str, name: str) -> str:
     start = page.index(f">{name}</a>")
     return page[start : page.index("</tr>", start)]
+
+
+def test_the_signup_setting_is_read_from_the_environment(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from keyplane.config import Settings
+
+    assert Settings.from_env({"KEYPLANE_DATA_DIR": str(tmp_path)}).signup == "first"
+    for value in ("open", "OFF", "first"):
+        settings = Settings.from_env(
+            {"KEYPLANE_DATA_DIR": str(Path(str(tmp_path))), "KEYPLANE_SIGNUP": value}
+        )
+        assert settings.signup == value.lower()

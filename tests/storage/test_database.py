@@ -115,6 +115,7 @@ def test_concurrent_writers_from_separate_engines_all_commit(tmp_path: Path) -> 
         pytest.param("KEYPLANE_TRUSTED_PROXIES", "10.0.0.0/33", id="proxies"),
         pytest.param("KEYPLANE_KEY_CACHE_TTL", "30", id="cache-ttl-over-a-second"),
         pytest.param("KEYPLANE_LOG_LEVEL", "loud", id="log-level"),
+        pytest.param("KEYPLANE_SIGNUP", "maybe", id="signup"),
     ],
 )
 def test_a_wrong_setting_names_itself(variable: str, value: str, tmp_path: Path) -> None:
