@@ -129,6 +129,15 @@ def test_an_invited_member_sees_the_keys_and_manages_only_their_own(
     member_row = member.get_by_role("row").filter(has_text="member key")
     assert member_row.get_by_role("button", name="Revoke").count() == 1
     assert "by member@example.com" in member_row.inner_text()
+
+    member_row.get_by_role("link", name="member key").click()
+    member.get_by_role("button", name="Roll").click()
+    member.get_by_label("Old key stops working").select_option("3600")
+    member.get_by_role("button", name="Roll key").click()
+    rolled = member.get_by_label("API key", exact=True).input_value()
+    assert whoami(base, rolled).status_code == 200
+    member.get_by_role("link", name="Done").click()
+    assert member.get_by_role("row").filter(has_text="member key").count() == 2
     member_watch.assert_clean()
 
     refused = member.goto(f"{base}/console/members")
