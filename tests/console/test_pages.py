@@ -246,3 +246,19 @@ def test_the_signup_setting_is_read_from_the_environment(tmp_path: object) -> No
             {"KEYPLANE_DATA_DIR": str(Path(str(tmp_path))), "KEYPLANE_SIGNUP": value}
         )
         assert settings.signup == value.lower()
+
+
+def test_an_owner_bootstrapped_with_the_cli_signs_in(
+    services: Services, make_browser: MakeBrowser
+) -> None:
+    services.bootstrap(
+        organization_name="Initech",
+        project_name="Default",
+        owner_email="bill@initech.test",
+        owner_password=PASSWORD,
+    )
+    browser = make_browser()
+    assert browser.sign_in("bill@initech.test").status_code == 303
+    page = browser.get("/console/keys").text
+    assert "Management key" in page
+    assert "by operator" in page
