@@ -49,6 +49,10 @@ class Settings:
     usage_flush_interval: float = 1.0
     trusted_proxies: tuple[IPNetwork, ...] = field(default_factory=tuple)
     log_level: str = "info"
+    #: Threads per process that run jobs of the IonQ-compatible API (0: run none here).
+    ionq_workers: int = 2
+    #: The widest circuit the built-in simulator accepts (2^n amplitudes of 16 bytes).
+    ionq_max_qubits: int = 20
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -125,6 +129,8 @@ class Settings:
             ),
             trusted_proxies=proxies,
             log_level=log_level,
+            ionq_workers=_number(env, "KEYPLANE_IONQ_WORKERS", 2, int, 0, 64),
+            ionq_max_qubits=_number(env, "KEYPLANE_IONQ_MAX_QUBITS", 20, int, 1, 26),
         )
 
 
