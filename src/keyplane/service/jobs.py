@@ -189,12 +189,8 @@ class JobService:
         names: dict[str, str] = {}
         if key_ids:
             with self._database.read() as session:
-                names = {
-                    key_id: name
-                    for key_id, name in session.execute(
-                        select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(key_ids))
-                    ).tuples()
-                }
+                rows = session.execute(select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(key_ids)))
+                names = {key_id: name for key_id, name in rows}
         return Page(
             tuple(_with_key_name(job, names.get(job.key_id)) for job in page.items),
             page.next_cursor,
