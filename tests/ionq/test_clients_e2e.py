@@ -126,7 +126,7 @@ def test_each_client_runs_circuits_and_matches_an_independent_simulator(
         assert job["status"] == "completed"
 
 
-def test_jobs_count_as_key_use(keyplane: dict[str, str], python: str) -> None:
+def test_jobs_count_as_key_use(python: str, keyplane: dict[str, str]) -> None:
     del python
     fresh.get(
         f"{keyplane['url']}/v0.4/jobs", headers={"Authorization": f"apiKey {keyplane['key']}"}
