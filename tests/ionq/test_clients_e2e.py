@@ -73,8 +73,11 @@ def keyplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     )
     management = boot["key"]
     assert isinstance(management, dict)
-    with server(data_dir, tmp / "server.log", workers=2) as base:
+    log = tmp / "server.log"
+    with server(data_dir, log, workers=2) as base:
         yield {
+            "log": str(log),
+            "data_dir": str(data_dir),
             "url": base,
             "key": str(created["key"]),
             "key_id": str(created["id"]),
@@ -155,3 +158,13 @@ def test_with_a_revoked_key_each_client_raises_its_authentication_error_at_once(
         assert output["error"] == EXPECTED_ERRORS[name], output
         assert output["status"] == 401, output
         assert float(str(output["seconds"])) < 30, output  # no hour of retries
+
+
+def test_no_key_reaches_the_log_or_the_database(python: str, keyplane: dict[str, str]) -> None:
+    del python
+    secrets = [keyplane["key"].encode(), keyplane["management"].encode()]
+    for path in [Path(keyplane["log"]), *Path(keyplane["data_dir"]).rglob("*")]:
+        if path.is_file():
+            content = path.read_bytes()
+            assert not any(secret in content for secret in secrets), f"a key leaked into {path}"
+    assert "POST /v0.4/jobs" in Path(keyplane["log"]).read_text()

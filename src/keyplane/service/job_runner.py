@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Final
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -56,8 +57,9 @@ class JobRunner:
         self._stop.set()
         with self._wake:
             self._wake.notify_all()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=timeout)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads = []
         with self._running_lock:
             unfinished = list(self._running)
