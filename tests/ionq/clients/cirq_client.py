@@ -28,6 +28,10 @@ def circuits() -> list[tuple[str, cirq.Circuit]]:
         cirq.ZZ(q[1], q[2]) ** 0.37,
         cirq.XX(q[0], q[2]) ** 0.21,
         cirq.rz(0.8)(q[2]),
+        cirq.PauliStringPhasor(
+            cirq.PauliString({q[0]: cirq.X, q[2]: cirq.Z}), exponent_neg=0.4, exponent_pos=0.1
+        ),
+        cirq.Y(q[1]) ** 0.7,
         cirq.H(q[0]),
         cirq.measure(*q, key="all"),
     )

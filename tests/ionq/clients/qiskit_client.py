@@ -8,7 +8,8 @@ import sys
 import time
 
 from qiskit import QuantumCircuit, transpile
-from qiskit.quantum_info import Statevector
+from qiskit.circuit.library import MCPhaseGate, PauliEvolutionGate
+from qiskit.quantum_info import SparsePauliOp, Statevector
 from qiskit_ionq import IonQProvider
 from qiskit_ionq.exceptions import IonQAPIError
 
@@ -38,7 +39,21 @@ def circuits() -> list[QuantumCircuit]:
     mixed.cy(1, 2)
     mixed.rz(1.3, 1)
     mixed.h(1)
-    return [bell, ghz, mixed]
+
+    evolved = QuantumCircuit(4, 4, name="evolved")
+    evolved.h(range(4))
+    terms = SparsePauliOp(["XZI", "IZY", "YYZ"], [0.3, -0.8, 0.5])  # commuting terms
+    evolved.append(PauliEvolutionGate(terms, time=0.6), [0, 1, 3])
+    evolved.append(MCPhaseGate(0.77, 2), [3, 0, 1])
+    evolved.ch(0, 1)
+    evolved.csx(1, 2)
+    evolved.cry(0.7, 2, 3)
+    evolved.ryy(0.9, 1, 3)
+    evolved.mcx([0, 1, 2], 3)
+    evolved.sxdg(1)
+    evolved.p(0.3, 2)
+    evolved.h(range(4))
+    return [bell, ghz, evolved, mixed]
 
 
 def run_circuits() -> dict[str, object]:
