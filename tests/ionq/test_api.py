@@ -278,7 +278,20 @@ def _circuit(*gates: dict[str, Any], qubits: int = 2) -> dict[str, Any]:
         pytest.param(_with(shots=0), "shots", id="zero-shots"),
         pytest.param(_with(shots="many"), "shots", id="shots-word"),
         pytest.param(_with(shots=True), "shots", id="shots-bool"),
-        pytest.param(_with(type="ionq.multi-circuit.v1"), "not supported", id="multi-circuit"),
+        pytest.param(_with(type="ionq.qasm3.v1"), "not supported", id="qasm3"),
+        pytest.param(
+            _with(type="ionq.multi-circuit.v1", input={"circuits": []}),
+            "1 to 100",
+            id="no-circuits",
+        ),
+        pytest.param(
+            _with(
+                type="ionq.multi-circuit.v1",
+                input={"qubits": 2, "circuits": [{"circuit": []}, {"circuit": [{"gate": "q"}]}]},
+            ),
+            "circuit 1",
+            id="bad-second-circuit",
+        ),
         pytest.param(_with(backend="qpu.aria-1"), "not available", id="qpu"),
         pytest.param(_with(noise={"model": "aria-1"}), "ideal", id="noise-model"),
         pytest.param(_with(metadata=["a"]), "metadata", id="metadata-list"),
@@ -319,3 +332,33 @@ def test_a_job_that_cannot_run_fails_with_ionq_failure(
     assert job["failure"]["code"] == "CircuitTooLarge"
     assert job["failure"]["error"]
     assert job["results"] is None
+
+
+def test_a_multi_circuit_job_answers_one_distribution_per_circuit(
+    client: TestClient, services: Services, headers: dict[str, str]
+) -> None:
+    body = _with(
+        type="ionq.multi-circuit.v1",
+        input={
+            "gateset": "qis",
+            "qubits": 3,
+            "circuits": [
+                {"name": "bell", "circuit": BELL["input"]["circuit"]},
+                {"circuit": [{"gate": "x", "targets": [2]}]},
+            ],
+        },
+    )
+    job_id = submit(client, headers, body)
+    services.job_runner.run_pending()
+    job = client.get(f"/v0.4/jobs/{job_id}", headers=headers).json()
+    assert job["type"] == "ionq.multi-circuit.v1"
+    assert job["stats"]["circuits"] == 2
+    assert job["stats"]["gate_counts"] == {"1q": 2, "2q": 1}
+    results = client.get(job["results"]["probabilities"]["url"], headers=headers).json()
+    assert list(results) == [f"{job_id}-0", f"{job_id}-1"]
+    assert results[f"{job_id}-0"] == pytest.approx({"0": 0.5, "3": 0.5})
+    assert results[f"{job_id}-1"] == {"4": 1.0}
+    aggregated = client.get(
+        f"/v0.4/jobs/{job_id}/results/probabilities/aggregated", headers=headers
+    ).json()
+    assert aggregated == results

@@ -83,6 +83,7 @@ def get_job(request: Request, key: Reader, job_id: str) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}/results/probabilities")
+@router.get("/jobs/{job_id}/results/probabilities/aggregated")
 def probabilities(request: Request, key: Reader, job_id: str) -> Response:
     text = get_services(request).jobs.probabilities(owner_of(key), job_id)
     return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
@@ -112,7 +113,11 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         "metadata": job.metadata,
         "shots": job.shots,
         "settings": job.settings,
-        "stats": {"qubits": job.qubits, "circuits": 1, "gate_counts": dict(job.gate_counts)},
+        "stats": {
+            "qubits": job.qubits,
+            "circuits": job.circuits,
+            "gate_counts": dict(job.gate_counts),
+        },
         "submitted_at": _time(job.submitted_at),
         "started_at": _time(job.started_at),
         "completed_at": _time(job.completed_at),

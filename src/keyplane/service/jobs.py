@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, defer
 from keyplane.core.errors import InvalidInput, NotFound
 from keyplane.core.ids import is_id, new_id
 from keyplane.quantum import simulator
-from keyplane.quantum.circuit import InvalidCircuit, Program, parse_circuit
+from keyplane.quantum.circuit import MAX_GATES, InvalidCircuit, Program, parse_circuit
 from keyplane.service.keys import find_project
 from keyplane.service.pagination import decode_cursor, encode_cursor
 from keyplane.service.records import Caller, Page
@@ -37,6 +37,9 @@ from keyplane.storage.database import Database
 from keyplane.storage.models import NAME_LENGTH, ApiKey, Job
 
 CIRCUIT_JOB: Final = "ionq.circuit.v1"
+MULTI_CIRCUIT_JOB: Final = "ionq.multi-circuit.v1"
+JOB_TYPES: Final = (CIRCUIT_JOB, MULTI_CIRCUIT_JOB)
+MAX_CIRCUITS: Final = 100
 SIMULATOR: Final = "simulator"
 DEFAULT_SHOTS: Final = 100
 MAX_SHOTS: Final = 1_000_000
@@ -86,6 +89,7 @@ class JobRecord:
     status: JobStatus
     shots: int
     qubits: int
+    circuits: int
     metadata: Mapping[str, Any] | None
     noise: Mapping[str, Any] | None
     settings: Mapping[str, Any] | None
@@ -103,6 +107,7 @@ class ClaimedJob:
     """A job a worker holds the lease of."""
 
     id: str
+    type: str
     attempt: int
     input: Mapping[str, Any]
 
@@ -131,17 +136,18 @@ class JobService:
             project_id=owner.project_id,
             key_id=owner.key_id,
             name=submission.name,
-            type=CIRCUIT_JOB,
+            type=submission.type,
             backend=SIMULATOR,
             # The circuit was checked above, so the job is queued at once.
             status=JobStatus.READY.value,
             shots=submission.shots,
-            qubits=submission.program.qubits,
+            qubits=max(program.qubits for program in submission.programs),
+            circuits=len(submission.programs),
             input=dict(submission.input),
             meta=submission.metadata,
             noise=submission.noise,
             settings=submission.settings,
-            gate_counts=submission.program.gate_counts(),
+            gate_counts=_gate_counts(submission.programs),
             submitted_at=now,
             attempts=0,
         )
@@ -255,17 +261,17 @@ class JobService:
             )
             if _rowcount(taken) != 1:
                 return None  # another worker took it first
-            job_id, attempt, workload = session.execute(
-                select(Job.id, Job.attempts, Job.input).where(Job.pk == pk)
+            job_id, job_type, attempt, workload = session.execute(
+                select(Job.id, Job.type, Job.attempts, Job.input).where(Job.pk == pk)
             ).one()
-        return ClaimedJob(job_id, attempt, workload)
+        return ClaimedJob(job_id, job_type, attempt, workload)
 
     def execute(self, claimed: ClaimedJob) -> None:
         """Simulate a claimed job and store its outcome (unless it was canceled or deleted)."""
         started = time.perf_counter()
         try:
-            program = parse_circuit(claimed.input, max_qubits=self.max_qubits)
-            text = _probabilities_json(program)
+            programs = parse_programs(claimed.type, claimed.input, max_qubits=self.max_qubits)
+            text = _probabilities_json(claimed.id, claimed.type, programs)
         except InvalidCircuit as error:
             self._finish(claimed, failure=(error.code, str(error)))
             return
@@ -422,7 +428,8 @@ class Submission:
     name: str | None
     shots: int
     input: Mapping[str, Any]
-    program: Program
+    type: str
+    programs: tuple[Program, ...]
     metadata: dict[str, Any] | None
     noise: dict[str, Any] | None
     settings: dict[str, Any] | None
@@ -433,9 +440,10 @@ def parse_submission(body: Mapping[str, Any], *, max_qubits: int) -> Submission:
     if not isinstance(body, Mapping):
         raise InvalidInput("the body must be a JSON object")
     job_type = body.get("type", CIRCUIT_JOB)
-    if job_type != CIRCUIT_JOB:
+    if job_type not in JOB_TYPES:
         raise InvalidInput(
-            f"job type {str(job_type)[:60]!r} is not supported: Keyplane runs '{CIRCUIT_JOB}'",
+            f"job type {str(job_type)[:60]!r} is not supported: Keyplane runs "
+            f"{' and '.join(JOB_TYPES)}",
             field="type",
         )
     backend = body.get("backend", SIMULATOR)
@@ -447,12 +455,13 @@ def parse_submission(body: Mapping[str, Any], *, max_qubits: int) -> Submission:
     workload = body.get("input")
     if not isinstance(workload, Mapping):
         raise InvalidInput("input must be an object with the circuit", field="input")
-    program = parse_circuit(workload, max_qubits=max_qubits)
+    programs = parse_programs(job_type, workload, max_qubits=max_qubits)
     return Submission(
         name=_name(body.get("name")),
         shots=_shots(body.get("shots")),
         input=workload,
-        program=program,
+        type=job_type,
+        programs=programs,
         metadata=_object(body.get("metadata"), "metadata"),
         noise=_noise(body.get("noise")),
         settings=_object(body.get("settings"), "settings"),
@@ -509,14 +518,57 @@ def _noise(value: Any) -> dict[str, Any] | None:
     return noise
 
 
-def _probabilities_json(program: Program) -> str:
-    probabilities = simulator.as_ionq_probabilities(simulator.run(program))
-    if len(probabilities) > MAX_OUTCOMES:
+def parse_programs(
+    job_type: str, workload: Mapping[str, Any], *, max_qubits: int
+) -> tuple[Program, ...]:
+    """The circuit of a circuit job, or each circuit of a multi-circuit job, checked."""
+    if job_type == CIRCUIT_JOB:
+        return (parse_circuit(workload, max_qubits=max_qubits),)
+    circuits = workload.get("circuits")
+    if not isinstance(circuits, list) or not 1 <= len(circuits) <= MAX_CIRCUITS:
+        raise InvalidCircuit(
+            "Invalid", f"input.circuits must be a list of 1 to {MAX_CIRCUITS} circuits"
+        )
+    budget = MAX_GATES  # for the whole job, as for one circuit
+    programs = []
+    for index, entry in enumerate(circuits):
+        if not isinstance(entry, Mapping):
+            raise InvalidCircuit("Invalid", f"circuit {index} must be an object")
+        one = {
+            "gateset": workload.get("gateset", "qis"),
+            "qubits": entry.get("qubits", workload.get("qubits")),
+            "circuit": entry.get("circuit"),
+        }
+        try:
+            program = parse_circuit(one, max_qubits=max_qubits, max_gates=budget)
+        except InvalidCircuit as error:
+            raise InvalidCircuit(error.code, f"circuit {index}: {error}") from None
+        budget -= len(program.operations)
+        programs.append(program)
+    return tuple(programs)
+
+
+def _gate_counts(programs: Iterable[Program]) -> dict[str, int]:
+    total = {"1q": 0, "2q": 0}
+    for program in programs:
+        for kind, count in program.gate_counts().items():
+            total[kind] += count
+    return total
+
+
+def _probabilities_json(job_id: str, job_type: str, programs: tuple[Program, ...]) -> str:
+    """Single circuit: ``{outcome: p}``; several: ``{"<job id>-<index>": {outcome: p}}``."""
+    results = [simulator.as_ionq_probabilities(simulator.run(p)) for p in programs]
+    outcomes = sum(len(result) for result in results)
+    if outcomes > MAX_OUTCOMES:
         raise InvalidCircuit(
             "SimulationError",
-            f"the result has {len(probabilities)} outcomes; at most {MAX_OUTCOMES} are kept",
+            f"the result has {outcomes} outcomes; at most {MAX_OUTCOMES} are kept",
         )
-    return json.dumps(probabilities, separators=(",", ":"))
+    answer: Any = results[0]
+    if job_type == MULTI_CIRCUIT_JOB:
+        answer = {f"{job_id}-{index}": result for index, result in enumerate(results)}
+    return json.dumps(answer, separators=(",", ":"))
 
 
 def _rowcount(result: Any) -> int:
@@ -537,6 +589,7 @@ def _record(row: Job, key_name: str | None = None) -> JobRecord:
         status=JobStatus(row.status),
         shots=row.shots,
         qubits=row.qubits,
+        circuits=row.circuits,
         metadata=row.meta,
         noise=row.noise,
         settings=row.settings,
@@ -556,6 +609,7 @@ def _with_key_name(job: JobRecord, key_name: str | None) -> JobRecord:
 
 __all__ = [
     "CIRCUIT_JOB",
+    "MULTI_CIRCUIT_JOB",
     "SIMULATOR",
     "ClaimedJob",
     "JobOwner",

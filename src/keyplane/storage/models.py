@@ -163,6 +163,8 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(20))
     shots: Mapped[int] = mapped_column(Integer)
     qubits: Mapped[int] = mapped_column(Integer)
+    #: 1 for ``ionq.circuit.v1``; the number of circuits of a multi-circuit job.
+    circuits: Mapped[int] = mapped_column(Integer)
     #: The ``input`` object as the client sent it.
     input: Mapped[dict[str, Any]]
     #: The client's ``metadata``, echoed back verbatim.

@@ -69,6 +69,24 @@ def run_circuits(service: cirq_ionq.Service) -> dict[str, object]:
                 "reference": {str(key): value for key, value in reference(circuit).items()},
             }
         )
+    # Several circuits in one job (ionq.multi-circuit.v1).
+    batch = [circuit for _, circuit in circuits()]
+    job = service.create_batch_job(batch, repetitions=100, name="cirq-batch")
+    for (name, circuit), result in zip(
+        circuits(), job.results(timeout_seconds=60, polling_seconds=0.1), strict=True
+    ):
+        results.append(
+            {
+                "name": f"batch-{name}",
+                "job_id": job.job_id(),
+                "remote": {str(k): float(v) for k, v in result.probabilities().items()},
+                "reference": {str(k): v for k, v in reference(circuit).items()},
+            }
+        )
+    sampled_batch = service.run_batch(batch, repetitions=20)
+    assert [
+        len(result.measurements["m" if i == 0 else "all"]) for i, result in enumerate(sampled_batch)
+    ] == [20, 20]
     listed = service.list_jobs()
     return {"client": "cirq-ionq", "results": results, "listed": [job.job_id() for job in listed]}
 

@@ -73,6 +73,19 @@ def run_circuits(backend: Backend) -> dict[str, object]:
                 "reference": reference(qubits, gates),
             }
         )
+    # Several circuits in one job (ionq.multi-circuit.v1).
+    names = list(CIRCUITS)
+    workload = Circuit([{"circuit": CIRCUITS[name][1]} for name in names], qubits=3)
+    job = backend.run(workload, name="ionq-batch", shots=200)
+    for name, result in zip(names, job.results(), strict=True):
+        results.append(
+            {
+                "name": f"batch-{name}",
+                "job_id": job.id,
+                "remote": {key: float(value) for key, value in result.probabilities.items()},
+                "reference": reference(*CIRCUITS[name]),
+            }
+        )
     listed = backend.client.jobs.get_jobs(limit=10)
     return {"client": "ionq", "results": results, "listed": [job.id for job in listed]}
 

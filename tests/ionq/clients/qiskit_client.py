@@ -81,6 +81,29 @@ def run_circuits() -> dict[str, object]:
                 "counts_total": int(sum(counts.values())),
             }
         )
+    # Several circuits in one job (ionq.multi-circuit.v1).
+    batch = circuits()[:2]
+    measured_batch = []
+    for circuit in batch:
+        measured = circuit.copy()
+        measured.measure(range(circuit.num_qubits), range(circuit.num_qubits))
+        measured_batch.append(measured)
+    job = backend.run(measured_batch, shots=100_000, sampler_seed=7, name="qiskit-batch")
+    result = job.result(wait=0.2)
+    for index, circuit in enumerate(batch):
+        probabilities = result.get_probabilities(index)
+        results.append(
+            {
+                "name": f"batch-{circuit.name}",
+                "job_id": job.job_id(),
+                "remote": {key: float(value) for key, value in probabilities.items()},
+                "reference": {
+                    key: float(value)
+                    for key, value in Statevector(circuit).probabilities_dict().items()
+                    if value > 1e-12
+                },
+            }
+        )
     return {"client": "qiskit-ionq", "results": results}
 
 

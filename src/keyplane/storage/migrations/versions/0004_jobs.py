@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("shots", sa.Integer(), nullable=False),
         sa.Column("qubits", sa.Integer(), nullable=False),
+        sa.Column("circuits", sa.Integer(), nullable=False),
         sa.Column("input", sa.JSON(), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=True),
         sa.Column("noise", sa.JSON(), nullable=True),
