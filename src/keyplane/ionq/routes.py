@@ -15,7 +15,8 @@ from keyplane.core.errors import InvalidInput, NotFound
 from keyplane.core.grant import KeyState
 from keyplane.ionq.dependencies import get_services, owner_of, require
 from keyplane.ionq.errors import PayloadTooLarge
-from keyplane.service.jobs import DEFAULT_PAGE, MAX_PAGE, SIMULATOR, JobRecord, JobStatus
+from keyplane.service.job_requests import SIMULATOR
+from keyplane.service.jobs import DEFAULT_PAGE, MAX_PAGE, JobRecord, JobStatus
 
 PREFIX: Final = "/v0.4"
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
