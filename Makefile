@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# IonQ's clients for the end-to-end tests live in their own environment:
+# the ionq package needs pydantic 1, Keyplane pydantic 2 (tests/ionq/clients/README.md).
+IONQ_VENV := .venv-ionq
+IONQ_REQUIREMENTS := tests/ionq/clients/requirements.txt
+IONQ_STAMP := $(IONQ_VENV)/.installed
 
-.PHONY: install run test lint types check-python clean
+.PHONY: install ionq-clients run test lint types check-python clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Keyplane needs Python 3.11 or newer (set PYTHON=python3.x)")'
@@ -14,6 +19,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+$(IONQ_STAMP): $(IONQ_REQUIREMENTS)
+	$(PYTHON) -m venv $(IONQ_VENV)
+	$(IONQ_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(IONQ_VENV)/bin/python -m pip install --quiet -r $(IONQ_REQUIREMENTS)
+	@touch $(IONQ_STAMP)
+
+ionq-clients: $(IONQ_STAMP)
 
 run: install
 	$(BIN)/keyplane serve
@@ -25,8 +38,8 @@ lint: install
 types: install
 	$(BIN)/mypy
 
-test: lint types
+test: lint types ionq-clients
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(IONQ_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -15,6 +15,8 @@ from keyplane.api.errors import install_error_handlers
 from keyplane.config import Settings
 from keyplane.console import create_console
 from keyplane.http.access_log import AccessLogMiddleware
+from keyplane.ionq import create_ionq_app
+from keyplane.ionq.routes import PREFIX as IONQ_PREFIX
 from keyplane.logs import configure_logging
 from keyplane.service.services import Services
 
@@ -64,6 +66,9 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     def home() -> RedirectResponse:
         return RedirectResponse(f"{CONSOLE_PREFIX}/keys", status_code=307)
 
+    # IonQ's clients expect IonQ's error shape everywhere under /v0.4 (404s
+    # included), so the surface is an app of its own with its own handlers.
+    app.mount(IONQ_PREFIX, create_ionq_app(lambda: getattr(app.state, "services", None)))
     app.add_middleware(AccessLogMiddleware)
     app.state.services = services
     return app

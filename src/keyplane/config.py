@@ -53,6 +53,10 @@ class Settings:
     #: Who may create an organization from the console's sign-up page:
     #: ``first`` (only the first user of a fresh server), ``open`` or ``off``.
     signup: str = "first"
+    #: Threads per process that run jobs of the IonQ-compatible API (0: run none here).
+    ionq_workers: int = 2
+    #: The widest circuit the built-in simulator accepts (2^n amplitudes of 16 bytes).
+    ionq_max_qubits: int = 20
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -136,6 +140,8 @@ class Settings:
             trusted_proxies=proxies,
             log_level=log_level,
             signup=signup,
+            ionq_workers=_number(env, "KEYPLANE_IONQ_WORKERS", 2, int, 0, 64),
+            ionq_max_qubits=_number(env, "KEYPLANE_IONQ_MAX_QUBITS", 20, int, 1, 26),
         )
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from keyplane.core.errors import InvalidInput
 from keyplane.core.scopes import (
     ALL,
+    JOB_SCOPES,
     MANAGEMENT_SCOPES,
     MAX_SCOPE_LENGTH,
     MAX_SCOPES,
@@ -66,6 +67,7 @@ def test_normalize_accepts_a_generator() -> None:
         "a1:b2",
         "x" * MAX_SCOPE_LENGTH,
         *MANAGEMENT_SCOPES,
+        *JOB_SCOPES,
     ],
 )
 def test_normalize_accepts_valid_scope(scope: str) -> None:

@@ -21,6 +21,8 @@ KEYS_VERIFY: Final = "keys:verify"
 PROJECTS_READ: Final = "projects:read"
 PROJECTS_WRITE: Final = "projects:write"
 AUDIT_READ: Final = "audit:read"
+JOBS_READ: Final = "jobs:read"
+JOBS_WRITE: Final = "jobs:write"
 
 MANAGEMENT_SCOPES: Final = (
     KEYS_READ,
@@ -30,6 +32,10 @@ MANAGEMENT_SCOPES: Final = (
     PROJECTS_WRITE,
     AUDIT_READ,
 )
+#: Scopes of the IonQ-compatible API (``/v0.4``).
+JOB_SCOPES: Final = (JOBS_READ, JOBS_WRITE)
+#: Every scope some Keyplane endpoint checks.
+KNOWN_SCOPES: Final = MANAGEMENT_SCOPES + JOB_SCOPES
 MAX_SCOPES: Final = 64
 MAX_SCOPE_LENGTH: Final = 100
 

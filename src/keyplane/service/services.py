@@ -11,6 +11,8 @@ from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
 from keyplane.service.accounts import AccountService, Bootstrapped
 from keyplane.service.cache import KeyCache
+from keyplane.service.job_runner import JobRunner
+from keyplane.service.jobs import JobService
 from keyplane.service.keys import KeyService
 from keyplane.service.members import MemberService, SignupPolicy
 from keyplane.service.records import Actor, Caller, CreatedKey
@@ -61,6 +63,8 @@ class Services:
         self.verifier = Verifier(
             database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
         )
+        self.jobs = JobService(database, clock=clock, max_qubits=settings.ionq_max_qubits)
+        self.job_runner = JobRunner(self.jobs, workers=settings.ionq_workers)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Self:
@@ -74,11 +78,13 @@ class Services:
         return cls(settings, database, clock=clock)
 
     def start(self) -> None:
-        """Start background work (the last-used flusher)."""
+        """Start background work (the last-used flusher, the job workers)."""
         self.usage.start()
+        self.job_runner.start()
 
     def close(self) -> None:
-        """Write pending last-used times and release connections."""
+        """Stop the job workers, write pending last-used times and release connections."""
+        self.job_runner.stop()
         self.usage.stop()
         self.database.dispose()
 

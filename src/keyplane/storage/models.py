@@ -172,3 +172,52 @@ class Invitation(Base):
     expires_at: Mapped[datetime]
     accepted_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class Job(Base):
+    """A job of the IonQ-compatible API: a circuit, its state and, once run, its results."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_project_id_pk", "project_id", "pk"),
+        Index("ix_jobs_status_pk", "status", "pk"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    #: The key that created the job. Not a foreign key: keys are never deleted,
+    #: but a job's record must not depend on that.
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    type: Mapped[str] = mapped_column(String(40))
+    backend: Mapped[str] = mapped_column(String(40))
+    #: submitted, ready, started, completed, failed, canceled.
+    status: Mapped[str] = mapped_column(String(20))
+    shots: Mapped[int] = mapped_column(Integer)
+    qubits: Mapped[int] = mapped_column(Integer)
+    #: 1 for ``ionq.circuit.v1``; the number of circuits of a multi-circuit job.
+    circuits: Mapped[int] = mapped_column(Integer)
+    #: The ``input`` object as the client sent it.
+    input: Mapped[dict[str, Any]]
+    #: The client's ``metadata``, echoed back verbatim.
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    noise: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    gate_counts: Mapped[dict[str, Any]]
+    submitted_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    execution_duration_ms: Mapped[int | None] = mapped_column(Integer)
+    #: The probabilities, as the JSON text the results endpoint answers.
+    probabilities: Mapped[str | None] = mapped_column(Text)
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    failure_error: Mapped[str | None] = mapped_column(Text)
+    #: How many times a worker claimed the job (a job that keeps killing its
+    #: worker is failed after a few tries instead of being re-run forever).
+    attempts: Mapped[int] = mapped_column(Integer)
+    #: While ``started``: the claim ends then unless its worker renews it.
+    lease_expires_at: Mapped[datetime | None]

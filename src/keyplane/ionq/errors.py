@@ -1,0 +1,70 @@
+"""Errors in IonQ's shape: ``{"statusCode": 401, "error": "Unauthorized", "message": "..."}``.
+
+IonQ's clients read ``message`` (and ``error``) from this shape, and retry 5xx
+and 429 answers for up to an hour, so every error this surface gives for a
+client's mistake (a bad key included) is a 4xx: 401 and 403 for credentials,
+400 for any input, 404 for anything not found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from keyplane.core.errors import KeyplaneError
+from keyplane.core.keys import KeyFormat
+from keyplane.http.problems import problem_for
+from keyplane.service.services import Services
+
+
+class PayloadTooLarge(KeyplaneError):
+    """The request body is larger than this surface accepts."""
+
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def install_error_handlers(app: FastAPI, services: Callable[[], Services | None]) -> None:
+    def key_format() -> KeyFormat:
+        current = services()
+        return current.settings.key_format if current is not None else KeyFormat()
+
+    async def keyplane_error(request: Request, error: Exception) -> Response:
+        if isinstance(error, PayloadTooLarge):
+            return error_response(413, str(error))
+        problem = problem_for(error).redacted(key_format())
+        # Keyplane's 422 (a value its rules refuse) is IonQ's 400 Bad Request.
+        status = 400 if problem.status == 422 else problem.status
+        return error_response(status, problem.detail, problem.headers)
+
+    async def validation_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        # Never echo the input back; say where and what only.
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ())[1:])
+        message = str(first.get("msg", "invalid request"))
+        return error_response(400, f"{where}: {message}" if where else message)
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        return error_response(error.status_code, str(error.detail), error.headers)
+
+    async def unexpected_error(request: Request, error: Exception) -> Response:
+        return error_response(500, "Something went wrong on our side.")
+
+    app.add_exception_handler(KeyplaneError, keyplane_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,119 @@
+"""A small pool of threads that runs the IonQ-compatible API's jobs.
+
+Each thread claims a job through :class:`JobService` (atomically, in the
+database, so several server processes share one queue), simulates it and
+stores the outcome. A heartbeat renews the leases of the jobs this process
+is running; if the process dies, their leases run out and another worker
+queues them again. Submitting in this process wakes a thread at once;
+jobs submitted elsewhere are seen within ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Final
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from keyplane.service.jobs import LEASE, JobService
+
+logger = logging.getLogger("keyplane.jobs")
+
+POLL_INTERVAL: Final = 0.5
+
+
+class JobRunner:
+    def __init__(
+        self, jobs: JobService, *, workers: int, poll_interval: float = POLL_INTERVAL
+    ) -> None:
+        self._jobs = jobs
+        self.workers = workers
+        self.poll_interval = poll_interval
+        self._wake = threading.Condition()
+        self._pending_wakeups = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
+
+    def start(self) -> None:
+        if self._threads or self.workers == 0:
+            return
+        self._stop.clear()
+        for number in range(self.workers):
+            thread = threading.Thread(
+                target=self._work, name=f"keyplane-job-worker-{number}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        heartbeat = threading.Thread(target=self._heartbeat, name="keyplane-job-lease", daemon=True)
+        heartbeat.start()
+        self._threads.append(heartbeat)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming; wait for running jobs, and queue again those that do not end in time."""
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._threads = []
+        with self._running_lock:
+            unfinished = list(self._running)
+        if unfinished:
+            try:
+                self._jobs.release(unfinished)
+            except SQLAlchemyError as error:
+                logger.warning("could not re-queue %d jobs (%s)", len(unfinished), error)
+
+    def notify(self) -> None:
+        """A job was submitted: wake one idle worker now instead of at its next poll."""
+        with self._wake:
+            self._pending_wakeups += 1
+            self._wake.notify()
+
+    def run_pending(self) -> int:
+        """Run queued jobs in the calling thread until none is left; return how many ran."""
+        count = 0
+        while (claimed := self._jobs.claim()) is not None:
+            self._jobs.execute(claimed)
+            count += 1
+        return count
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                claimed = self._jobs.claim()
+            except Exception:  # a database hiccup must not kill the worker
+                logger.exception("claiming a job failed")
+                claimed = None
+            if claimed is None:
+                self._idle()
+                continue
+            with self._running_lock:
+                self._running.add(claimed.id)
+            try:
+                self._jobs.execute(claimed)
+            except Exception:
+                logger.exception("job %s could not be stored; it will be re-queued", claimed.id)
+            finally:
+                with self._running_lock:
+                    self._running.discard(claimed.id)
+
+    def _idle(self) -> None:
+        with self._wake:
+            if self._pending_wakeups == 0 and not self._stop.is_set():
+                self._wake.wait(self.poll_interval)
+            self._pending_wakeups = max(0, self._pending_wakeups - 1)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(LEASE.total_seconds() / 4):
+            with self._running_lock:
+                running = list(self._running)
+            try:
+                self._jobs.renew(running)
+            except Exception:
+                logger.exception("renewing job leases failed")

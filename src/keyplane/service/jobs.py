@@ -1,0 +1,493 @@
+"""Jobs of the IonQ-compatible API: submit, read, cancel, delete, and run them.
+
+A job belongs to the project of the key that submitted it; every read and
+change is filtered by that project (and its organization), so another
+project's job is simply not found. Submitting checks the whole circuit
+first, so a job that is accepted can run. Workers (``service/job_runner.py``)
+claim a ``ready`` job with a conditional ``UPDATE ... WHERE status = 'ready'``,
+so two workers, in one process or in several, never run one job twice. A
+claim is a lease: the worker renews it while the simulation runs, and a job
+whose lease ran out (its process died) is queued again, at most
+``MAX_ATTEMPTS`` times.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, defer
+
+from keyplane.core.errors import InvalidInput, NotFound
+from keyplane.core.ids import is_id, new_id
+from keyplane.quantum import simulator
+from keyplane.quantum.circuit import InvalidCircuit, Program
+from keyplane.service.job_requests import (
+    MULTI_CIRCUIT_JOB,
+    SIMULATOR,
+    gate_counts,
+    parse_programs,
+    parse_submission,
+)
+from keyplane.service.keys import find_project
+from keyplane.service.pagination import decode_cursor, encode_cursor
+from keyplane.service.records import Caller, Page
+from keyplane.storage.database import Database
+from keyplane.storage.models import ApiKey, Job
+
+DEFAULT_PAGE: Final = 25
+MAX_PAGE: Final = 1000
+MAX_ID_FILTER: Final = 100
+#: Outcomes a result may hold (a uniform superposition of 20 qubits has 2^20).
+MAX_OUTCOMES: Final = 1 << 20
+#: How long a claim holds without renewal; workers renew every ``LEASE / 4``.
+LEASE: Final = timedelta(seconds=60)
+#: Claims after which a job that keeps losing its worker is failed.
+MAX_ATTEMPTS: Final = 3
+
+
+class JobStatus(StrEnum):
+    SUBMITTED = "submitted"
+    READY = "ready"
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+OPEN_STATUSES: Final = (JobStatus.SUBMITTED, JobStatus.READY, JobStatus.STARTED)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOwner:
+    """Whose jobs a call sees: the calling key's project (and organization)."""
+
+    organization_id: str
+    project_id: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    organization_id: str
+    project_id: str
+    key_id: str
+    #: The submitting key's name (``None`` when the list did not ask for it).
+    key_name: str | None
+    name: str | None
+    type: str
+    backend: str
+    status: JobStatus
+    shots: int
+    qubits: int
+    circuits: int
+    metadata: Mapping[str, Any] | None
+    noise: Mapping[str, Any] | None
+    settings: Mapping[str, Any] | None
+    gate_counts: Mapping[str, int]
+    submitted_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    execution_duration_ms: int | None
+    failure_code: str | None
+    failure_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job a worker holds the lease of."""
+
+    id: str
+    type: str
+    attempt: int
+    input: Mapping[str, Any]
+
+
+class JobService:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        clock: Callable[[], datetime],
+        max_qubits: int,
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self.max_qubits = max_qubits
+
+    # -- the IonQ surface ------------------------------------------------------
+
+    def submit(self, owner: JobOwner, body: Mapping[str, Any]) -> JobRecord:
+        """Check a job request (the JSON body IonQ's clients send) and queue it."""
+        submission = parse_submission(body, max_qubits=self.max_qubits)
+        now = self._clock()
+        row = Job(
+            id=new_id("job"),
+            organization_id=owner.organization_id,
+            project_id=owner.project_id,
+            key_id=owner.key_id,
+            name=submission.name,
+            type=submission.type,
+            backend=SIMULATOR,
+            # The circuit was checked above, so the job is queued at once.
+            status=JobStatus.READY.value,
+            shots=submission.shots,
+            qubits=max(program.qubits for program in submission.programs),
+            circuits=len(submission.programs),
+            input=dict(submission.input),
+            meta=submission.metadata,
+            noise=submission.noise,
+            settings=submission.settings,
+            gate_counts=gate_counts(submission.programs),
+            submitted_at=now,
+            attempts=0,
+        )
+        with self._database.write() as session:
+            session.add(row)
+            session.flush()
+            return _record(row)
+
+    def get(self, owner: JobOwner, job_id: str) -> JobRecord:
+        with self._database.read() as session:
+            return _record(self._find(session, owner, job_id))
+
+    def list(
+        self,
+        owner: JobOwner,
+        *,
+        status: str | None = None,
+        ids: Iterable[str] = (),
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> Page[JobRecord]:
+        """The project's jobs, newest first."""
+        query = select(Job).where(
+            Job.organization_id == owner.organization_id, Job.project_id == owner.project_id
+        )
+        return self._page(query, status=status, ids=ids, limit=limit, cursor=cursor)
+
+    def list_project(
+        self,
+        caller: Caller,
+        project_id: str,
+        *,
+        status: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> Page[JobRecord]:
+        """A project's jobs for the console, newest first, with the submitting key's name."""
+        query = select(Job).where(
+            Job.organization_id == caller.organization_id, Job.project_id == project_id
+        )
+        with self._database.read() as session:
+            find_project(session, caller.organization_id, project_id)
+        page = self._page(query, status=status, ids=(), limit=limit, cursor=cursor)
+        key_ids = {job.key_id for job in page.items}
+        names: dict[str, str] = {}
+        if key_ids:
+            with self._database.read() as session:
+                rows = session.execute(select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(key_ids)))
+                names = {key_id: name for key_id, name in rows}
+        return Page(
+            tuple(_with_key_name(job, names.get(job.key_id)) for job in page.items),
+            page.next_cursor,
+        )
+
+    def probabilities(self, owner: JobOwner, job_id: str) -> str:
+        """A completed job's probabilities as JSON text; :class:`InvalidInput` before that."""
+        with self._database.read() as session:
+            row = self._find(session, owner, job_id)
+            if row.status != JobStatus.COMPLETED or row.probabilities is None:
+                raise InvalidInput(
+                    f"job {row.id} has no results: its status is {row.status}", field="id"
+                )
+            return row.probabilities
+
+    def cancel(self, owner: JobOwner, job_id: str) -> JobRecord:
+        """Cancel a job that has not finished; a finished job is left as it is."""
+        now = self._clock()
+        with self._database.write() as session:
+            row = self._find(session, owner, job_id)
+            if row.status in OPEN_STATUSES:
+                row.status = JobStatus.CANCELED.value
+                row.completed_at = now
+                row.lease_expires_at = None
+            return _record(row)
+
+    def delete(self, owner: JobOwner, job_id: str) -> None:
+        """Remove the job and its results for good (a running simulation is discarded)."""
+        with self._database.write() as session:
+            row = self._find(session, owner, job_id)
+            session.delete(row)
+
+    # -- the workers -------------------------------------------------------------
+
+    def claim(self) -> ClaimedJob | None:
+        """Take the oldest ready job (after re-queuing abandoned ones), or None."""
+        now = self._clock()
+        abandoned = and_(Job.status == JobStatus.STARTED.value, Job.lease_expires_at < now)
+        with self._database.read() as session:
+            waiting = session.scalar(
+                select(Job.pk).where(or_(Job.status == JobStatus.READY.value, abandoned)).limit(1)
+            )
+        if waiting is None:  # the common case stays a cheap read, no write lock
+            return None
+        with self._database.write() as session:
+            self._requeue_abandoned(session, now)
+            pk = session.scalar(
+                select(Job.pk).where(Job.status == JobStatus.READY.value).order_by(Job.pk).limit(1)
+            )
+            if pk is None:
+                return None
+            taken = session.execute(
+                update(Job)
+                .where(Job.pk == pk, Job.status == JobStatus.READY.value)
+                .values(
+                    status=JobStatus.STARTED.value,
+                    started_at=now,
+                    attempts=Job.attempts + 1,
+                    lease_expires_at=now + LEASE,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(taken) != 1:
+                return None  # another worker took it first
+            job_id, job_type, attempt, workload = session.execute(
+                select(Job.id, Job.type, Job.attempts, Job.input).where(Job.pk == pk)
+            ).one()
+        return ClaimedJob(job_id, job_type, attempt, workload)
+
+    def execute(self, claimed: ClaimedJob) -> None:
+        """Simulate a claimed job and store its outcome (unless it was canceled or deleted)."""
+        started = time.perf_counter()
+        try:
+            programs = parse_programs(claimed.type, claimed.input, max_qubits=self.max_qubits)
+            text = _probabilities_json(claimed.id, claimed.type, programs)
+        except InvalidCircuit as error:
+            self._finish(claimed, failure=(error.code, str(error)))
+            return
+        except MemoryError:
+            self._finish(claimed, failure=("SimulationError", "the simulation ran out of memory"))
+            return
+        elapsed = max(1, math.ceil((time.perf_counter() - started) * 1000))
+        self._finish(claimed, probabilities=text, duration_ms=elapsed)
+
+    def renew(self, job_ids: Iterable[str]) -> None:
+        """Extend the leases of jobs this process is running."""
+        ids = list(job_ids)
+        if not ids:
+            return
+        with self._database.write() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(ids), Job.status == JobStatus.STARTED.value)
+                .values(lease_expires_at=self._clock() + LEASE)
+                .execution_options(synchronize_session=False)
+            )
+
+    def release(self, job_ids: Iterable[str]) -> None:
+        """Put jobs this process will not finish (it is stopping) back in the queue."""
+        ids = list(job_ids)
+        if not ids:
+            return
+        with self._database.write() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(ids), Job.status == JobStatus.STARTED.value)
+                .values(
+                    status=JobStatus.READY.value,
+                    lease_expires_at=None,
+                    attempts=Job.attempts - 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _finish(
+        self,
+        claimed: ClaimedJob,
+        *,
+        probabilities: str | None = None,
+        duration_ms: int | None = None,
+        failure: tuple[str, str] | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "completed_at": self._clock(),
+            "lease_expires_at": None,
+            "execution_duration_ms": duration_ms,
+        }
+        if failure is None:
+            values.update(status=JobStatus.COMPLETED.value, probabilities=probabilities)
+        else:
+            values.update(
+                status=JobStatus.FAILED.value,
+                failure_code=failure[0],
+                failure_error=failure[1],
+            )
+        with self._database.write() as session:
+            # Only while this claim still holds: a canceled, deleted or re-queued
+            # job keeps what happened to it.
+            session.execute(
+                update(Job)
+                .where(
+                    Job.id == claimed.id,
+                    Job.status == JobStatus.STARTED.value,
+                    Job.attempts == claimed.attempt,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+    @staticmethod
+    def _requeue_abandoned(session: Session, now: datetime) -> None:
+        abandoned = session.execute(
+            select(Job.pk, Job.attempts).where(
+                Job.status == JobStatus.STARTED.value, Job.lease_expires_at < now
+            )
+        ).all()
+        for pk, attempts in abandoned:
+            if attempts >= MAX_ATTEMPTS:
+                values: dict[str, Any] = {
+                    "status": JobStatus.FAILED.value,
+                    "completed_at": now,
+                    "failure_code": "InternalError",
+                    "failure_error": f"the job lost its worker {attempts} times",
+                }
+            else:
+                values = {"status": JobStatus.READY.value}
+            session.execute(
+                update(Job)
+                .where(Job.pk == pk, Job.status == JobStatus.STARTED.value)
+                .values(lease_expires_at=None, **values)
+                .execution_options(synchronize_session=False)
+            )
+
+    def _page(
+        self,
+        query: Any,
+        *,
+        status: str | None,
+        ids: Iterable[str],
+        limit: int,
+        cursor: str | None,
+    ) -> Page[JobRecord]:
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        if status is not None:
+            query = query.where(Job.status == check_status(status))
+        wanted = list(ids)
+        if wanted:
+            if len(wanted) > MAX_ID_FILTER:
+                raise InvalidInput(f"at most {MAX_ID_FILTER} ids", field="id")
+            query = query.where(Job.id.in_([job_id for job_id in wanted if is_id(job_id, "job")]))
+        after = decode_cursor(cursor)
+        if after is not None:
+            query = query.where(Job.pk < after)
+        query = (
+            query.options(defer(Job.probabilities), defer(Job.input))
+            .order_by(Job.pk.desc())
+            .limit(limit + 1)
+        )
+        with self._database.read() as session:
+            rows = session.scalars(query).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page(
+                tuple(_record(row) for row in rows),
+                encode_cursor(rows[-1].pk) if more else None,
+            )
+
+    @staticmethod
+    def _find(session: Session, owner: JobOwner, job_id: str) -> Job:
+        if not is_id(job_id, "job"):
+            raise NotFound("job", job_id)
+        row = session.scalar(
+            select(Job).where(
+                Job.id == job_id,
+                Job.organization_id == owner.organization_id,
+                Job.project_id == owner.project_id,
+            )
+        )
+        if row is None:
+            raise NotFound("job", job_id)
+        return row
+
+
+def check_status(status: str) -> str:
+    if status not in {member.value for member in JobStatus}:
+        raise InvalidInput(
+            f"status must be one of {', '.join(member.value for member in JobStatus)}",
+            field="status",
+        )
+    return status
+
+
+def _probabilities_json(job_id: str, job_type: str, programs: tuple[Program, ...]) -> str:
+    """Single circuit: ``{outcome: p}``; several: ``{"<job id>-<index>": {outcome: p}}``."""
+    results = [simulator.as_ionq_probabilities(simulator.run(p)) for p in programs]
+    outcomes = sum(len(result) for result in results)
+    if outcomes > MAX_OUTCOMES:
+        raise InvalidCircuit(
+            "SimulationError",
+            f"the result has {outcomes} outcomes; at most {MAX_OUTCOMES} are kept",
+        )
+    answer: Any = results[0]
+    if job_type == MULTI_CIRCUIT_JOB:
+        answer = {f"{job_id}-{index}": result for index, result in enumerate(results)}
+    return json.dumps(answer, separators=(",", ":"))
+
+
+def _rowcount(result: Any) -> int:
+    count: int = result.rowcount
+    return count
+
+
+def _record(row: Job, key_name: str | None = None) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        organization_id=row.organization_id,
+        project_id=row.project_id,
+        key_id=row.key_id,
+        key_name=key_name,
+        name=row.name,
+        type=row.type,
+        backend=row.backend,
+        status=JobStatus(row.status),
+        shots=row.shots,
+        qubits=row.qubits,
+        circuits=row.circuits,
+        metadata=row.meta,
+        noise=row.noise,
+        settings=row.settings,
+        gate_counts=dict(row.gate_counts),
+        submitted_at=row.submitted_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        execution_duration_ms=row.execution_duration_ms,
+        failure_code=row.failure_code,
+        failure_error=row.failure_error,
+    )
+
+
+def _with_key_name(job: JobRecord, key_name: str | None) -> JobRecord:
+    return replace(job, key_name=key_name)
+
+
+__all__ = [
+    "LEASE",
+    "MAX_ATTEMPTS",
+    "ClaimedJob",
+    "JobOwner",
+    "JobRecord",
+    "JobService",
+    "JobStatus",
+]

@@ -1,0 +1,143 @@
+"""Parsing IonQ circuit JSON: what the clients send is accepted, a mistake is InvalidCircuit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from keyplane.quantum.circuit import InvalidCircuit, Operation, parse_circuit
+
+
+def parse(circuit: list[Any], qubits: int | None = 3, **extra: Any) -> Any:
+    workload: dict[str, Any] = {"circuit": circuit, **extra}
+    if qubits is not None:
+        workload["qubits"] = qubits
+    return parse_circuit(workload, max_qubits=5)
+
+
+def test_accepts_the_shapes_each_client_sends() -> None:
+    program = parse(
+        [
+            {"gate": "cnot", "control": 0, "target": 1},  # cirq-ionq
+            {"gate": "x", "controls": [0, 1], "targets": [2]},  # qiskit-ionq (ccx)
+            {"gate": "cnot", "controls": [1], "targets": [2]},  # ionq
+            {"gate": "h", "targets": [0], "controls": []},  # ionq's Circuit.append
+            {"gate": "rx", "targets": [1], "rotation": 1},
+            {"gate": "z", "targets": [1], "rotation": 0.5},  # qiskit's p(θ)
+            {"gate": "not", "target": 2},
+        ]
+    )
+    assert program.operations[0] == Operation("x", (1,), (0,))
+    assert program.operations[1] == Operation("x", (2,), (0, 1))
+    assert program.operations[4].rotation == 1.0
+    assert program.gate_counts() == {"1q": 4, "2q": 3}
+
+
+def test_qubits_are_inferred_when_not_declared() -> None:
+    assert parse([{"gate": "h", "target": 3}], qubits=None).qubits == 4
+    assert parse([], qubits=0).qubits == 1
+
+
+@pytest.mark.parametrize(
+    ("circuit", "code", "words"),
+    [
+        pytest.param(
+            [{"gate": "u3", "target": 0}], "UnsupportedGate", "not supported", id="unknown-gate"
+        ),
+        pytest.param([{"target": 0}], "UnsupportedGate", "not supported", id="no-gate"),
+        pytest.param([{"gate": "h", "target": 3}], "Invalid", "out of range", id="out-of-range"),
+        pytest.param([{"gate": "h", "target": -1}], "Invalid", "non-negative", id="negative"),
+        pytest.param([{"gate": "h", "target": True}], "Invalid", "non-negative", id="bool-qubit"),
+        pytest.param([{"gate": "h", "target": "0"}], "Invalid", "non-negative", id="string-qubit"),
+        pytest.param([{"gate": "h", "targets": 0}], "Invalid", "list", id="targets-not-list"),
+        pytest.param([{"gate": "h"}], "Invalid", "needs 'target'", id="no-target"),
+        pytest.param([{"gate": "h", "targets": [0, 0]}], "Invalid", "twice", id="duplicate"),
+        pytest.param(
+            [{"gate": "x", "control": 0, "target": 0}], "Invalid", "both", id="control-is-target"
+        ),
+        pytest.param(
+            [{"gate": "cnot", "target": 1}], "Invalid", "control", id="cnot-without-control"
+        ),
+        pytest.param([{"gate": "rx", "target": 0}], "Invalid", "rotation", id="missing-rotation"),
+        pytest.param(
+            [{"gate": "rx", "target": 0, "rotation": "1"}],
+            "Invalid",
+            "finite",
+            id="string-rotation",
+        ),
+        pytest.param(
+            [{"gate": "rx", "target": 0, "rotation": float("nan")}], "Invalid", "finite", id="nan"
+        ),
+        pytest.param(
+            [{"gate": "h", "target": 0, "rotation": 1}],
+            "Invalid",
+            "no rotation",
+            id="rotation-on-h",
+        ),
+        pytest.param(
+            [{"gate": "swap", "targets": [0]}], "Invalid", "two targets", id="swap-one-target"
+        ),
+        pytest.param(
+            [
+                {
+                    "gate": "pauliexp",
+                    "targets": [0, 1],
+                    "terms": ["XX", "ZI"],
+                    "coefficients": [1, 1],
+                    "time": 1,
+                }
+            ],
+            "Invalid",
+            "commute",
+            id="non-commuting-terms",
+        ),
+        pytest.param(
+            [
+                {
+                    "gate": "pauliexp",
+                    "targets": [0, 1],
+                    "terms": ["XQ"],
+                    "coefficients": [1],
+                    "time": 1,
+                }
+            ],
+            "Invalid",
+            "I, X, Y, Z",
+            id="bad-pauli",
+        ),
+        pytest.param(["h"], "Invalid", "object", id="gate-not-object"),
+    ],
+)
+def test_mistakes_are_invalid_circuits(circuit: list[Any], code: str, words: str) -> None:
+    with pytest.raises(InvalidCircuit, match=words) as caught:
+        parse(circuit)
+    assert caught.value.code == code
+
+
+def test_too_many_qubits_is_circuit_too_large() -> None:
+    with pytest.raises(InvalidCircuit) as caught:
+        parse([], qubits=6)
+    assert caught.value.code == "CircuitTooLarge"
+
+
+def test_too_many_gates() -> None:
+    with pytest.raises(InvalidCircuit) as caught:
+        parse_circuit(
+            {"qubits": 1, "circuit": [{"gate": "h", "target": 0}] * 3}, max_qubits=1, max_gates=2
+        )
+    assert caught.value.code == "TooManyGates"
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        pytest.param("h 0", id="not-object"),
+        pytest.param({"circuit": "h"}, id="circuit-not-list"),
+        pytest.param({"circuit": [], "qubits": "3"}, id="qubits-string"),
+        pytest.param({"circuit": [], "gateset": "native"}, id="native-gateset"),
+    ],
+)
+def test_bad_workloads(workload: Any) -> None:
+    with pytest.raises(InvalidCircuit):
+        parse_circuit(workload, max_qubits=5)
