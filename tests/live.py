@@ -7,18 +7,23 @@ of the same process.
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 
 from keyplane.app import create_app
+from keyplane.config import Settings
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from tests.support import Tenant
@@ -83,3 +88,69 @@ def live_server(services: Services) -> Iterator[LiveServer]:
     services.start()
     with serve_in_thread(create_app(services)) as url:
         yield LiveServer(url, services)
+
+
+# -- fixtures (imported by the conftest of each suite that needs them) ---------
+
+
+@pytest.fixture(scope="module")
+def server(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real server per test module, on its own SQLite file."""
+    directory = tmp_path_factory.mktemp("server")
+    shutil.copy(sqlite_template, directory / "keyplane.db")
+    settings = Settings(data_dir=directory, database_url=f"sqlite:///{directory / 'keyplane.db'}")
+    services = Services.open(settings)
+    try:
+        with live_server(services) as running:
+            yield running
+    finally:
+        services.close()
+
+
+@pytest.fixture
+def isolated_key_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """No test reads or writes the real key store, config dir or a stray .env.
+
+    keyring gets its "no backend" backend unless a test picks another; the
+    config dir and HOME are under ``tmp_path``; the working directory is a new,
+    empty one. Yields that working directory.
+    """
+    import keyring
+    from keyring.backends import fail
+
+    for name in ("KEYPLANE_API_KEY", "KEYPLANE_URL", "KEYPLANE_VERIFY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("KEYPLANE_CONFIG_DIR", str(home / "config"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config-xdg"))
+    monkeypatch.chdir(work)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        yield work
+    finally:
+        keyring.set_keyring(previous)
+
+
+def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
+    """An environment for a child process that cannot see any real key or key store."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("KEYPLANE_", "PYTHON_KEYRING"))
+    }
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        KEYPLANE_CONFIG_DIR=str(home / ".config" / "keyplane"),
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+        SHELL="/bin/bash",
+    )
+    env.update(extra)
+    return env
