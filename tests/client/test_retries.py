@@ -83,7 +83,8 @@ def test_an_idempotent_call_is_retried_after_a_passing_failure(
         assert client.whoami().name == "flaky"
     assert len(flaky.calls) == 3
     assert len(sleeps) == 2
-    assert 0 <= sleeps[0] <= 0.5 and 0 <= sleeps[1] <= 1.0  # full jitter under the backoff
+    assert 0 <= sleeps[0] <= 0.5
+    assert 0 <= sleeps[1] <= 1.0
 
 
 def test_retries_stop_after_max_retries(flaky_server: tuple[str, Flaky], flaky: Flaky) -> None:
@@ -91,7 +92,8 @@ def test_retries_stop_after_max_retries(flaky_server: tuple[str, Flaky], flaky: 
     sleeps: list[float] = []
     with client_for(flaky_server[0], sleeps, max_retries=3) as client, pytest.raises(ServerError):
         client.whoami()
-    assert len(flaky.calls) == 4 and len(sleeps) == 3
+    assert len(flaky.calls) == 4
+    assert len(sleeps) == 3
 
 
 def test_a_post_is_never_retried_after_the_server_saw_it(
@@ -101,7 +103,8 @@ def test_a_post_is_never_retried_after_the_server_saw_it(
     sleeps: list[float] = []
     with client_for(flaky_server[0], sleeps) as client, pytest.raises(ServerError):
         client.projects.create("once")
-    assert flaky.calls == ["POST"] and sleeps == []
+    assert flaky.calls == ["POST"]
+    assert sleeps == []
 
 
 def test_retry_after_seconds_is_honoured(flaky_server: tuple[str, Flaky], flaky: Flaky) -> None:
@@ -119,7 +122,8 @@ def test_a_retry_after_too_long_to_wait_raises_rate_limited_with_it(
     sleeps: list[float] = []
     with client_for(flaky_server[0], sleeps) as client, pytest.raises(RateLimited) as caught:
         client.whoami()
-    assert caught.value.retry_after == 120.0 and sleeps == []
+    assert caught.value.retry_after == 120.0
+    assert sleeps == []
     assert caught.value.code == "TRY_LATER"
 
 
@@ -127,9 +131,11 @@ def test_a_refused_connection_is_retried_then_reported(flaky_server: tuple[str, 
     from keyplane.client import TransportError
 
     sleeps: list[float] = []
-    with client_for("http://127.0.0.1:9", sleeps, max_retries=2) as client:
-        with pytest.raises(TransportError, match="cannot reach Keyplane at http://127.0.0.1:9"):
-            client.projects.create("never sent")
+    with (
+        client_for("http://127.0.0.1:9", sleeps, max_retries=2) as client,
+        pytest.raises(TransportError, match=r"cannot reach Keyplane at http://127\.0\.0\.1:9"),
+    ):
+        client.projects.create("never sent")
     assert len(sleeps) == 2  # nothing was sent, so even a POST may go again
 
 

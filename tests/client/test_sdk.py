@@ -42,8 +42,10 @@ def test_whoami_is_typed_and_its_str_names_the_key_and_project(server: LiveServe
     assert me.project_id == tenant.project_id
     assert me.scopes == ("*",)
     text = str(me)
-    assert "Management key" in text and tenant.project_id in text
-    assert tenant.key not in text and tenant.key not in repr(me)
+    assert "Management key" in text
+    assert tenant.project_id in text
+    assert tenant.key not in text
+    assert tenant.key not in repr(me)
 
 
 def test_projects_create_get_list_and_iterate(tenant_client: tuple[Client, str]) -> None:
@@ -51,7 +53,8 @@ def test_projects_create_get_list_and_iterate(tenant_client: tuple[Client, str])
     created = [client.projects.create(f"Research {n}") for n in range(3)]
     assert client.projects.get(created[0].id) == created[0]
     page = client.projects.list(limit=2)
-    assert len(page.items) == 2 and page.next_cursor is not None
+    assert len(page.items) == 2
+    assert page.next_cursor is not None
     every = list(client.projects.iter(page_size=2))
     assert [p.id for p in every] == [*(p.id for p in reversed(created)), default_project]
 
@@ -70,12 +73,15 @@ def test_key_lifecycle_through_the_sdk(tenant_client: tuple[Client, str]) -> Non
     assert isinstance(created, CreatedKey)
     value = created.key.reveal()
     assert KeyFormat().is_key(value)
-    assert value not in repr(created) and value not in str(created)
+    assert value not in repr(created)
+    assert value not in str(created)
     assert created.metadata == {"team": "qa"}
-    assert created.expires_at is not None and abs(created.expires_at - expires) < timedelta(0, 1)
+    assert created.expires_at is not None
+    assert abs(created.expires_at - expires) < timedelta(0, 1)
 
     fetched = client.keys.get(created.id)
-    assert isinstance(fetched, Key) and not isinstance(fetched, CreatedKey)
+    assert isinstance(fetched, Key)
+    assert not isinstance(fetched, CreatedKey)
     updated = client.keys.update(created.id, name="ci-2", expires_at=None, enabled=False)
     assert (updated.name, updated.expires_at, updated.status) == ("ci-2", None, "disabled")
     client.keys.update(created.id, enabled=True)
@@ -88,7 +94,8 @@ def test_key_lifecycle_through_the_sdk(tenant_client: tuple[Client, str]) -> Non
     assert client.keys.revoke(created.id).status == "revoked"  # harmless again
 
     statuses = {key.id: key.status for key in client.keys.iter(project, page_size=1)}
-    assert statuses[created.id] == "revoked" and statuses[rolled.id] == "active"
+    assert statuses[created.id] == "revoked"
+    assert statuses[rolled.id] == "active"
     assert [k.id for k in client.keys.iter(project, status="revoked")] == [created.id]
 
     actions = [event.action for event in client.audit.iter(key_id=created.id, page_size=2)]
@@ -101,7 +108,9 @@ def test_verify_answers_codes_and_never_holds_the_key(
     client, project = tenant_client
     created = client.keys.create(project, name="svc", scopes=["jobs:run"])
     good = client.verify(created.key, scopes=["jobs:run"], client_ip="203.0.113.7")
-    assert good.valid and good.code == "VALID" and good.key_id == created.id
+    assert good.valid
+    assert good.code == "VALID"
+    assert good.key_id == created.id
     lacking = client.verify(created.key.reveal(), scopes=["jobs:admin"])
     assert (lacking.valid, lacking.code, lacking.missing_scopes) == (
         False,
@@ -118,7 +127,8 @@ def test_errors_are_typed(server: LiveServer, tenant_client: tuple[Client, str])
     client, project = tenant_client
     with pytest.raises(NotFound) as not_found:
         client.keys.get("key_0000000000000000")
-    assert not_found.value.status == 404 and not_found.value.code == "NOT_FOUND"
+    assert not_found.value.status == 404
+    assert not_found.value.code == "NOT_FOUND"
     with pytest.raises(BadRequest) as bad:
         client.keys.create(project, name="x", scopes=["Not A Scope"])
     assert bad.value.field == "scopes"
@@ -137,7 +147,7 @@ def test_errors_are_typed(server: LiveServer, tenant_client: tuple[Client, str])
 
 
 def test_a_key_is_never_put_in_a_url(tenant_client: tuple[Client, str]) -> None:
-    client, project = tenant_client
+    client, _project = tenant_client
     value = KeyFormat().generate().reveal()
     with pytest.raises(ValueError, match="never") as caught:
         client.keys.get(value)
@@ -166,7 +176,8 @@ def test_the_key_never_appears_in_reprs_errors_or_logs(
     unreachable.close()
     seen += [str(caught.value), "".join(traceback.format_exception(caught.value))]
     seen += [record.getMessage() for record in caplog.records]
-    assert seen and all(tenant.key not in text for text in seen)
+    assert seen
+    assert all(tenant.key not in text for text in seen)
     assert any("retrying GET /api/v1/whoami" in text for text in seen)
 
 
