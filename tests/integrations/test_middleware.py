@@ -113,7 +113,7 @@ def test_without_setup_fastapi_still_answers_the_right_status(
     any_key = fastapi_integration.require_key(verifier=LocalVerifier(services))
 
     @app.get("/x")
-    def x(identity: Annotated[KeyIdentity, any_key]) -> str:
+    def x(identity: KeyIdentity = any_key) -> str:
         return identity.key_id
 
     with TestClient(app) as client:
