@@ -136,7 +136,8 @@ def test_login_refuses_a_key_the_server_refuses_and_stores_nothing(
         [*KEYPLANE, "login", "--with-key-stdin"], tmp_path, stdin=wrong, KEYPLANE_URL=server.url
     )
     assert done.returncode == 1
-    assert "401" in done.stderr
+    assert "refused this key" in done.stderr
+    assert "Nothing was stored" in done.stderr
     assert wrong not in done.stdout + done.stderr
     assert not (tmp_path / ".config" / "keyplane" / "credentials.json").exists()
 

@@ -13,7 +13,8 @@ from flask import Flask, g
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from werkzeug.test import Client as WSGIClient
 
 from keyplane.core.grant import Decision, GrantCode, KeyState
@@ -72,6 +73,27 @@ def test_asgi_middleware_excluded_paths_need_no_key(services: Services, tenant: 
     app.app.routes[1] = Route("/health", health)
     with TestClient(app) as client:
         assert client.get("/health").json() == {"ok": True}
+
+
+def test_a_websocket_without_a_good_key_is_closed_before_it_opens(
+    services: Services, tenant: Tenant
+) -> None:
+    _, key = make_key(services, tenant)
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(websocket.state.keyplane.key_id)
+        await websocket.close()
+
+    app = KeyplaneMiddleware(
+        Starlette(routes=[WebSocketRoute("/ws", echo)]), LocalVerifier(services)
+    )
+    with TestClient(app) as client:
+        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/ws"):
+            pass
+        assert closed.value.code == 1008
+        with client.websocket_connect("/ws", headers=bearer(key)) as socket:
+            assert socket.receive_text().startswith("key_")
 
 
 def test_local_mode_can_be_limited_to_one_organization(

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from keyplane.cli.client_support import JSON_OPTION, URL_OPTION, client, sdk_errors, when
 from keyplane.cli.output import fail, print_json, stderr, stdout
-from keyplane.client import Client
+from keyplane.client import Client, InvalidAPIKey
 from keyplane.client.keystore import KeyStore, backend_name
 from keyplane.client.resolution import resolve_url
 from keyplane.client.shells import KEY_VARIABLE
@@ -35,7 +35,15 @@ def login(
         if not value:
             fail("no key was entered")
     with sdk_errors(), Client(value, base_url=base_url) as checking:
-        identity = checking.whoami()
+        try:
+            identity = checking.whoami()
+        except InvalidAPIKey as error:
+            fail(
+                escape(
+                    f"{base_url} refused this key ({checking.key_hint}): "
+                    f"{error.detail or error.code}. Nothing was stored."
+                )
+            )
     store = KeyStore()
     if backend_name() is None:
         stderr.print(
