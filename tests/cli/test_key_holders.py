@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from keyplane.cli.main import app
 from keyplane.core.keys import KeyFormat
+from keyplane.service.records import Actor, Caller
 from tests.live import LiveServer, subprocess_env
 
 PYTHON = sys.executable
@@ -170,6 +171,13 @@ def test_env_shows_the_stored_key_only_with_show(server: LiveServer, tmp_path: P
     assert f"export KEYPLANE_API_KEY={tenant.key}" in shown.stdout.splitlines()
 
 
+def test_env_show_without_any_key_says_how_to_get_one(tmp_path: Path) -> None:
+    done = run([*KEYPLANE, "env", "--show", "--shell", "bash"], tmp_path)
+    assert done.returncode == 1
+    assert "KEYPLANE_API_KEY" in done.stderr
+    assert "keyplane login" in done.stderr
+
+
 def test_keys_and_audit_commands(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     tenant = server.tenant()
     monkeypatch.setenv("KEYPLANE_URL", server.url)
@@ -204,6 +212,17 @@ def test_keys_and_audit_commands(server: LiveServer, monkeypatch: pytest.MonkeyP
     events = json.loads(cli("audit", "--key", created["id"], "--json"))
     assert [event["action"] for event in events] == ["key.rolled", "key.created"]
     assert "key.revoked" in cli("audit", "--limit", "5")
+
+    research = server.services.accounts.create_project(
+        Caller(tenant.organization_id, ("*",), Actor.operator()), "Research"
+    )
+    named = json.loads(cli("keys", "create", "--name", "r", "--project", "Research", "--json"))
+    assert named["project_id"] == research.id
+    every = json.loads(cli("keys", "list", "--project", research.id, "--all", "--json"))
+    assert [item["id"] for item in every] == [named["id"]]
+    unknown = runner.invoke(app, ["keys", "list", "--project", "Nope"])
+    assert unknown.exit_code == 1
+    assert "no project named 'Nope'" in unknown.output
 
     refused = runner.invoke(app, ["keys", "show", "key_0000000000000000"])
     assert refused.exit_code == 1

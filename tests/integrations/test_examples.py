@@ -122,6 +122,8 @@ def test_the_flask_example_in_remote_mode(remote: Mode) -> None:
 def fastapi_example(verifier: KeyVerifier, keys: Keys, revoke: Any) -> None:
     with TestClient(fastapi_app.create_app(verifier)) as client:
         check_protocol(lambda path, headers: client.get(path, headers=headers), keys, revoke)
+        schemes = client.get("/openapi.json").json()["components"]["securitySchemes"]
+        assert {scheme["type"] for scheme in schemes.values()} == {"http", "apiKey"}
         client.portal.call(verifier.aclose)  # type: ignore[union-attr]  # on the app's loop
 
 

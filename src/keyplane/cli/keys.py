@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from keyplane.cli.client_support import JSON_OPTION, URL_OPTION, client, sdk_errors, when
-from keyplane.cli.output import print_json, stderr, stdout
+from keyplane.cli.output import fail, print_json, stderr, stdout
 from keyplane.client import Client, CreatedKey, Key
 from keyplane.core.durations import parse_duration
 
@@ -20,12 +20,20 @@ keys_app = typer.Typer(
 )
 
 PROJECT_OPTION = typer.Option(
-    None, "--project", help="Project id (default: the project of the key you use)."
+    None, "--project", help="Project id or name (default: the project of the key you use)."
 )
 
 
 def _project(api: Client, project: str | None) -> str:
-    return project if project else api.whoami().project_id
+    """A project id: the one given, the one named (needs projects:read), or the key's own."""
+    if not project:
+        return api.whoami().project_id
+    if project.startswith("prj_"):
+        return project
+    for candidate in api.projects.iter():
+        if candidate.name == project:
+            return candidate.id
+    fail(f"no project named {escape(repr(project))} in your organization")
 
 
 @keys_app.command("list")

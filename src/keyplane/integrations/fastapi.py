@@ -16,9 +16,10 @@ handler still answers the right status and headers, as ``{"detail": ...}``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -29,6 +30,11 @@ from keyplane.integrations.asgi import STATE_KEY
 from keyplane.integrations.verifiers import KeyIdentity, KeyVerifier
 
 APP_STATE_KEY = "keyplane_verifier"
+
+#: Declared for the OpenAPI document (the "Authorize" button of /docs) only;
+#: the key is read by the guard, which also takes ``Authorization: apiKey``.
+_BEARER_SCHEME = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
+_HEADER_SCHEME = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
 
 
 class KeyplaneRejected(HTTPException):
@@ -63,7 +69,11 @@ def require_key(
     """
     required = tuple(scopes)
 
-    async def dependency(request: Request) -> KeyIdentity:
+    async def dependency(
+        request: Request,
+        _bearer: Annotated[object, Security(_BEARER_SCHEME)],
+        _header: Annotated[object, Security(_HEADER_SCHEME)],
+    ) -> KeyIdentity:
         known = request.scope.get("state", {}).get(STATE_KEY)
         if isinstance(known, KeyIdentity):
             outcome = guard.recheck(known, required)
