@@ -43,8 +43,7 @@ def create_app(verifier: KeyVerifier | None = None) -> FastAPI:
                 await chosen.aclose()
 
     app = FastAPI(title="Reports (protected by Keyplane)", lifespan=lifespan)
-    if verifier is not None:
-        setup(app, verifier)
+    setup(app, verifier)  # now: the problem+json handler must be in place before start-up
 
     @app.get("/health")
     def health() -> dict[str, str]:

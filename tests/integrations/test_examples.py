@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from keyplane.core.keys import KeyFormat
 from keyplane.integrations import KeyVerifier, LocalVerifier, RemoteVerifier
+from keyplane.integrations.verifiers import DEFAULT_CACHE_TTL
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from tests.live import LiveServer
@@ -111,6 +113,67 @@ def test_the_fastapi_example_in_remote_mode(remote: Mode) -> None:
     fastapi_example(*remote)
 
 
+def test_the_fastapi_example_configured_from_the_environment_local(
+    services: Services, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `KEYPLANE_VERIFY_MODE=local uvicorn examples.fastapi_app:app` runs."""
+    keys = Keys(local_make(services), tenant)
+    monkeypatch.setenv("KEYPLANE_VERIFY_MODE", "local")
+    monkeypatch.setenv("KEYPLANE_DATABASE_URL", services.settings.database_url)
+    # The app has its own Services: with its cache off it sees our revocation at once
+    # (otherwise within KEYPLANE_KEY_CACHE_TTL, as any other Keyplane process).
+    monkeypatch.setenv("KEYPLANE_KEY_CACHE_TTL", "0")
+    operator = Caller(tenant.organization_id, ("*",), Actor.operator())
+    with TestClient(fastapi_app.create_app()) as client:
+        check_protocol(
+            lambda path, headers: client.get(path, headers=headers),
+            keys,
+            lambda key_id: services.keys.revoke(operator, key_id),
+        )
+
+
+def test_the_fastapi_example_configured_from_the_environment_remote(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `uvicorn examples.fastapi_app:app` runs with KEYPLANE_URL and KEYPLANE_API_KEY."""
+    tenant = server.tenant()
+    keys = Keys(server.key, tenant)
+    monkeypatch.setenv("KEYPLANE_URL", server.url)
+    monkeypatch.setenv("KEYPLANE_API_KEY", keys.verifier)
+    with TestClient(fastapi_app.create_app()) as client:
+        check_protocol(
+            lambda path, headers: client.get(path, headers=headers),
+            keys,
+            lambda key_id: revoke_and_wait_out_the_cache(server, tenant, key_id),
+        )
+
+
+def test_the_flask_example_configured_from_the_environment_remote(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = server.tenant()
+    keys = Keys(server.key, tenant)
+    monkeypatch.setenv("KEYPLANE_URL", server.url)
+    monkeypatch.setenv("KEYPLANE_API_KEY", keys.verifier)
+    app = flask_app.create_app()
+    client = app.test_client()
+    try:
+        check_protocol(
+            lambda path, headers: FlaskAnswer(client.get(path, headers=headers)),
+            keys,
+            lambda key_id: revoke_and_wait_out_the_cache(server, tenant, key_id),
+        )
+    finally:
+        app.extensions["keyplane"].close()
+
+
+def revoke_and_wait_out_the_cache(server: LiveServer, tenant: Tenant, key_id: str) -> None:
+    """A remote verifier remembers a good answer for its cache TTL (1 s by default):
+    a revocation takes effect for it once that time has passed."""
+    server.revoke(tenant, key_id)
+    time.sleep(DEFAULT_CACHE_TTL + 0.05)
+
+
 def test_the_flask_example_in_local_mode(local: Mode) -> None:
     flask_example(*local)
 
@@ -131,9 +194,7 @@ def flask_example(verifier: KeyVerifier, keys: Keys, revoke: Any) -> None:
     client = flask_app.create_app(verifier).test_client()
 
     def get(path: str, headers: dict[str, str]) -> Any:
-        answer = client.get(path, headers=headers)
-        answer.json  # noqa: B018 - parse now, so .json() below works on the property
-        return FlaskAnswer(answer)
+        return FlaskAnswer(client.get(path, headers=headers))
 
     check_protocol(get, keys, revoke)
 

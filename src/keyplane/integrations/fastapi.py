@@ -50,10 +50,16 @@ async def _rejected(request: Request, error: Exception) -> Response:
     return error.problem.response()
 
 
-def setup(app: FastAPI, verifier: KeyVerifier) -> None:
-    """Make ``verifier`` the default of :func:`require_key` and answer refusals as problem+json."""
-    setattr(app.state, APP_STATE_KEY, verifier)
+def setup(app: FastAPI, verifier: KeyVerifier | None = None) -> None:
+    """Answer refusals as problem+json; given ``verifier``, make it require_key's default.
+
+    Call it when you build the app: Starlette fixes its exception handlers when
+    it starts. A verifier built later (in the lifespan) can be set by calling
+    ``setup(app, verifier)`` again then.
+    """
     app.add_exception_handler(KeyplaneRejected, _rejected)
+    if verifier is not None:
+        setattr(app.state, APP_STATE_KEY, verifier)
 
 
 def require_key(

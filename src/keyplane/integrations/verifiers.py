@@ -38,6 +38,9 @@ logger = logging.getLogger("keyplane.integrations")
 
 #: Not a grant code: the verifier itself could not answer (server down, bad verifier key).
 UNAVAILABLE: Final = "UNAVAILABLE"
+#: Seconds a remote verifier remembers a good answer: as long as a Keyplane
+#: instance caches a key, so "revoked keys are refused within 1 s" still holds.
+DEFAULT_CACHE_TTL: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +196,7 @@ class RemoteVerifier:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        cache_ttl: float = 1.0,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
         cache_size: int = 10_000,
         timeout: float = 5.0,
         max_retries: int = 1,
