@@ -232,3 +232,17 @@ def test_keys_and_audit_commands(server: LiveServer, monkeypatch: pytest.MonkeyP
     bad = runner.invoke(app, ["keys", "create", "--name", "x", "--expires-in", "soon"])
     assert bad.exit_code == 1
     assert "not a duration" in bad.output
+
+
+def test_login_at_the_hidden_prompt_then_whoami_as_a_table(server: LiveServer) -> None:
+    tenant = server.tenant()
+    runner = CliRunner()
+    login = runner.invoke(app, ["login", "--url", server.url], input=tenant.key + "\n")
+    assert login.exit_code == 0, login.output
+    assert tenant.key not in login.output  # the prompt does not echo the key
+    whoami = runner.invoke(app, ["whoami"])
+    assert whoami.exit_code == 0, whoami.output
+    for expected in ("Management key", tenant.key_id, tenant.project_id, server.url):
+        assert expected in whoami.stdout
+    assert "credentials.json" in whoami.stdout  # where the key came from
+    assert tenant.key not in whoami.output

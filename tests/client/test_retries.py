@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import anyio
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -52,10 +53,20 @@ class Flaky:
         return JSONResponse(WHOAMI)
 
 
+async def slow(request: Request) -> Response:
+    await anyio.sleep(2)
+    return JSONResponse(WHOAMI)
+
+
 @pytest.fixture(scope="module")
 def flaky_server() -> Iterator[tuple[str, Flaky]]:
     flaky = Flaky()
-    app = Starlette(routes=[Route("/api/v1/{path:path}", flaky.handle, methods=["GET", "POST"])])
+    app = Starlette(
+        routes=[
+            Route("/slow/api/v1/whoami", slow),
+            Route("/api/v1/{path:path}", flaky.handle, methods=["GET", "POST"]),
+        ]
+    )
     with serve_in_thread(app) as url:
         yield url, flaky
 
@@ -158,3 +169,35 @@ def test_retry_after_as_an_http_date() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     header = format_datetime(now + timedelta(seconds=30), usegmt=True)
     assert retry_after_seconds(header, now=now) == 30.0
+
+
+def test_a_slow_server_is_a_timeout(flaky_server: tuple[str, Flaky]) -> None:
+    from keyplane.client import Timeout
+
+    sleeps: list[float] = []
+    client = Client(KEY, base_url=flaky_server[0] + "/slow", timeout=0.2, max_retries=1)
+    client._sleep = sleeps.append
+    with client, pytest.raises(Timeout, match="did not answer in time"):
+        client.whoami()
+    assert len(sleeps) == 1  # a read timeout on a GET is retried once, then reported
+
+
+def test_the_async_client_retries_the_same_way(
+    flaky_server: tuple[str, Flaky], flaky: Flaky
+) -> None:
+    from keyplane.client import AsyncClient
+
+    flaky.failures, flaky.status, flaky.headers = 2, 503, {"Retry-After": "0"}
+    sleeps: list[float] = []
+
+    async def record(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async def scenario() -> str:
+        async with AsyncClient(KEY, base_url=flaky_server[0]) as client:
+            client._sleep = record
+            return (await client.whoami()).name
+
+    assert anyio.run(scenario) == "flaky"
+    assert sleeps == [0.0, 0.0]
+    assert len(flaky.calls) == 3

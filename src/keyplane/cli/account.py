@@ -86,6 +86,8 @@ def whoami(url: str | None = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
         print_json({**identity.to_json(), "url": api.base_url, "source": api.key_source})
         return
     table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("Key", f"[bold]{escape(identity.name)}[/] ({identity.id}, {identity.hint})")
     table.add_row("Project", identity.project_id)
     table.add_row("Organization", identity.organization_id)

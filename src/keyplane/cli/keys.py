@@ -191,6 +191,8 @@ def audit(
 
 def _show(key: Key) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("Key", f"[bold]{escape(key.name)}[/] ({key.id}, {key.hint})")
     table.add_row("Status", key.status)
     table.add_row("Project", key.project_id)

@@ -13,7 +13,7 @@ import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
-from keyplane.client.errors import APIError, RateLimited
+from keyplane.client.errors import APIError
 from keyplane.client.models import AuditEvent, CreatedKey, Key, Page, Project, VerifyResult, WhoAmI
 from keyplane.client.operations import NOT_GIVEN, _NotGiven
 from keyplane.client.resolution import ResolvedKey, resolve_key, resolve_url
@@ -130,10 +130,11 @@ class AsyncClient:
                 continue
             try:
                 return _http.read(response, operation, self._key)
-            except APIError as failure:
+            except APIError:
                 if response.status_code not in _http.RETRY_STATUSES or not operation.retryable:
                     raise
-                retry_after = failure.retry_after if isinstance(failure, RateLimited) else None
+                # Retry-After counts on 503 as on 429 (RFC 9110, section 10.2.3).
+                retry_after = _http.retry_after_seconds(response.headers.get("retry-after"))
                 delay = self.retry.delay(attempt, retry_after)
                 if delay is None:
                     raise
