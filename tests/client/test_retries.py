@@ -45,6 +45,11 @@ class Flaky:
 
     async def handle(self, request: Request) -> Response:
         self.calls.append(request.method)
+        if request.url.path.endswith("/echo"):
+            # What a badly behaved proxy might do: quote the request's credentials back.
+            sent = request.headers["authorization"].split()[-1]
+            other = KeyFormat("acme").generate().reveal()
+            return JSONResponse({"detail": f"bad key {sent}, also {other}"}, 400)
         if len(self.calls) <= self.failures:
             problem = {"type": "about:blank", "status": self.status, "code": "TRY_LATER"}
             return JSONResponse(problem, self.status, self.headers)
@@ -201,3 +206,17 @@ def test_the_async_client_retries_the_same_way(
     assert anyio.run(scenario) == "flaky"
     assert sleeps == [0.0, 0.0]
     assert len(flaky.calls) == 3
+
+
+def test_a_key_quoted_back_by_a_proxy_is_masked_in_the_error(
+    flaky_server: tuple[str, Flaky], flaky: Flaky
+) -> None:
+    from keyplane.client import BadRequest
+    from keyplane.client._http import Operation
+
+    with Client(KEY, base_url=flaky_server[0]) as client, pytest.raises(BadRequest) as caught:
+        client.run(Operation("GET", "/echo", lambda data: data))
+    text = str(caught.value) + repr(caught.value) + str(caught.value.problem)
+    assert KEY not in text
+    assert f"kp_...{KEY[-4:]}" in text
+    assert "acme_..." in text

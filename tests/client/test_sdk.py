@@ -118,6 +118,8 @@ def test_verify_answers_codes_and_never_holds_the_key(
         ("jobs:admin",),
     )
     assert client.verify(KeyFormat().generate()).code == "NOT_FOUND"
+    long_agent = client.verify(created.key, user_agent="agent/" + "x" * 2000)
+    assert long_agent.valid  # clipped to the 512 characters /verify takes
     client.keys.revoke(created.id)
     assert client.verify(created.key).code == "REVOKED"
     assert created.key.reveal() not in repr(good)

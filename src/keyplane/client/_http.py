@@ -30,6 +30,9 @@ USER_AGENT: Final = f"keyplane-python/{keyplane.__version__} httpx/{httpx.__vers
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 _KEY_LIKE: Final = re.compile(r"[a-z][a-z0-9]{0,15}_[0-9A-Za-z]{36}")
+_KEY_SEARCH: Final = re.compile(
+    r"(?<![A-Za-z0-9_])[a-z][a-z0-9]{0,15}_[0-9A-Za-z]{36}(?![A-Za-z0-9])"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,18 @@ _ERROR_CLASSES: Final[dict[int, type[errors.APIError]]] = {
 }
 
 
+def redact(text: str, key: ResolvedKey) -> str:
+    """``text`` with the client's own key, and anything that is a checksum-valid key of
+    any prefix, replaced by a hint."""
+    text = text.replace(key.secret.reveal(), key.secret.hint)
+
+    def hint(match: re.Match[str]) -> str:
+        value = match.group()
+        return f"{value.partition('_')[0]}_...{value[-4:]}" if looks_like_key(value) else value
+
+    return _KEY_SEARCH.sub(hint, text)
+
+
 def error_for(
     response: httpx.Response, operation: Operation[Any], key: ResolvedKey
 ) -> errors.APIError:
@@ -177,6 +192,10 @@ def error_for(
         pass
     code = problem.get("code") if isinstance(problem.get("code"), str) else None
     detail = problem.get("detail") if isinstance(problem.get("detail"), str) else None
+    if detail is not None:
+        # Keyplane never quotes a key back, but a proxy in front of it might.
+        detail = redact(detail, key)
+        problem = {**problem, "detail": detail}
     reason = detail or response.reason_phrase or "error"
     where = f"{operation.method} {API_PREFIX}{operation.path}"
     message = f"{where} answered {status}: {reason}" + (f" ({code})" if code else "")

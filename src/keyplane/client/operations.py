@@ -34,6 +34,10 @@ class _NotGiven:
 
 NOT_GIVEN: Final = _NotGiven()
 
+#: ``/verify`` takes a user agent of at most 512 characters (docs/api.md); user
+#: agents can be longer, and a check must not fail for that.
+MAX_USER_AGENT_LENGTH: Final = 512
+
 
 def _page(parse: Any) -> Any:
     def parse_page(data: Mapping[str, Any]) -> Page[Any]:
@@ -73,7 +77,7 @@ def verify(
     if client_ip is not None:
         body["client_ip"] = client_ip
     if user_agent is not None:
-        body["user_agent"] = user_agent
+        body["user_agent"] = user_agent[:MAX_USER_AGENT_LENGTH]
     # A check changes nothing but a last-used time: safe to send again.
     return Operation("POST", "/verify", VerifyResult.from_json, json=body, idempotent=True)
 
