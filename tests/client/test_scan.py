@@ -94,10 +94,14 @@ def test_keyplane_scan_reports_exactly_the_real_key_masked_and_exits_1(tmp_path:
     assert real not in found.stdout + found.stderr
 
     (tree / "settings.py").write_text("API_KEY = os.environ['KEYPLANE_API_KEY']\n")
-    clean = run_scan(tmp_path, tmp_path, "tree")
+    clean = run_scan(tmp_path, tree)  # no PATH: the working directory
     assert clean.returncode == 0, clean.stderr
     assert clean.stdout == ""
     assert "No keys found (2 files scanned)" in clean.stderr
+
+    bad_prefix = run_scan(tmp_path, tree, "--prefix", "Not-A-Prefix")
+    assert bad_prefix.returncode == 2
+    assert "prefix" in bad_prefix.stderr
 
 
 def test_keyplane_scan_revoke_revokes_what_it_found(server: LiveServer, tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from keyplane.core.keys import SecretKey
 
 
 def scan(
-    paths: list[Path] = typer.Argument(
-        ..., help="Files or directories (git work trees: tracked files)."
+    paths: list[Path] | None = typer.Argument(
+        None, help="Files or directories (default: .); in a git work tree, the files git tracks."
     ),
     prefix: list[str] = typer.Option(
         [], "--prefix", help="Key prefix to look for; repeat (default: KEYPLANE_KEY_PREFIX or kp)."
