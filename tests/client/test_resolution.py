@@ -136,3 +136,19 @@ def test_resolved_key_repr_shows_only_the_hint(keys: list[str]) -> None:
 def test_a_fail_backend_is_not_mistaken_for_a_key_store() -> None:
     keyring.set_keyring(fail.Keyring())
     assert backend_name() is None
+
+
+class LockedKeyring(PlaintextKeyring):
+    """A key store that refuses to keep secrets, as a locked desktop keyring does."""
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        from keyring.errors import PasswordSetError
+
+        raise PasswordSetError("the collection is locked")
+
+
+def test_a_key_store_that_refuses_the_key_falls_back_to_the_file(keys: list[str]) -> None:
+    keyring.set_keyring(LockedKeyring())
+    store = KeyStore()
+    assert store.save(URL, keys[0]) == str(store.credentials_path)
+    assert resolve_key(None, URL, environ={}).secret.reveal() == keys[0]

@@ -45,12 +45,18 @@ def login(
                 )
             )
     store = KeyStore()
-    if backend_name() is None:
+    backend = backend_name()
+    if backend is None:
         stderr.print(
             "[yellow]No system key store is available (keyring has no usable backend), so the "
             "key goes to a file readable only by you.[/]"
         )
     where = store.save(base_url, value)
+    if backend is not None and where == str(store.credentials_path):
+        stderr.print(
+            f"[yellow]The system key store ({escape(backend)}) refused the key, so it goes to "
+            "a file readable only by you.[/]"
+        )
     store.set_default_url(base_url)
     stdout.print(
         f"Logged in to {escape(base_url)} as [bold]{escape(identity.name)}[/] "
