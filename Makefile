@@ -32,8 +32,8 @@ run: install
 	$(BIN)/keyplane serve
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 
 types: install
 	$(BIN)/mypy

@@ -1,7 +1,106 @@
-"""Keyplane: a self-hostable API key platform."""
+"""Keyplane: a self-hostable API key platform.
+
+``import keyplane`` loads nothing but this file. The SDK's names
+(``keyplane.Client``, ``keyplane.AsyncClient``, the errors and models) are
+loaded from :mod:`keyplane.client` the first time one is used.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_CLIENT_NAMES = frozenset(
+    {
+        "APIError",
+        "AsyncClient",
+        "AuditEvent",
+        "BadRequest",
+        "Client",
+        "Conflict",
+        "CreatedKey",
+        "InvalidAPIKey",
+        "Key",
+        "KeyplaneError",
+        "MissingAPIKey",
+        "NotFound",
+        "Page",
+        "PermissionDenied",
+        "Project",
+        "RateLimited",
+        "RetryPolicy",
+        "ServerError",
+        "Timeout",
+        "TransportError",
+        "VerifyResult",
+        "WhoAmI",
+    }
+)
+
+if TYPE_CHECKING:
+    from keyplane.client import (
+        APIError,
+        AsyncClient,
+        AuditEvent,
+        BadRequest,
+        Client,
+        Conflict,
+        CreatedKey,
+        InvalidAPIKey,
+        Key,
+        KeyplaneError,
+        MissingAPIKey,
+        NotFound,
+        Page,
+        PermissionDenied,
+        Project,
+        RateLimited,
+        RetryPolicy,
+        ServerError,
+        Timeout,
+        TransportError,
+        VerifyResult,
+        WhoAmI,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT_NAMES:
+        from keyplane import client
+
+        value = getattr(client, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keyplane' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_CLIENT_NAMES})
+
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AuditEvent",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "CreatedKey",
+    "InvalidAPIKey",
+    "Key",
+    "KeyplaneError",
+    "MissingAPIKey",
+    "NotFound",
+    "Page",
+    "PermissionDenied",
+    "Project",
+    "RateLimited",
+    "RetryPolicy",
+    "ServerError",
+    "Timeout",
+    "TransportError",
+    "VerifyResult",
+    "WhoAmI",
+    "__version__",
+]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import typer
 
 import keyplane
+from keyplane.cli.account import login, logout, whoami
 from keyplane.cli.admin import admin_app
+from keyplane.cli.environment import env
+from keyplane.cli.keys import audit, keys_app
+from keyplane.cli.scan import scan
 from keyplane.cli.server import db_app, serve
 
 app = typer.Typer(
@@ -18,6 +22,14 @@ app = typer.Typer(
 app.command("serve")(serve)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+# The key holder's side, through the SDK.
+app.command("login")(login)
+app.command("logout")(logout)
+app.command("whoami")(whoami)
+app.add_typer(keys_app, name="keys")
+app.command("audit")(audit)
+app.command("env")(env)
+app.command("scan")(scan)
 
 
 @app.command("version")

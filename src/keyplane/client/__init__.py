@@ -1,0 +1,63 @@
+"""The Python SDK: :class:`Client` and :class:`AsyncClient` for the Keyplane API.
+
+It imports only :mod:`keyplane.core`, httpx and the standard library when
+loaded (``keyring``, ``python-dotenv`` and ``platformdirs`` only when a key is
+looked up), never the server's stack: a program that holds a key does not
+load FastAPI, SQLAlchemy or the service layer. ``tests/client`` checks it.
+"""
+
+from __future__ import annotations
+
+from keyplane.client._async import AsyncClient
+from keyplane.client._http import RetryPolicy
+from keyplane.client._sync import Client
+from keyplane.client.errors import (
+    APIError,
+    BadRequest,
+    Conflict,
+    InvalidAPIKey,
+    KeyplaneError,
+    MissingAPIKey,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    Timeout,
+    TransportError,
+)
+from keyplane.client.models import (
+    AuditEvent,
+    CreatedKey,
+    Key,
+    Page,
+    Project,
+    VerifyResult,
+    WhoAmI,
+)
+from keyplane.client.operations import NOT_GIVEN
+
+__all__ = [
+    "NOT_GIVEN",
+    "APIError",
+    "AsyncClient",
+    "AuditEvent",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "CreatedKey",
+    "InvalidAPIKey",
+    "Key",
+    "KeyplaneError",
+    "MissingAPIKey",
+    "NotFound",
+    "Page",
+    "PermissionDenied",
+    "Project",
+    "RateLimited",
+    "RetryPolicy",
+    "ServerError",
+    "Timeout",
+    "TransportError",
+    "VerifyResult",
+    "WhoAmI",
+]

@@ -1,0 +1,268 @@
+"""What the API answers, as typed, frozen values.
+
+Each model is built from the API's JSON with ``from_json`` (members the SDK
+does not know yet are ignored, so a newer server does not break an older SDK)
+and turns back into JSON-ready data with ``to_json``. None of them holds a key
+value except :class:`CreatedKey`, whose ``key`` is a :class:`SecretKey` that
+shows only its hint until you call ``reveal()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from keyplane.core.keys import SecretKey
+
+T = TypeVar("T")
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(str(value))
+
+
+def _required_time(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value))
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(item) for item in value or ())
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, SecretKey):
+        return value.reveal()
+    return value
+
+
+class _Model:
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The model as JSON-ready data (times in RFC 3339)."""
+        return {item.name: _jsonable(getattr(self, item.name)) for item in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class WhoAmI(_Model):
+    """The key the client authenticates with. Its ``str`` is one readable line."""
+
+    id: str
+    name: str
+    hint: str
+    project_id: str
+    organization_id: str
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WhoAmI:
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            hint=data["hint"],
+            project_id=data["project_id"],
+            organization_id=data["organization_id"],
+            scopes=_strings(data.get("scopes")),
+            expires_at=_time(data.get("expires_at")),
+        )
+
+    def __str__(self) -> str:
+        scopes = ", ".join(self.scopes) or "none"
+        expiry = f", expires {_iso(self.expires_at)}" if self.expires_at else ""
+        return (
+            f"Key {self.name!r} ({self.id}, {self.hint}) in project {self.project_id} "
+            f"of organization {self.organization_id}; scopes: {scopes}{expiry}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Project(_Model):
+    id: str
+    name: str
+    organization_id: str
+    created_at: datetime
+    created_by: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Project:
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            organization_id=data["organization_id"],
+            created_at=_required_time(data["created_at"]),
+            created_by=data["created_by"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Key(_Model):
+    """A key's record. ``hint`` (``kp_...abcd``) is safe to show; the value is never here."""
+
+    id: str
+    name: str
+    hint: str
+    project_id: str
+    organization_id: str
+    status: str
+    enabled: bool
+    scopes: tuple[str, ...]
+    ip_allowlist: tuple[str, ...]
+    metadata: Mapping[str, Any]
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rolled_from_id: str | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    last_used_user_agent: str | None
+
+    @classmethod
+    def _fields_of(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "id": data["id"],
+            "name": data["name"],
+            "hint": data["hint"],
+            "project_id": data["project_id"],
+            "organization_id": data["organization_id"],
+            "status": data["status"],
+            "enabled": bool(data["enabled"]),
+            "scopes": _strings(data.get("scopes")),
+            "ip_allowlist": _strings(data.get("ip_allowlist")),
+            "metadata": dict(data.get("metadata") or {}),
+            "created_at": _required_time(data["created_at"]),
+            "created_by": data["created_by"],
+            "updated_at": _required_time(data["updated_at"]),
+            "expires_at": _time(data.get("expires_at")),
+            "revoked_at": _time(data.get("revoked_at")),
+            "rolled_from_id": data.get("rolled_from_id"),
+            "last_used_at": _time(data.get("last_used_at")),
+            "last_used_ip": data.get("last_used_ip"),
+            "last_used_user_agent": data.get("last_used_user_agent"),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Key:
+        return cls(**cls._fields_of(data))
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey(Key):
+    """A key just created or rolled, with its value: the only time anyone sees it.
+
+    ``key`` is a :class:`SecretKey`: ``str``/``repr`` show the hint, ``key.reveal()``
+    gives the value to store.
+    """
+
+    key: SecretKey = field(kw_only=True)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CreatedKey:
+        value = str(data["key"])
+        prefix = value.partition("_")[0]
+        return cls(**cls._fields_of(data), key=SecretKey(value, prefix))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent(_Model):
+    id: str
+    organization_id: str
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    client_ip: str | None
+    user_agent: str | None
+    occurred_at: datetime
+    details: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AuditEvent:
+        return cls(
+            id=data["id"],
+            organization_id=data["organization_id"],
+            actor=data["actor"],
+            action=data["action"],
+            target_type=data["target_type"],
+            target_id=data["target_id"],
+            client_ip=data.get("client_ip"),
+            user_agent=data.get("user_agent"),
+            occurred_at=_required_time(data["occurred_at"]),
+            details=dict(data.get("details") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult(_Model):
+    """The answer of ``POST /api/v1/verify``. It never holds the key that was checked.
+
+    ``valid`` says whether the key grants the request and ``code`` why not. For
+    ``VALID`` and ``INSUFFICIENT_SCOPE`` the key's details are filled in; for
+    other codes only ``key_id`` may be.
+    """
+
+    valid: bool
+    code: str
+    key_id: str | None = None
+    name: str | None = None
+    project_id: str | None = None
+    organization_id: str | None = None
+    scopes: tuple[str, ...] | None = None
+    metadata: Mapping[str, Any] | None = None
+    expires_at: datetime | None = None
+    missing_scopes: tuple[str, ...] | None = None
+    #: Seconds to wait, for ``RATE_LIMITED``/``USAGE_EXCEEDED`` when the server says.
+    retry_after: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> VerifyResult:
+        scopes = data.get("scopes")
+        missing = data.get("missing_scopes")
+        metadata = data.get("metadata")
+        retry_after = data.get("retry_after")
+        return cls(
+            valid=bool(data["valid"]),
+            code=str(data["code"]),
+            key_id=data.get("key_id"),
+            name=data.get("name"),
+            project_id=data.get("project_id"),
+            organization_id=data.get("organization_id"),
+            scopes=_strings(scopes) if scopes is not None else None,
+            metadata=dict(metadata) if metadata is not None else None,
+            expires_at=_time(data.get("expires_at")),
+            missing_scopes=_strings(missing) if missing is not None else None,
+            retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list: ``items``, and ``next_cursor`` (None on the last page)."""
+
+    items: tuple[T, ...]
+    next_cursor: str | None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+__all__ = ["AuditEvent", "CreatedKey", "Key", "Page", "Project", "VerifyResult", "WhoAmI"]

@@ -1,0 +1,223 @@
+"""Every call of the management API as an :class:`Operation` value.
+
+The sync and async clients run the same operations, so both cover the same
+API with the same arguments and answers; only the sending differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from keyplane.client._http import Operation, query, segment
+from keyplane.client.models import AuditEvent, CreatedKey, Key, Page, Project, VerifyResult, WhoAmI
+from keyplane.core.keys import SecretKey
+
+
+class _NotGiven:
+    """Marks an argument left out (distinct from None, which can mean "clear it")."""
+
+    _instance: _NotGiven | None = None
+
+    def __new__(cls) -> _NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN: Final = _NotGiven()
+
+#: ``/verify`` takes a user agent of at most 512 characters (docs/api.md); user
+#: agents can be longer, and a check must not fail for that.
+MAX_USER_AGENT_LENGTH: Final = 512
+
+
+def _page(parse: Any) -> Any:
+    def parse_page(data: Mapping[str, Any]) -> Page[Any]:
+        return Page(tuple(parse(item) for item in data["items"]), data.get("next_cursor"))
+
+    return parse_page
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("times sent to Keyplane need a time zone, e.g. datetime.now(UTC)")
+    return value.isoformat()
+
+
+def _duration(value: str | timedelta) -> str:
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        if seconds <= 0:
+            raise ValueError("expires_in must be longer than zero")
+        return f"{seconds}s"
+    return value
+
+
+def whoami() -> Operation[WhoAmI]:
+    return Operation("GET", "/whoami", WhoAmI.from_json)
+
+
+def verify(
+    key: str | SecretKey,
+    *,
+    scopes: Iterable[str] = (),
+    client_ip: str | None = None,
+    user_agent: str | None = None,
+) -> Operation[VerifyResult]:
+    value = key.reveal() if isinstance(key, SecretKey) else key
+    body: dict[str, Any] = {"key": value, "scopes": list(scopes)}
+    if client_ip is not None:
+        body["client_ip"] = client_ip
+    if user_agent is not None:
+        body["user_agent"] = user_agent[:MAX_USER_AGENT_LENGTH]
+    # A check changes nothing but a last-used time: safe to send again.
+    return Operation("POST", "/verify", VerifyResult.from_json, json=body, idempotent=True)
+
+
+# -- projects -----------------------------------------------------------------
+
+
+def list_projects(
+    *, limit: int | None = None, cursor: str | None = None
+) -> Operation[Page[Project]]:
+    return Operation(
+        "GET", "/projects", _page(Project.from_json), params=query(limit=limit, cursor=cursor)
+    )
+
+
+def get_project(project_id: str) -> Operation[Project]:
+    return Operation("GET", f"/projects/{segment(project_id, 'project')}", Project.from_json)
+
+
+def create_project(name: str) -> Operation[Project]:
+    return Operation("POST", "/projects", Project.from_json, json={"name": name})
+
+
+# -- keys ---------------------------------------------------------------------
+
+
+def list_keys(
+    project_id: str,
+    *,
+    status: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Operation[Page[Key]]:
+    return Operation(
+        "GET",
+        f"/projects/{segment(project_id, 'project')}/keys",
+        _page(Key.from_json),
+        params=query(status=status, limit=limit, cursor=cursor),
+    )
+
+
+def get_key(key_id: str) -> Operation[Key]:
+    return Operation("GET", f"/keys/{segment(key_id, 'key')}", Key.from_json)
+
+
+def create_key(
+    project_id: str,
+    *,
+    name: str,
+    scopes: Iterable[str] = (),
+    expires_at: datetime | None = None,
+    expires_in: str | timedelta | None = None,
+    ip_allowlist: Iterable[str] = (),
+    metadata: Mapping[str, Any] | None = None,
+    enabled: bool = True,
+) -> Operation[CreatedKey]:
+    body: dict[str, Any] = {
+        "name": name,
+        "scopes": list(scopes),
+        "ip_allowlist": list(ip_allowlist),
+        "metadata": dict(metadata or {}),
+        "enabled": enabled,
+    }
+    if expires_at is not None:
+        body["expires_at"] = _iso(expires_at)
+    if expires_in is not None:
+        body["expires_in"] = _duration(expires_in)
+    return Operation(
+        "POST", f"/projects/{segment(project_id, 'project')}/keys", CreatedKey.from_json, json=body
+    )
+
+
+def update_key(
+    key_id: str,
+    *,
+    name: str | _NotGiven = NOT_GIVEN,
+    scopes: Iterable[str] | _NotGiven = NOT_GIVEN,
+    expires_at: datetime | _NotGiven | None = NOT_GIVEN,
+    metadata: Mapping[str, Any] | _NotGiven = NOT_GIVEN,
+    enabled: bool | _NotGiven = NOT_GIVEN,
+    ip_allowlist: Iterable[str] | _NotGiven = NOT_GIVEN,
+) -> Operation[Key]:
+    body: dict[str, Any] = {}
+    if not isinstance(name, _NotGiven):
+        body["name"] = name
+    if not isinstance(scopes, _NotGiven):
+        body["scopes"] = list(scopes)
+    if not isinstance(expires_at, _NotGiven):
+        body["expires_at"] = _iso(expires_at) if expires_at is not None else None
+    if not isinstance(metadata, _NotGiven):
+        body["metadata"] = dict(metadata)
+    if not isinstance(enabled, _NotGiven):
+        body["enabled"] = enabled
+    if not isinstance(ip_allowlist, _NotGiven):
+        body["ip_allowlist"] = list(ip_allowlist)
+    return Operation("PATCH", f"/keys/{segment(key_id, 'key')}", Key.from_json, json=body)
+
+
+def revoke_key(key_id: str) -> Operation[Key]:
+    return Operation("DELETE", f"/keys/{segment(key_id, 'key')}", Key.from_json)
+
+
+def roll_key(
+    key_id: str, *, grace_period: timedelta | float | None = None
+) -> Operation[CreatedKey]:
+    body: dict[str, Any] | None = None
+    if grace_period is not None:
+        seconds = (
+            grace_period.total_seconds() if isinstance(grace_period, timedelta) else grace_period
+        )
+        body = {"grace_period_seconds": int(seconds)}
+    return Operation(
+        "POST", f"/keys/{segment(key_id, 'key')}/roll", CreatedKey.from_json, json=body
+    )
+
+
+# -- audit --------------------------------------------------------------------
+
+
+def list_audit_events(
+    *,
+    action: str | None = None,
+    key_id: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Operation[Page[AuditEvent]]:
+    return Operation(
+        "GET",
+        "/audit-events",
+        _page(AuditEvent.from_json),
+        params=query(
+            action=action,
+            key_id=key_id,
+            actor=actor,
+            since=_iso(since) if since is not None else None,
+            until=_iso(until) if until is not None else None,
+            limit=limit,
+            cursor=cursor,
+        ),
+    )

@@ -1,0 +1,73 @@
+"""A pure ASGI middleware that lets in only requests with a good Keyplane key.
+
+Works with any ASGI app (Starlette, FastAPI, Django's ASGI handler, ...).
+On success the key's :class:`KeyIdentity` is in ``scope["state"]["keyplane"]``
+(``request.state.keyplane`` in Starlette and FastAPI); otherwise the request
+gets a problem+json 400/401/403/429/503 and never reaches the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from keyplane.core.network import IPNetwork
+from keyplane.integrations import guard
+from keyplane.integrations.verifiers import KeyVerifier
+
+STATE_KEY = "keyplane"
+
+
+class KeyplaneMiddleware:
+    """``app = KeyplaneMiddleware(app, verifier, scopes=["reports:read"])``.
+
+    ``exclude_paths``: exact paths or prefixes ending in ``/`` that need no key
+    (health checks). ``trusted_proxies``: CIDRs whose ``X-Forwarded-For`` is
+    believed for the client IP (the key's allowlist), as Keyplane itself does.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: KeyVerifier,
+        *,
+        scopes: Iterable[str] = (),
+        exclude_paths: Iterable[str] = (),
+        trusted_proxies: tuple[IPNetwork, ...] = (),
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.scopes = tuple(scopes)
+        self.exclude_paths = tuple(exclude_paths)
+        self.trusted_proxies = trusted_proxies
+
+    def _excluded(self, path: str) -> bool:
+        return any(
+            path == excluded or (excluded.endswith("/") and path.startswith(excluded))
+            for excluded in self.exclude_paths
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self._excluded(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        facts = guard.RequestFacts(
+            Headers(scope=scope),
+            scope.get("path", ""),
+            scope.get("query_string", b"").decode("latin-1"),
+            client[0] if client else None,
+            self.trusted_proxies,
+        )
+        outcome = await guard.check_async(facts, self.verifier, self.scopes)
+        if outcome.granted:
+            scope.setdefault("state", {})[STATE_KEY] = outcome.identity
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            # Closing before accepting makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await guard.problem(outcome).response()(scope, receive, send)

@@ -1,0 +1,145 @@
+"""One request's key, checked: the part every middleware and dependency shares.
+
+Takes what any framework can give (headers, path, query string, peer
+address), applies the same rules as Keyplane's own API (the key comes from
+``Authorization: Bearer``/``apiKey`` or ``X-API-Key``, never the URL) and
+answers an :class:`Outcome` or the RFC 9457 problem to send back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+
+from keyplane.core.errors import PermissionDenied
+from keyplane.core.grant import UNAUTHENTICATED_CODES, GrantCode
+from keyplane.core.network import IPNetwork
+from keyplane.core.scopes import missing
+from keyplane.http.client_ip import client_ip
+from keyplane.http.credentials import key_from_headers, key_in_url
+from keyplane.http.problems import (
+    PROBLEM_JSON,
+    KeyInURL,
+    Problem,
+    authentication_failed,
+    missing_credentials,
+    problem_for,
+)
+from keyplane.integrations.verifiers import UNAVAILABLE, KeyIdentity, KeyVerifier, Outcome
+
+MISSING_KEY = "MISSING_KEY"
+KEY_IN_URL = "KEY_IN_URL"
+_LIMIT_CODES = frozenset({GrantCode.RATE_LIMITED, GrantCode.USAGE_EXCEEDED})
+
+
+class RequestFacts:
+    """What a framework tells about a request; headers looked up in lowercase."""
+
+    def __init__(
+        self,
+        headers: Mapping[str, str],
+        path: str,
+        query_string: str,
+        peer: str | None,
+        trusted_proxies: tuple[IPNetwork, ...] = (),
+    ) -> None:
+        self.headers = headers
+        self.path = path
+        self.query_string = query_string
+        ip = client_ip(peer, headers.get("x-forwarded-for"), trusted_proxies)
+        self.client_ip = str(ip) if ip is not None else None
+        self.user_agent = headers.get("user-agent")
+
+
+def _precheck(facts: RequestFacts, verifier: KeyVerifier) -> str | Outcome:
+    """The key to verify, or the outcome that needs no verifier (no key, key in URL)."""
+    if key_in_url(facts.path, facts.query_string, verifier.key_format):
+        return Outcome(KEY_IN_URL)
+    key = key_from_headers(facts.headers)
+    if key is None:
+        return Outcome(MISSING_KEY)
+    return key
+
+
+def check(facts: RequestFacts, verifier: KeyVerifier, scopes: Iterable[str]) -> Outcome:
+    key = _precheck(facts, verifier)
+    if isinstance(key, Outcome):
+        return key
+    return verifier.check(
+        key, scopes=tuple(scopes), client_ip=facts.client_ip, user_agent=facts.user_agent
+    )
+
+
+async def check_async(facts: RequestFacts, verifier: KeyVerifier, scopes: Iterable[str]) -> Outcome:
+    key = _precheck(facts, verifier)
+    if isinstance(key, Outcome):
+        return key
+    return await verifier.check_async(
+        key, scopes=tuple(scopes), client_ip=facts.client_ip, user_agent=facts.user_agent
+    )
+
+
+def recheck(identity: KeyIdentity, scopes: Iterable[str]) -> Outcome:
+    """Scopes asked again of a key a middleware already let in: decided locally."""
+    lacking = missing(identity.scopes, scopes)
+    if lacking:
+        return Outcome(GrantCode.INSUFFICIENT_SCOPE, identity, lacking)
+    return Outcome(GrantCode.VALID, identity)
+
+
+def problem(outcome: Outcome) -> Problem:
+    """The answer for a request the outcome refuses: 400, 401, 403, 429 or 503."""
+    code = outcome.code
+    if code == MISSING_KEY:
+        return problem_for(missing_credentials())
+    if code == KEY_IN_URL:
+        return problem_for(
+            KeyInURL(
+                "API keys are never accepted in the URL. Send the key in the "
+                "'Authorization: Bearer <key>' header, and consider rolling it."
+            )
+        )
+    if code in UNAUTHENTICATED_CODES:
+        return problem_for(authentication_failed(GrantCode(code)))
+    if code == GrantCode.FORBIDDEN:
+        return problem_for(
+            PermissionDenied(code, "The API key may not be used from this IP address.")
+        )
+    if code == GrantCode.INSUFFICIENT_SCOPE:
+        lacking = ", ".join(outcome.missing_scopes) or "a scope"
+        return problem_for(
+            PermissionDenied(code, f"The API key lacks the scope this call needs: {lacking}.")
+        )
+    if code in _LIMIT_CODES:
+        wait = max(1, math.ceil(outcome.retry_after or 1))
+        slug, what = (
+            ("rate-limited", "The API key's rate limit is exhausted.")
+            if code == GrantCode.RATE_LIMITED
+            else ("usage-exceeded", "The API key's usage quota is exhausted.")
+        )
+        return Problem(
+            429, slug, f"{what} Retry after {wait} s.", {"code": code}, {"Retry-After": str(wait)}
+        )
+    if code == UNAVAILABLE:
+        return Problem(
+            503,
+            "verification-unavailable",
+            "API keys cannot be verified right now. Try again shortly.",
+            {"code": "VERIFICATION_UNAVAILABLE"},
+            {"Retry-After": "1"},
+        )
+    return problem_for(authentication_failed(GrantCode.NOT_FOUND))
+
+
+def wsgi_response(problem: Problem) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Status line, headers and body of a problem, for WSGI and Flask."""
+    body = json.dumps(problem.body()).encode()
+    headers = [
+        ("Content-Type", PROBLEM_JSON),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        *problem.headers.items(),
+    ]
+    return f"{problem.status} {HTTPStatus(problem.status).phrase}", headers, body

@@ -1,0 +1,135 @@
+"""The leak scanner: checksum-valid keys only, masked, git-aware, and `keyplane scan`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyplane.client.scan import Scanner
+from keyplane.core.keys import KeyFormat
+from keyplane.service.records import Actor, Caller
+from tests.live import LiveServer, subprocess_env
+
+KEYPLANE = [sys.executable, "-m", "keyplane.cli"]
+
+
+def lookalike(value: str) -> str:
+    """The same key with its last checksum character changed: right shape, wrong checksum."""
+    last = "B" if value[-1] != "B" else "C"
+    return value[:-1] + last
+
+
+def git(directory: Path, *arguments: str) -> None:
+    if shutil.which("git") is None:
+        pytest.fail("git is needed for these tests (apt-get install git)")
+    subprocess.run(["git", "-C", str(directory), *arguments], check=True, capture_output=True)
+
+
+def test_only_checksum_valid_keys_count(tmp_path: Path) -> None:
+    real = KeyFormat().generate().reveal()
+    text = f"a = '{lookalike(real)}'\nb = 'kp_short'\n\n  token: {real}  # here\n"
+    findings = list(Scanner().scan_text(text, "config.yml"))
+    assert [(f.path, f.line, f.column, f.hint) for f in findings] == [
+        ("config.yml", 4, 10, f"kp_...{real[-4:]}")
+    ]
+    assert real not in repr(findings)
+    assert real not in str(findings[0])
+
+
+def test_other_prefixes_are_found_only_when_asked(tmp_path: Path) -> None:
+    other = KeyFormat("acme").generate().reveal()
+    assert list(Scanner().scan_text(other, "f")) == []
+    assert len(list(Scanner(["kp", "acme"]).scan_text(other, "f"))) == 1
+
+
+def test_a_git_work_tree_is_read_through_git_ls_files(tmp_path: Path) -> None:
+    leaked, ignored = KeyFormat().generate().reveal(), KeyFormat().generate().reveal()
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    git(repo, "init", "-q")
+    (repo / "src" / "app.py").write_text(f"KEY = '{leaked}'\n")
+    (repo / ".env").write_text(f"KEYPLANE_API_KEY={ignored}\n")
+    (repo / ".gitignore").write_text(".env\n")
+    (repo / "image.bin").write_bytes(b"\x00\x01" + leaked.encode())
+    (repo / "big.txt").write_text("x" * 200 + "\n" + leaked)
+    git(repo, "add", "src/app.py", ".gitignore", "image.bin")
+    report = Scanner(max_bytes=100).scan([repo])
+    assert [(Path(f.path).relative_to(repo).as_posix(), f.line) for f in report.findings] == [
+        ("src/app.py", 1)
+    ]
+    assert any("big.txt" in path for path, _ in report.skipped)
+    # Without git, the ignored .env counts too.
+    everything = Scanner(use_git=False).scan([repo])
+    assert {Path(f.path).name for f in everything.findings} == {".env", "app.py", "big.txt"}
+
+
+def run_scan(
+    home: Path, cwd: Path, *arguments: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KEYPLANE, "scan", *arguments],
+        cwd=cwd,
+        env=subprocess_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_keyplane_scan_reports_exactly_the_real_key_masked_and_exits_1(tmp_path: Path) -> None:
+    real = KeyFormat().generate().reveal()
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "settings.py").write_text(f"# config\nAPI_KEY = '{real}'\n")
+    (tree / "notes.md").write_text(f"example: {lookalike(real)}\n")
+    found = run_scan(tmp_path, tmp_path, "tree")
+    assert found.returncode == 1, found.stderr
+    assert found.stdout.splitlines() == [f"tree/settings.py:2: kp_...{real[-4:]}"]
+    assert "Found 1 key in 1 file" in found.stderr
+    assert real not in found.stdout + found.stderr
+
+    (tree / "settings.py").write_text("API_KEY = os.environ['KEYPLANE_API_KEY']\n")
+    clean = run_scan(tmp_path, tree)  # no PATH: the working directory
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout == ""
+    assert "No keys found (2 files scanned)" in clean.stderr
+
+    bad_prefix = run_scan(tmp_path, tree, "--prefix", "Not-A-Prefix")
+    assert bad_prefix.returncode == 2
+    assert "prefix" in bad_prefix.stderr
+
+
+def test_keyplane_scan_revoke_revokes_what_it_found(server: LiveServer, tmp_path: Path) -> None:
+    tenant = server.tenant()
+    key_id, leaked = server.key(tenant, "jobs:run", name="leaked")
+    (tmp_path / "leak.txt").write_text(f"{leaked}\n{leaked}\n{KeyFormat().generate().reveal()}\n")
+    done = run_scan(
+        tmp_path,
+        tmp_path,
+        "leak.txt",
+        "--revoke",
+        "--json",
+        KEYPLANE_URL=server.url,
+        KEYPLANE_API_KEY=tenant.key,
+    )
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert [f["line"] for f in report["findings"]] == [1, 2, 3]
+    results = {item["key_id"]: item["result"] for item in report["revoked"]}
+    assert results == {key_id: "revoked", None: "not a key of your organization"}
+    assert leaked not in done.stdout + done.stderr
+    operator = Caller(tenant.organization_id, ("*",), Actor.operator())
+    assert server.services.keys.get(operator, key_id).status == "revoked"
+    assert server.services.keys.get(operator, tenant.key_id).status == "active"
+
+
+def test_the_pre_commit_hook_runs_keyplane_scan() -> None:
+    hooks = (Path(__file__).parents[2] / ".pre-commit-hooks.yaml").read_text()
+    assert "- id: keyplane-scan" in hooks
+    assert "entry: keyplane scan" in hooks
+    assert "language: python" in hooks
