@@ -18,7 +18,16 @@ from keyplane.storage.migrate import SchemaBehind
 from keyplane.storage.models import Base
 from tests.conftest import POSTGRES_ENV, require_service
 
-TABLES = {"organizations", "users", "memberships", "projects", "api_keys", "audit_events"}
+TABLES = {
+    "organizations",
+    "users",
+    "memberships",
+    "projects",
+    "api_keys",
+    "audit_events",
+    "key_changes",
+    "key_usage",
+}
 
 
 @pytest.fixture(

@@ -11,7 +11,9 @@ from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
 from keyplane.service.accounts import AccountService, Bootstrapped
 from keyplane.service.cache import KeyCache
+from keyplane.service.invalidation import ChangeFeed
 from keyplane.service.keys import KeyService
+from keyplane.service.limiter import Limiter
 from keyplane.service.records import Actor, Caller, CreatedKey
 from keyplane.service.usage import UsageBuffer
 from keyplane.service.verifier import Verifier
@@ -42,13 +44,26 @@ class Services:
         self.clock = clock
         self.cache = KeyCache(ttl=settings.key_cache_ttl, max_size=settings.key_cache_size)
         self.usage = UsageBuffer(database, interval=settings.usage_flush_interval)
+        self.changes = ChangeFeed(
+            database,
+            self.cache,
+            clock=clock,
+            redis_url=settings.redis_url,
+            poll_interval=settings.change_poll_interval,
+        )
+        self.limiter = Limiter(self.usage, redis_url=settings.redis_url)
         key_format = settings.key_format
         self.keys = KeyService(
-            database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
+            database, key_format=key_format, changes=self.changes, usage=self.usage, clock=clock
         )
         self.accounts = AccountService(database, clock=clock)
         self.verifier = Verifier(
-            database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
+            database,
+            key_format=key_format,
+            cache=self.cache,
+            usage=self.usage,
+            clock=clock,
+            limiter=self.limiter,
         )
 
     @classmethod
@@ -63,12 +78,15 @@ class Services:
         return cls(settings, database, clock=clock)
 
     def start(self) -> None:
-        """Start background work (the last-used flusher)."""
+        """Start background work: the usage flusher and the cache's change feed."""
         self.usage.start()
+        self.changes.start()
 
     def close(self) -> None:
-        """Write pending last-used times and release connections."""
+        """Stop the change feed, write pending usage and release connections."""
+        self.changes.stop()
         self.usage.stop()
+        self.limiter.close()
         self.database.dispose()
 
     def bootstrap(

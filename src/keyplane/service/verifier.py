@@ -20,6 +20,7 @@ from keyplane.core.grant import Decision, GrantCode, KeyState, decide
 from keyplane.core.keys import KeyFormat, hash_key
 from keyplane.core.network import IPAddress, parse_allowlist
 from keyplane.service.cache import KeyCache
+from keyplane.service.limiter import Limiter
 from keyplane.service.records import Usage
 from keyplane.service.usage import UsageBuffer
 from keyplane.storage.database import Database
@@ -39,6 +40,12 @@ _STATE_COLUMNS = (
     ApiKey.expires_at,
     ApiKey.ip_allowlist,
     ApiKey.meta,
+    ApiKey.rate_limit,
+    ApiKey.rate_limit_window,
+    ApiKey.quota_limit,
+    ApiKey.quota_refill,
+    ApiKey.quota_used,
+    ApiKey.quota_period,
 )
 
 #: Built once: rebuilding the select and running it through the ORM cost about
@@ -55,12 +62,14 @@ class Verifier:
         cache: KeyCache,
         usage: UsageBuffer,
         clock: Callable[[], datetime],
+        limiter: Limiter | None = None,
     ) -> None:
         self._database = database
         self._format = key_format
         self._cache = cache
         self._usage = usage
         self._clock = clock
+        self._limiter = limiter
 
     def verify(
         self,
@@ -96,6 +105,16 @@ class Verifier:
         state = self._cache.get(key_hash)
         if state is None:
             state = await anyio.to_thread.run_sync(self.load, key_hash)
+        if (
+            state is not None
+            and self._limiter is not None
+            and self._limiter.shared
+            and (state.rate_limit is not None or state.quota_limit is not None)
+        ):
+            # Shared limits ask Redis: off the event loop.
+            return await anyio.to_thread.run_sync(
+                self._decide, state, required_scopes, client_ip, user_agent, organization_id
+            )
         return self._decide(state, required_scopes, client_ip, user_agent, organization_id)
 
     def load(self, key_hash: str) -> KeyState | None:
@@ -132,8 +151,19 @@ class Verifier:
             return _NOT_FOUND  # another organization's key does not exist for this caller
         now = self._clock()
         decision = decide(state, now=now, client_ip=client_ip, required_scopes=required_scopes)
-        if decision.code in (GrantCode.VALID, GrantCode.INSUFFICIENT_SCOPE) and state is not None:
+        if state is None:
+            return decision
+        code = decision.code
+        if (
+            code is GrantCode.VALID
+            and self._limiter is not None
+            and (state.rate_limit is not None or state.quota_limit is not None)
+        ):
+            code, rate, quota = self._limiter.check(state, now)
+            decision = Decision(code, state, rate_limit=rate, quota=quota)
+        if code is GrantCode.VALID or code is GrantCode.INSUFFICIENT_SCOPE:
             self._usage.record(state.key_id, Usage(now, client_ip, user_agent))
+        self._usage.count(state.key_id, code, int(now.timestamp()) // 3600)
         return decision
 
 
@@ -150,6 +180,12 @@ def _to_state(row: tuple[Any, ...]) -> KeyState:
         expires_at,
         allowlist,
         meta,
+        rate_limit,
+        rate_limit_window,
+        quota_limit,
+        quota_refill,
+        quota_used,
+        quota_period,
     ) = row
     return KeyState(
         key_id=key_id,
@@ -163,4 +199,10 @@ def _to_state(row: tuple[Any, ...]) -> KeyState:
         expires_at=expires_at,
         ip_allowlist=parse_allowlist(allowlist),
         metadata=meta,
+        rate_limit=rate_limit,
+        rate_limit_window=rate_limit_window or 60,
+        quota_limit=quota_limit,
+        quota_refill=quota_refill,
+        quota_used=quota_used or 0,
+        quota_period=quota_period or "",
     )
