@@ -15,7 +15,7 @@ import pytest
 
 from keyplane.config import Settings
 from keyplane.service.services import Services
-from tests.cli.test_serve import KEYPLANE, fresh, free_port
+from tests.cli.test_serve import KEYPLANE, free_port, fresh
 from tests.conftest import require_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

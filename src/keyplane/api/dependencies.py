@@ -9,12 +9,18 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from keyplane.core.errors import PermissionDenied
-from keyplane.core.grant import UNAUTHENTICATED_CODES, GrantCode, KeyState
+from keyplane.core.grant import UNAUTHENTICATED_CODES, Decision, GrantCode, KeyState
 from keyplane.core.network import IPAddress
 from keyplane.core.scopes import grants
 from keyplane.http.client_ip import client_ip
 from keyplane.http.credentials import key_from_headers, key_in_url
-from keyplane.http.problems import KeyInURL, authentication_failed, missing_credentials
+from keyplane.http.problems import (
+    KeyInURL,
+    authentication_failed,
+    limit_exceeded,
+    missing_credentials,
+    ratelimit_headers,
+)
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 
@@ -56,6 +62,7 @@ _HEADER_SCHEME = APIKeyHeader(name="X-API-Key", auto_error=False, description="X
 
 async def authenticate(
     request: Request,
+    response: Response,
     _bearer: Annotated[object, Security(_BEARER_SCHEME)],
     _header: Annotated[object, Security(_HEADER_SCHEME)],
 ) -> Authenticated:
@@ -78,9 +85,30 @@ async def authenticate(
         raise PermissionDenied(
             GrantCode.FORBIDDEN, "The API key may not be used from this IP address."
         )
+    headers = limit_state(decision)
+    if headers:
+        response.headers.update(headers)
     key = decision.key
     actor = Actor(f"key:{key.key_id}", str(ip) if ip is not None else None, user_agent)
     return Authenticated(key, Caller(key.organization_id, key.scopes, actor))
+
+
+def limit_state(decision: Decision) -> dict[str, str]:
+    """RateLimit headers for a key with a rate limit or quota; raises 429 when over it."""
+    key = decision.key
+    if key is None or (decision.rate_limit is None and decision.quota is None):
+        return {}
+    rate = decision.rate_limit
+    window = key.rate_limit_window if rate is not None else None
+    allowance = rate if rate is not None else decision.quota
+    assert allowance is not None
+    if decision.code is GrantCode.USAGE_EXCEEDED and decision.quota is not None:
+        allowance, window = decision.quota, None
+    if decision.code in (GrantCode.RATE_LIMITED, GrantCode.USAGE_EXCEEDED):
+        raise limit_exceeded(
+            decision.code, limit=allowance.limit, reset_at=allowance.reset_at, window=window
+        )
+    return ratelimit_headers(allowance.limit, allowance.remaining, allowance.reset_at, window)
 
 
 def require(scope: str) -> Any:
