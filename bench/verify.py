@@ -344,8 +344,25 @@ def bench_garbage(services: Services, keys: Sequence[str], options: Options) -> 
     garbage = garbage_keys(services.settings.key_format, keys)
     expect(call, garbage, GrantCode.NOT_FOUND)
     before = (services.cache.hits, services.cache.misses)
-    result = measure("garbage", "none", call, garbage, options)
-    check_counters(services, before, hits=False, misses=False)  # never reached cache or storage
+    verifier = services.verifier
+    loads = 0
+    real_load = verifier.load
+
+    def counting_load(key_hash: str) -> object:
+        nonlocal loads
+        loads += 1
+        return real_load(key_hash)
+
+    verifier.load = counting_load  # type: ignore[method-assign,assignment]
+    try:
+        result = measure("garbage", "none", call, garbage, options)
+    finally:
+        del verifier.load
+    # A garbage key is hashed and misses the cache (the checksum is checked on a miss
+    # only), but it never reaches storage.
+    check_counters(services, before, hits=False, misses=True)
+    if loads:
+        raise RuntimeError(f"{loads} garbage keys reached storage")
     return result
 
 

@@ -36,16 +36,23 @@ class KeyCache:
         self.misses = 0
 
     def get(self, key_hash: str) -> KeyState | None:
-        """The cached state, or None when absent, older than the TTL or not vouched for."""
-        with self._lock:
-            entry = self._entries.get(key_hash)
-            now = self._clock()
-            if entry is None or now - entry[0] >= self.ttl or now >= self._fresh_until:
-                self.misses += 1
-                return None
+        """The cached state, or None when absent, older than the TTL or not vouched for.
+
+        Lock-free: each dict operation is atomic, a concurrent invalidation makes
+        this look-up return what it would have a moment earlier, and ``put`` (which
+        must compare generations) takes the lock. The counters are approximate.
+        """
+        entry = self._entries.get(key_hash)
+        now = self._clock()
+        if entry is None or now - entry[0] >= self.ttl or now >= self._fresh_until:
+            self.misses += 1
+            return None
+        try:  # noqa: SIM105 - a try is cheaper than contextlib.suppress on the hot path
             self._entries.move_to_end(key_hash)
-            self.hits += 1
-            return entry[1]
+        except KeyError:  # evicted or invalidated meanwhile: still this look-up's answer
+            pass
+        self.hits += 1
+        return entry[1]
 
     def synced(self, at: float, bound: float) -> None:
         """Storage's changes up to clock reading ``at`` are applied: trust entries until

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from keyplane.core.network import IPAddress
 from keyplane.service.records import Usage
 from keyplane.service.validation import clip_user_agent
 from keyplane.storage.database import Database
@@ -56,14 +57,17 @@ _ADD_QUOTA_USES = (
 
 #: (key id, hour as seconds since the epoch // 3600, outcome)
 CountKey = tuple[str, int, str]
+UsageTuple = tuple[datetime, IPAddress | None, str | None]
 
 
 class UsageBuffer:
     def __init__(self, database: Database, *, interval: float = 1.0) -> None:
         self._database = database
         self.interval = interval
-        self._pending: dict[str, Usage] = {}
-        self._in_flight: dict[str, Usage] = {}
+        # key id -> (at, client IP, user agent): a tuple, not a Usage, because building
+        # a frozen dataclass costs more than the rest of noting a use.
+        self._pending: dict[str, UsageTuple] = {}
+        self._in_flight: dict[str, UsageTuple] = {}
         self._counts: dict[CountKey, int] = {}
         self._counts_in_flight: dict[CountKey, int] = {}
         self._quota: dict[tuple[str, str], int] = {}
@@ -81,7 +85,23 @@ class UsageBuffer:
     def record(self, key_id: str, usage: Usage) -> None:
         """Note a use; only the latest per key is kept until the next flush."""
         with self._swap_lock:
-            self._pending[key_id] = usage
+            self._pending[key_id] = (usage.at, usage.client_ip, usage.user_agent)
+
+    def note(
+        self,
+        key_id: str,
+        outcome: str,
+        hour: int,
+        at: datetime | None,
+        client_ip: IPAddress | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """One verification: its outcome and, unless ``at`` is None, a use (last-used)."""
+        slot = (key_id, hour, outcome)
+        with self._swap_lock:
+            if at is not None:
+                self._pending[key_id] = (at, client_ip, user_agent)
+            self._counts[slot] = self._counts.get(slot, 0) + 1
 
     def count(self, key_id: str, outcome: str, hour: int) -> None:
         """Count one verification of ``key_id`` with ``outcome`` in ``hour`` (epoch s // 3600)."""
@@ -97,7 +117,8 @@ class UsageBuffer:
 
     def pending(self, key_id: str) -> Usage | None:
         """A use noted but not yet written, so reads can show it at once."""
-        return self._pending.get(key_id) or self._in_flight.get(key_id)
+        noted = self._pending.get(key_id) or self._in_flight.get(key_id)
+        return Usage(*noted) if noted is not None else None
 
     def pending_counts(self, key_id: str) -> dict[tuple[datetime, str], int]:
         """Counts of ``key_id`` not yet written, by (hour start, outcome)."""
@@ -211,15 +232,15 @@ class UsageBuffer:
                 logger.exception("last-used flush failed")
 
 
-def _rows(pending: dict[str, Usage]) -> list[dict[str, object]]:
+def _rows(pending: dict[str, UsageTuple]) -> list[dict[str, object]]:
     return [
         {
             "key_id": key_id,
-            "at": usage.at,
-            "ip": str(usage.client_ip) if usage.client_ip is not None else None,
-            "user_agent": clip_user_agent(usage.user_agent),
+            "at": at,
+            "ip": str(client_ip) if client_ip is not None else None,
+            "user_agent": clip_user_agent(user_agent),
         }
-        for key_id, usage in pending.items()
+        for key_id, (at, client_ip, user_agent) in pending.items()
     ]
 
 
