@@ -11,6 +11,7 @@ import keyplane
 from keyplane.api import audit, health, keys, projects, verify, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
+from keyplane.api.hotpath import HotPath
 from keyplane.config import Settings
 from keyplane.http.access_log import AccessLogMiddleware
 from keyplane.logs import configure_logging
@@ -19,8 +20,13 @@ from keyplane.service.services import Services
 API_PREFIX = "/api/v1"
 
 
-def create_app(services: Services | None = None, *, settings: Settings | None = None) -> FastAPI:
+def create_app(
+    services: Services | None = None, *, settings: Settings | None = None, hot_path: bool = True
+) -> FastAPI:
     """Build the app.
+
+    ``hot_path`` serves whoami and verify as plain ASGI (``api/hotpath.py``);
+    off, FastAPI serves them (the tests compare the two).
 
     Given ``services``, the app uses them and their owner starts and closes them.
     Without, it opens its own from ``settings`` (or the environment) at start-up
@@ -55,6 +61,8 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
+    if hot_path:
+        app.add_middleware(HotPath)  # inside the access log, which is added last (outermost)
     app.add_middleware(AccessLogMiddleware)
     app.state.services = services
     return app

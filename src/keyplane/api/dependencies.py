@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -66,18 +67,35 @@ async def authenticate(
     _bearer: Annotated[object, Security(_BEARER_SCHEME)],
     _header: Annotated[object, Security(_HEADER_SCHEME)],
 ) -> Authenticated:
-    """Verify the request's key; 400 if it is in the URL, 401 if absent or unusable, 403 for IP."""
+    """Verify the request's key; 400 if it is in the URL, 401 if absent or unusable, 403 for IP,
+    429 over its rate limit or quota."""
     services = get_services(request)
-    if key_in_url(request.url.path, request.url.query, services.settings.key_format):
+    peer = request.client.host if request.client else None
+    auth, headers = await check_key(
+        services, request.url.path, request.url.query, request.headers, peer
+    )
+    if headers:
+        response.headers.update(headers)
+    return auth
+
+
+async def check_key(
+    services: Services, path: str, query: str, headers: Mapping[str, str], peer: str | None
+) -> tuple[Authenticated, dict[str, str]]:
+    """What :func:`authenticate` does, without a framework: the FastAPI dependency and the
+    pure-ASGI hot path (``api/hotpath.py``) both call it. ``headers`` must be looked up by
+    lowercase name. Returns the caller and the RateLimit headers to answer with."""
+    key_format = services.settings.key_format
+    if key_in_url(path, query, key_format):
         raise KeyInURL(
             "API keys are never accepted in the URL. Send the key in the "
             "'Authorization: Bearer <key>' header, and consider rolling it: URLs end up in logs."
         )
-    raw_key = key_from_headers(request.headers)
+    raw_key = key_from_headers(headers)
     if raw_key is None:
         raise missing_credentials()
-    ip = request_ip(request)
-    user_agent = request.headers.get("user-agent")
+    ip = client_ip(peer, headers.get("x-forwarded-for"), services.settings.trusted_proxies)
+    user_agent = headers.get("user-agent")
     decision = await services.verifier.verify_async(raw_key, client_ip=ip, user_agent=user_agent)
     if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
         raise authentication_failed(decision.code)
@@ -85,12 +103,18 @@ async def authenticate(
         raise PermissionDenied(
             GrantCode.FORBIDDEN, "The API key may not be used from this IP address."
         )
-    headers = limit_state(decision)
-    if headers:
-        response.headers.update(headers)
+    limit_headers = limit_state(decision)
     key = decision.key
     actor = Actor(f"key:{key.key_id}", str(ip) if ip is not None else None, user_agent)
-    return Authenticated(key, Caller(key.organization_id, key.scopes, actor))
+    return Authenticated(key, Caller(key.organization_id, key.scopes, actor)), limit_headers
+
+
+def check_scope(caller: Caller, scope: str) -> None:
+    if not grants(caller.scopes, scope):
+        raise PermissionDenied(
+            GrantCode.INSUFFICIENT_SCOPE,
+            f"The API key lacks the scope '{scope}' this call needs.",
+        )
 
 
 def limit_state(decision: Decision) -> dict[str, str]:
@@ -118,11 +142,7 @@ def require(scope: str) -> Any:
     """
 
     async def dependency(auth: Annotated[Authenticated, Depends(authenticate)]) -> Caller:
-        if not grants(auth.caller.scopes, scope):
-            raise PermissionDenied(
-                GrantCode.INSUFFICIENT_SCOPE,
-                f"The API key lacks the scope '{scope}' this call needs.",
-            )
+        check_scope(auth.caller, scope)
         return auth.caller
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
