@@ -5,7 +5,7 @@ Measures ``Services.verifier.verify`` directly (no HTTP, no event loop) for:
 * ``hit``: the key is in the verification cache (TTL set far beyond the run);
 * ``miss_sqlite``: the cache is off, every call is one indexed query on SQLite;
 * ``miss_postgres``: the same on PostgreSQL, when a URL is given;
-* ``garbage``: a key whose checksum is wrong, rejected before cache and storage.
+* ``garbage``: a key whose checksum is wrong: hashed, missed in the cache, never sent to storage.
 
 Every accepted call also notes the use in the usage buffer (a dict assignment),
 as the real verifier does; the background flusher is never started.
