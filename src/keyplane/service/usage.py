@@ -103,12 +103,6 @@ class UsageBuffer:
                 self._pending[key_id] = (at, client_ip, user_agent)
             self._counts[slot] = self._counts.get(slot, 0) + 1
 
-    def count(self, key_id: str, outcome: str, hour: int) -> None:
-        """Count one verification of ``key_id`` with ``outcome`` in ``hour`` (epoch s // 3600)."""
-        slot = (key_id, hour, outcome)
-        with self._swap_lock:
-            self._counts[slot] = self._counts.get(slot, 0) + 1
-
     def use_quota(self, key_id: str, period: str) -> None:
         """Count one use against ``key_id``'s quota in ``period``."""
         slot = (key_id, period)
