@@ -11,7 +11,7 @@ import keyplane
 from keyplane.api import audit, health, keys, projects, verify, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
-from keyplane.api.hotpath import HotPath
+from keyplane.api.hotpath import HotPath, HotPathFront
 from keyplane.config import Settings
 from keyplane.http.access_log import AccessLogMiddleware
 from keyplane.logs import configure_logging
@@ -66,3 +66,9 @@ def create_app(
     app.add_middleware(AccessLogMiddleware)
     app.state.services = services
     return app
+
+
+def create_server_app() -> HotPathFront:
+    """What ``keyplane serve``'s workers run: the app with the hot path in front of it
+    (``api/hotpath.py`` ``HotPathFront``), not inside it."""
+    return HotPathFront(create_app(hot_path=False))

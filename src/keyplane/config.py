@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -70,7 +71,7 @@ class Settings:
         )
         return f"Settings({fields}, ...)"
 
-    @property
+    @cached_property
     def key_format(self) -> KeyFormat:
         return KeyFormat(self.key_prefix)
 

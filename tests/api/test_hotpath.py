@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from keyplane.api.hotpath import HotPath
+from keyplane.api.hotpath import HotPath, HotPathFront
 from keyplane.app import create_app
 from keyplane.service.services import Services
 from tests.support import Clock, Tenant, bearer
@@ -34,6 +34,20 @@ def plain(plain_app: FastAPI, services: Services) -> Iterator[TestClient]:
         plain_app.state.services = None
 
 
+@pytest.fixture(params=["middleware", "front"])
+def fast(
+    request: pytest.FixtureRequest, client: TestClient, plain_app: FastAPI, services: Services
+) -> Iterator[TestClient]:
+    """The hot path as FastAPI middleware (``create_app()``), or in front of the app
+    (``HotPathFront``, what ``keyplane serve`` runs)."""
+    if request.param == "middleware":
+        yield client
+        return
+    plain_app.state.services = services
+    with TestClient(HotPathFront(plain_app), client=("203.0.113.7", 50000)) as test_client:
+        yield test_client
+
+
 def same(fast: Response, slow: Response) -> None:
     assert fast.status_code == slow.status_code
     assert fast.headers.raw == slow.headers.raw
@@ -49,6 +63,7 @@ def test_the_app_serves_whoami_and_verify_through_the_hot_path(app: FastAPI) -> 
 
 def test_whoami_answers_are_identical(
     client: TestClient,
+    fast: TestClient,
     plain: TestClient,
     tenant: Tenant,
     make_key: MakeKey,
@@ -79,34 +94,34 @@ def test_whoami_answers_are_identical(
         {"headers": {"Authorization": "Basic abc"}},
     ]
     for case in cases:
-        same(client.get("/api/v1/whoami", **case), plain.get("/api/v1/whoami", **case))
+        same(fast.get("/api/v1/whoami", **case), plain.get("/api/v1/whoami", **case))
     clock.advance(timedelta(hours=2))
     expired = {"headers": bearer(str(expiring["key"]))}
-    same(client.get("/api/v1/whoami", **expired), plain.get("/api/v1/whoami", **expired))
+    same(fast.get("/api/v1/whoami", **expired), plain.get("/api/v1/whoami", **expired))
     for method in ("HEAD", "PUT", "DELETE"):
         same(
-            client.request(method, "/api/v1/whoami", headers=bearer(key)),
+            fast.request(method, "/api/v1/whoami", headers=bearer(key)),
             plain.request(method, "/api/v1/whoami", headers=bearer(key)),
         )
 
 
 def test_rate_limit_headers_and_429_are_identical(
-    client: TestClient, plain: TestClient, make_key: MakeKey
+    fast: TestClient, plain: TestClient, make_key: MakeKey
 ) -> None:
     fast_key = make_key(name="fast", rate_limit={"limit": 2, "window_seconds": 3600})
     slow_key = make_key(name="slow", rate_limit={"limit": 2, "window_seconds": 3600})
     for _ in range(3):
-        fast = client.get("/api/v1/whoami", headers=bearer(str(fast_key["key"])))
+        quick = fast.get("/api/v1/whoami", headers=bearer(str(fast_key["key"])))
         slow = plain.get("/api/v1/whoami", headers=bearer(str(slow_key["key"])))
-        assert fast.status_code == slow.status_code
-        assert [name for name, _ in fast.headers.raw] == [name for name, _ in slow.headers.raw]
-        assert fast.headers["ratelimit-remaining"] == slow.headers["ratelimit-remaining"]
-        if fast.status_code == 429:
-            assert fast.content == slow.content
+        assert quick.status_code == slow.status_code
+        assert [name for name, _ in quick.headers.raw] == [name for name, _ in slow.headers.raw]
+        assert quick.headers["ratelimit-remaining"] == slow.headers["ratelimit-remaining"]
+        if quick.status_code == 429:
+            assert quick.content == slow.content
 
 
 def test_verify_answers_are_identical(
-    client: TestClient,
+    fast: TestClient,
     plain: TestClient,
     tenant: Tenant,
     other_tenant: Tenant,
@@ -145,10 +160,15 @@ def test_verify_answers_are_identical(
         {"headers": {**gateway, **json_type}, "content": b'{"key": "\\ud800"}'},
     ]
     for case in cases:
-        same(client.post("/api/v1/verify", **case), plain.post("/api/v1/verify", **case))
-    same(
-        client.get("/api/v1/verify", headers=gateway), plain.get("/api/v1/verify", headers=gateway)
-    )
+        same(fast.post("/api/v1/verify", **case), plain.post("/api/v1/verify", **case))
+    same(fast.get("/api/v1/verify", headers=gateway), plain.get("/api/v1/verify", headers=gateway))
+    big = {"key": key, "user_agent": "x" * 512, "scopes": ["a"] * 64}
+    oversized = b'{"key": "' + key.encode() + b'", "pad": "' + b"x" * 70_000 + b'"}'
+    for body in (big, None):
+        case = {"headers": gateway, **({"json": body} if body else {"content": oversized})}
+        if body is None:
+            case["headers"] = {**gateway, **json_type}
+        same(fast.post("/api/v1/verify", **case), plain.post("/api/v1/verify", **case))
 
 
 def test_other_routes_are_untouched(client: TestClient, tenant: Tenant) -> None:
@@ -180,3 +200,32 @@ def test_the_common_cases_never_reach_fastapi(services: Services, tenant: Tenant
     assert answer.json()["valid"] is True
     with pytest.raises(AssertionError, match="reached the app"):
         test_client.post("/api/v1/verify", content=b"{", headers=tenant.headers)
+
+
+def test_the_front_logs_each_request_once_and_answers_500_like_starlette(
+    plain_app: FastAPI,
+    services: Services,
+    tenant: Tenant,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plain_app.state.services = services
+    front = TestClient(HotPathFront(plain_app), raise_server_exceptions=False)
+    with caplog.at_level("INFO", logger="keyplane.access"):
+        assert front.get("/api/v1/whoami", headers=tenant.headers).status_code == 200
+        assert front.post("/api/v1/verify", content=b"{", headers=tenant.headers).status_code
+    lines = [record.getMessage() for record in caplog.records if record.name == "keyplane.access"]
+    assert len(lines) == 2  # the fallback is logged by the app, not twice
+    assert '"GET /api/v1/whoami" 200' in lines[0]
+    assert '"POST /api/v1/verify" 4' in lines[1]
+    assert tenant.key not in "".join(lines)
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services.verifier, "verify_async", broken)
+    answer = front.get("/api/v1/whoami", headers=tenant.headers)
+    assert answer.status_code == 500
+    assert answer.json()["code"] == "INTERNAL_ERROR"
+    assert answer.headers["content-type"] == "application/problem+json"
+    plain_app.state.services = None

@@ -86,7 +86,7 @@ async def check_key(
     pure-ASGI hot path (``api/hotpath.py``) both call it. ``headers`` must be looked up by
     lowercase name. Returns the caller and the RateLimit headers to answer with."""
     key_format = services.settings.key_format
-    if key_in_url(path, query, key_format):
+    if (query or path not in _PATHS_WITHOUT_KEYS) and key_in_url(path, query, key_format):
         raise KeyInURL(
             "API keys are never accepted in the URL. Send the key in the "
             "'Authorization: Bearer <key>' header, and consider rolling it: URLs end up in logs."
@@ -107,6 +107,10 @@ async def check_key(
     key = decision.key
     actor = Actor(f"key:{key.key_id}", str(ip) if ip is not None else None, user_agent)
     return Authenticated(key, Caller(key.organization_id, key.scopes, actor)), limit_headers
+
+
+#: Paths that cannot hold a key, so checking them (a regular expression) is skipped.
+_PATHS_WITHOUT_KEYS = frozenset({"/api/v1/whoami", "/api/v1/verify"})
 
 
 def check_scope(caller: Caller, scope: str) -> None:

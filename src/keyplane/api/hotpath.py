@@ -19,8 +19,10 @@ describe them. ``tests/api/test_hotpath.py`` compares both paths.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final
 
+from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +32,7 @@ from keyplane.api.verify import run_verify
 from keyplane.core import scopes
 from keyplane.core.errors import KeyplaneError
 from keyplane.core.grant import KeyState
+from keyplane.http.access_log import log_request
 from keyplane.http.problems import problem_for
 from keyplane.service.services import Services
 
@@ -50,19 +53,24 @@ class HotPath:
         self._whoami_bodies: dict[str, tuple[KeyState, bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            if path == WHOAMI_PATH and scope["method"] == "GET":
-                services = _services(scope)
-                if services is not None:
-                    await self._whoami(services, scope, receive, send)
+        if scope["type"] == "http" and _is_hot(scope):
+            services = _services(scope)
+            if services is not None:
+                rest = await self.answer(services, scope, receive, send)
+                if rest is None:
                     return
-            elif path == VERIFY_PATH and scope["method"] == "POST":
-                services = _services(scope)
-                if services is not None:
-                    await self._verify(services, scope, receive, send)
-                    return
+                receive = rest
         await self.app(scope, receive, send)
+
+    async def answer(
+        self, services: Services, scope: Scope, receive: Receive, send: Send
+    ) -> Receive | None:
+        """Answer a hot request (see :func:`_is_hot`); None when answered, else the
+        ``receive`` to hand the request on with (it replays what was read)."""
+        if scope["path"] == WHOAMI_PATH:
+            await self._whoami(services, scope, receive, send)
+            return None
+        return await self._verify(services, scope, receive, send)
 
     async def _whoami(self, services: Services, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
@@ -79,30 +87,96 @@ class HotPath:
             cached = self._whoami_bodies[key.key_id] = (key, _dump(WhoAmI.of(key)))
         await _send_json(send, cached[1], limit_headers)
 
-    async def _verify(self, services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _verify(
+        self, services: Services, scope: Scope, receive: Receive, send: Send
+    ) -> Receive | None:
         headers = _headers(scope)
         read = await _read_body(receive)
         if read is None:
-            return  # the client is gone: nobody to answer
-        body, small = read
+            return None  # the client is gone: nobody to answer
+        body, complete = read
         request = None
-        if small and headers.get("content-type", "").lower() in _JSON_TYPES:
+        if (
+            complete
+            and len(body) <= _MAX_BODY
+            and headers.get("content-type", "").lower() in _JSON_TYPES
+        ):
             try:
                 request = VerifyRequest.model_validate_json(body)
             except ValidationError:
                 request = None
         if request is None:
             # Not the common case: FastAPI answers it as it always did, from the same bytes.
-            await self.app(scope, _replay(body, receive), send)
-            return
+            return _replay(body, complete, receive)
         try:
             auth, limit_headers = await _authenticate(services, scope, headers)
             check_scope(auth.caller, scopes.KEYS_VERIFY)
             answer = await run_verify(services, auth.caller, request)
         except KeyplaneError as error:
             await _problem(services, error, scope, receive, send)
-            return
+            return None
         await _send_json(send, _dump(answer), limit_headers)
+        return None
+
+
+class HotPathFront:
+    """The hot path in front of the whole app: what ``keyplane serve`` runs.
+
+    As middleware inside FastAPI (:class:`HotPath`), a hot request still pays
+    for FastAPI's own outer layers (telemetry, body limit, server errors): about
+    as much as the rest of the request. In front, it pays for none of them, and
+    does itself what they would have done for it: the access log line and a
+    500 problem for an unexpected error. ``app`` must be built with
+    ``hot_path=False``; every other request, and every hot request out of the
+    ordinary, goes to it unchanged.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.hot = HotPath(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _is_hot(scope):
+            services: Services | None = getattr(self.app.state, "services", None)
+            if services is not None:
+                rest = await self._answer(services, scope, receive, send)
+                if rest is None:
+                    return
+                receive = rest
+        await self.app(scope, receive, send)
+
+    async def _answer(
+        self, services: Services, scope: Scope, receive: Receive, send: Send
+    ) -> Receive | None:
+        started = time.perf_counter()
+        status = 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            rest = await self.hot.answer(services, scope, receive, send_status)
+        except Exception as error:
+            if not status:  # as Starlette's ServerErrorMiddleware: a 500 problem, then raise
+                status = 500
+                response = problem_for(error).redacted(services.settings.key_format).response()
+                await response(scope, receive, send)
+            log_request(scope, status, started)
+            raise
+        if rest is None:
+            log_request(scope, status, started)
+        return rest
+
+
+def _is_hot(scope: Scope) -> bool:
+    path = scope["path"]
+    return bool(
+        (path == WHOAMI_PATH and scope["method"] == "GET")
+        or (path == VERIFY_PATH and scope["method"] == "POST")
+    )
 
 
 def _services(scope: Scope) -> Services | None:
@@ -149,29 +223,32 @@ async def _problem(
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool] | None:
-    """The whole request body and whether the hot path takes it (not too large);
-    None if the client went away first."""
+    """The body, and whether that is all of it. Reading stops past :data:`_MAX_BODY`
+    (the rest is left for FastAPI and its body limit). None if the client went away."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
         if not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
-    return body, len(body) <= _MAX_BODY
+            return b"".join(chunks), True
+        if size > _MAX_BODY:
+            return b"".join(chunks), False
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the already-read body over once, then defers to the server."""
+def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """A ``receive`` that hands over what was already read, then defers to the server."""
     sent = False
 
     async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": not complete}
         return await receive()
 
     return replay

@@ -46,7 +46,7 @@ def serve(
     # Workers are new processes: hand them the same settings through the environment.
     os.environ.setdefault("KEYPLANE_DATA_DIR", str(settings.data_dir))
     started = run_uvicorn(
-        "keyplane.app:create_app",
+        "keyplane.app:create_server_app",
         factory=True,
         host=host,
         port=port,
