@@ -34,8 +34,11 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def no_store(response: Response) -> None:
-    """API answers can hold a key (create, roll) or key metadata: keep them out of caches."""
+async def no_store(response: Response) -> None:
+    """API answers can hold a key (create, roll) or key metadata: keep them out of caches.
+
+    Async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool,
+    a hop that cost more than the rest of a whoami (docs/performance.md)."""
     response.headers["Cache-Control"] = "no-store"
 
 
