@@ -221,3 +221,32 @@ def test_old_changes_are_pruned(
     services.changes.poll()  # the first poll prunes
     with services.database.read() as session:
         assert session.scalar(select(func.count()).select_from(KeyChange)) == 0
+
+
+@pytest.mark.postgres
+def test_a_lookup_on_a_dropped_connection_is_retried_once(
+    postgres_schema_url: str, tmp_path: object, clock: Clock
+) -> None:
+    """The verifier's look-up pool has no pre-ping: a connection the server dropped
+    fails once, and the look-up runs again on a fresh one."""
+    settings = Settings(data_dir=tmp_path, database_url=postgres_schema_url, key_cache_size=0)  # type: ignore[arg-type]
+    services = Services.open(settings, clock=clock)
+    try:
+        boot = services.bootstrap(
+            organization_name=f"Retry {time.monotonic_ns()}",
+            project_name="P",
+            owner_email=f"r{time.monotonic_ns()}@retry.test",
+        )
+        key = boot.key.secret.reveal()
+        assert services.verifier.verify(key).valid
+        engine = services.database._lookup_engine
+        assert engine is not None
+        with engine.connect() as connection:
+            pid = connection.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        admin = Database(postgres_schema_url)
+        with admin.engine.begin() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.dispose()
+        assert services.verifier.verify(key).valid
+    finally:
+        services.close()
