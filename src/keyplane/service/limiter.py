@@ -52,6 +52,8 @@ return {1, redis.call('INCR', KEYS[1])}
 #: How long a shared quota counter outlives its period (a never-refilling one: a week
 #: idle, then it is seeded again from the stored count).
 _COUNTER_GRACE: Final = 7 * 86_400
+#: Keys whose quota count this process keeps; past it, it starts over from storage.
+_MAX_KNOWN: Final = 100_000
 
 
 class Limiter:
@@ -132,6 +134,8 @@ class Limiter:
                 used = base + 1
             elif used < 0:  # the shared counter says it is used up
                 return Allowance(limit, -1, reset_at)
+            if len(self._known) >= _MAX_KNOWN and key.key_id not in self._known:
+                self._known.clear()  # bounded; counts resume from the stored ones
             self._known[key.key_id] = (period, used)
         self._usage.use_quota(key.key_id, period)
         return Allowance(limit, limit - used, reset_at)
