@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+import redis
 from sqlalchemy import func, select, text
 
 from keyplane.config import Settings
@@ -184,7 +185,7 @@ def test_postgres_listener_delivers_and_reconnects(
         writer.close()
 
 
-def test_redis_pub_sub_delivers(settings: Settings, clock: Clock) -> None:
+def test_redis_pub_sub_delivers_and_reconnects(settings: Settings, clock: Clock) -> None:
     """Redis alone (the poller set to an hour): publish after commit, apply on receipt."""
     redis_url = require_service(REDIS_ENV, "Redis")
     writer = Services.open(replace(settings, redis_url=redis_url), clock=clock)
@@ -206,6 +207,28 @@ def test_redis_pub_sub_delivers(settings: Settings, clock: Clock) -> None:
         notices = reader.changes.notices
         writer.keys.revoke(caller, created.record.id)
         assert refused_in(reader, created.secret.reveal()) < 1.0
+        assert reader.changes.notices > notices
+
+        # Drop the subscriber's connection from the Redis side; it must come back.
+        admin = redis.Redis.from_url(redis_url)
+        try:
+            ours = [
+                client["id"]
+                for client in admin.client_list()
+                if client.get("name") == reader.changes.client_name
+            ]
+            assert ours
+            for client_id in ours:
+                admin.client_kill_filter(_id=client_id)
+        finally:
+            admin.close()
+        wait_for(lambda: reader.changes.listener_connects == 2)
+        time.sleep(0.2)
+        again = writer.keys.create(caller, boot.accounts.project.id, name="b")
+        assert reader.verifier.verify(again.secret.reveal()).valid
+        notices = reader.changes.notices
+        writer.keys.revoke(caller, again.record.id)
+        assert refused_in(reader, again.secret.reveal()) < 1.0
         assert reader.changes.notices > notices
     finally:
         reader.close()

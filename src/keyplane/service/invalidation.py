@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +98,9 @@ class ChangeFeed:
         self.listener_connects = 0
         self.notices = 0
         self.listener_pid: int | None = None
+        #: The name the Redis subscriber's connection carries (``CLIENT LIST``).
+        self.client_name = f"keyplane-listener-{os.getpid()}-{id(self):x}"
+        self._subscriber: Any = None
         self._listener_connection: Any = None
 
     # -- the writing side ----------------------------------------------------
@@ -250,7 +254,9 @@ class ChangeFeed:
         while not self._stop.is_set():
             pubsub: Any = None
             try:
-                pubsub = self._redis_client().pubsub(ignore_subscribe_messages=True)
+                # Its own client: the subscription must not wait behind a publish.
+                subscriber = self._subscriber = redis_client(self._redis_url, name=self.client_name)
+                pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(REDIS_CHANNEL)
                 self.listener_connects += 1
                 backoff = 0.1
@@ -271,6 +277,9 @@ class ChangeFeed:
             finally:
                 if pubsub is not None:
                     _close_quietly(pubsub)
+                if self._subscriber is not None:
+                    _close_quietly(self._subscriber)
+                    self._subscriber = None
             self._stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
@@ -280,12 +289,17 @@ class ChangeFeed:
         return self._redis
 
 
-def redis_client(url: str | None) -> Any:
-    """A Redis client for ``url`` with short timeouts (a slow Redis must not stall requests)."""
+def redis_client(url: str | None, *, name: str = "keyplane") -> Any:
+    """A Redis client for ``url`` with short timeouts (a slow Redis must not stall
+    requests); its connections show as ``name`` in ``CLIENT LIST``."""
     import redis
 
     return redis.Redis.from_url(
-        url or "", socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30
+        url or "",
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
+        client_name=name,
     )
 
 
