@@ -125,3 +125,18 @@ def test_usage_needs_keys_read(client: TestClient, tenant: Tenant, make_key: Mak
 def test_bad_queries_are_422(client: TestClient, tenant: Tenant, query: str) -> None:
     answer = client.get(f"/api/v1/keys/{tenant.key_id}/usage?{query}", headers=tenant.headers)
     assert answer.status_code == 422
+
+
+def test_hourly_counters_are_pruned_after_62_days_daily_ones_stay(
+    client: TestClient, tenant: Tenant, make_key: MakeKey, services: Services, clock: Clock
+) -> None:
+    created = use(client, make_key)
+    services.usage.flush()
+    assert services.usage.prune(clock() + timedelta(days=30)) == 0
+    # This key (VALID, INSUFFICIENT_SCOPE), the management key and the gateway: one hour each
+    assert services.usage.prune(clock() + timedelta(days=63)) == 4
+    with services.database.read() as session:
+        left = session.scalars(
+            select(KeyUsage.interval).where(KeyUsage.key_id == created["id"])
+        ).all()
+    assert sorted(left) == ["day", "day"]

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, or_, select, update
+from sqlalchemy import bindparam, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -54,6 +55,11 @@ _ADD_QUOTA_USES = (
         quota_period=bindparam("period"),
     )
 )
+
+#: Hourly counters are kept this long (the usage API serves at most 60 days of hours);
+#: daily counters are kept for good (one row per key, day and outcome).
+HOURLY_RETENTION = timedelta(days=62)
+PRUNE_EVERY = 3600.0
 
 #: (key id, hour as seconds since the epoch // 3600, outcome)
 CountKey = tuple[str, int, str]
@@ -219,11 +225,29 @@ class UsageBuffer:
         self.flush()
 
     def _run(self) -> None:
+        last_prune = 0.0
         while not self._stop.wait(self.interval):
             try:
                 self.flush()
+                if time.monotonic() - last_prune >= PRUNE_EVERY:
+                    last_prune = time.monotonic()
+                    self.prune(datetime.now(UTC))
             except Exception:  # the flusher must outlive any one bad flush
                 logger.exception("last-used flush failed")
+
+    def prune(self, now: datetime) -> int:
+        """Drop hourly counters older than :data:`HOURLY_RETENTION` (daily ones stay)."""
+        try:
+            with self._database.write() as session:
+                result = session.execute(
+                    delete(KeyUsage).where(
+                        KeyUsage.interval == "hour", KeyUsage.bucket < now - HOURLY_RETENTION
+                    )
+                )
+        except SQLAlchemyError as error:
+            logger.warning("could not prune hourly usage (%s)", type(error).__name__)
+            return 0
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _rows(pending: dict[str, UsageTuple]) -> list[dict[str, object]]:
