@@ -12,6 +12,7 @@ import keyplane
 from keyplane.api import audit, health, keys, projects, verify, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
+from keyplane.api.hotpath import HotPath, HotPathFront
 from keyplane.config import Settings
 from keyplane.console import create_console
 from keyplane.http.access_log import AccessLogMiddleware
@@ -24,8 +25,13 @@ API_PREFIX = "/api/v1"
 CONSOLE_PREFIX = "/console"
 
 
-def create_app(services: Services | None = None, *, settings: Settings | None = None) -> FastAPI:
+def create_app(
+    services: Services | None = None, *, settings: Settings | None = None, hot_path: bool = True
+) -> FastAPI:
     """Build the app.
+
+    ``hot_path`` serves whoami and verify as plain ASGI (``api/hotpath.py``);
+    off, FastAPI serves them (the tests compare the two).
 
     Given ``services``, the app uses them and their owner starts and closes them.
     Without, it opens its own from ``settings`` (or the environment) at start-up
@@ -69,6 +75,14 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     # IonQ's clients expect IonQ's error shape everywhere under /v0.4 (404s
     # included), so the surface is an app of its own with its own handlers.
     app.mount(IONQ_PREFIX, create_ionq_app(lambda: getattr(app.state, "services", None)))
+    if hot_path:
+        app.add_middleware(HotPath)  # inside the access log, which is added last (outermost)
     app.add_middleware(AccessLogMiddleware)
     app.state.services = services
     return app
+
+
+def create_server_app() -> HotPathFront:
+    """What ``keyplane serve``'s workers run: the app with the hot path in front of it
+    (``api/hotpath.py`` ``HotPathFront``), not inside it."""
+    return HotPathFront(create_app(hot_path=False))

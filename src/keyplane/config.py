@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -42,10 +43,16 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     key_prefix: str = DEFAULT_PREFIX
-    #: Seconds a verified key stays in a process's cache. Another process's
-    #: revocation is seen within this time, so it stays at or under 1 s.
-    key_cache_ttl: float = 1.0
+    #: Seconds a verified key stays in a process's cache. Other processes'
+    #: changes reach the cache through the change feed within 1 s whatever the
+    #: TTL (service/invalidation.py), so it can be long; it bounds how stale a
+    #: quota count loaded with the key can get, and how long an unused key stays.
+    key_cache_ttl: float = 60.0
+    #: Most keys cached per process (least recently used go first); about 1.3 KB each.
     key_cache_size: int = 10_000
+    #: Seconds between two polls of the key change feed (the safety net under
+    #: LISTEN/NOTIFY or Redis pub/sub, and the only channel on SQLite).
+    change_poll_interval: float = 0.5
     #: Seconds between flushes of the last-used buffer.
     usage_flush_interval: float = 1.0
     trusted_proxies: tuple[IPNetwork, ...] = field(default_factory=tuple)
@@ -72,7 +79,7 @@ class Settings:
         )
         return f"Settings({fields}, ...)"
 
-    @property
+    @cached_property
     def key_format(self) -> KeyFormat:
         return KeyFormat(self.key_prefix)
 
@@ -132,8 +139,11 @@ class Settings:
             host=_get(env, "KEYPLANE_HOST") or DEFAULT_HOST,
             port=_number(env, "KEYPLANE_PORT", DEFAULT_PORT, int, 0, 65535),
             key_prefix=key_prefix,
-            key_cache_ttl=_number(env, "KEYPLANE_KEY_CACHE_TTL", 1.0, float, 0.0, 1.0),
+            key_cache_ttl=_number(env, "KEYPLANE_KEY_CACHE_TTL", 60.0, float, 0.0, 3600.0),
             key_cache_size=_number(env, "KEYPLANE_KEY_CACHE_SIZE", 10_000, int, 0, 10_000_000),
+            change_poll_interval=_number(
+                env, "KEYPLANE_CHANGE_POLL_INTERVAL", 0.5, float, 0.05, 0.5
+            ),
             usage_flush_interval=_number(
                 env, "KEYPLANE_USAGE_FLUSH_INTERVAL", 1.0, float, 0.05, 1.0
             ),

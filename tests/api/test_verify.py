@@ -95,6 +95,8 @@ def test_another_organizations_key_is_not_found(
         "metadata": None,
         "expires_at": None,
         "missing_scopes": None,
+        "rate_limit": None,
+        "quota": None,
     }
 
 

@@ -172,7 +172,14 @@ def test_last_used_shows_never_then_a_relative_time(
     assert "curl/8.0" in row
     detail = owner.get(f"/console/keys/{key_id}").text
     assert "curl/8.0" in detail
-    assert "No usage recorded yet." in detail
+    assert "No usage recorded yet." not in detail
+    used_on = (clock() - timedelta(seconds=42)).date().isoformat()
+    assert f"<title>{used_on}: 1 request</title>" in detail
+
+
+def test_a_key_never_used_has_no_chart(owner: Browser) -> None:
+    key_id, _ = owner.create_key("idle")
+    assert "No usage recorded yet." in owner.get(f"/console/keys/{key_id}").text
 
 
 def test_key_detail_rename_disable_enable(owner: Browser, services: Services) -> None:

@@ -113,7 +113,7 @@ def test_concurrent_writers_from_separate_engines_all_commit(tmp_path: Path) -> 
         pytest.param("KEYPLANE_KEY_PREFIX", "KP!", id="prefix"),
         pytest.param("KEYPLANE_REDIS_URL", "http://x", id="redis-url"),
         pytest.param("KEYPLANE_TRUSTED_PROXIES", "10.0.0.0/33", id="proxies"),
-        pytest.param("KEYPLANE_KEY_CACHE_TTL", "30", id="cache-ttl-over-a-second"),
+        pytest.param("KEYPLANE_KEY_CACHE_TTL", "3601", id="cache-ttl-over-an-hour"),
         pytest.param("KEYPLANE_LOG_LEVEL", "loud", id="log-level"),
         pytest.param("KEYPLANE_SIGNUP", "maybe", id="signup"),
     ],

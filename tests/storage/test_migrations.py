@@ -28,6 +28,8 @@ TABLES = {
     "console_sessions",
     "invitations",
     "jobs",
+    "key_changes",
+    "key_usage",
 }
 
 

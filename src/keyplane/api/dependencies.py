@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -9,12 +10,18 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from keyplane.core.errors import PermissionDenied
-from keyplane.core.grant import UNAUTHENTICATED_CODES, GrantCode, KeyState
+from keyplane.core.grant import UNAUTHENTICATED_CODES, Decision, GrantCode, KeyState
 from keyplane.core.network import IPAddress
 from keyplane.core.scopes import grants
 from keyplane.http.client_ip import client_ip
 from keyplane.http.credentials import key_from_headers, key_in_url
-from keyplane.http.problems import KeyInURL, authentication_failed, missing_credentials
+from keyplane.http.problems import (
+    KeyInURL,
+    authentication_failed,
+    limit_exceeded,
+    missing_credentials,
+    ratelimit_headers,
+)
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 
@@ -27,8 +34,11 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def no_store(response: Response) -> None:
-    """API answers can hold a key (create, roll) or key metadata: keep them out of caches."""
+async def no_store(response: Response) -> None:
+    """API answers can hold a key (create, roll) or key metadata: keep them out of caches.
+
+    Async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool,
+    a hop that cost more than the rest of a whoami (docs/performance.md)."""
     response.headers["Cache-Control"] = "no-store"
 
 
@@ -56,21 +66,39 @@ _HEADER_SCHEME = APIKeyHeader(name="X-API-Key", auto_error=False, description="X
 
 async def authenticate(
     request: Request,
+    response: Response,
     _bearer: Annotated[object, Security(_BEARER_SCHEME)],
     _header: Annotated[object, Security(_HEADER_SCHEME)],
 ) -> Authenticated:
-    """Verify the request's key; 400 if it is in the URL, 401 if absent or unusable, 403 for IP."""
+    """Verify the request's key; 400 if it is in the URL, 401 if absent or unusable, 403 for IP,
+    429 over its rate limit or quota."""
     services = get_services(request)
-    if key_in_url(request.url.path, request.url.query, services.settings.key_format):
+    peer = request.client.host if request.client else None
+    auth, headers = await check_key(
+        services, request.url.path, request.url.query, request.headers, peer
+    )
+    if headers:
+        response.headers.update(headers)
+    return auth
+
+
+async def check_key(
+    services: Services, path: str, query: str, headers: Mapping[str, str], peer: str | None
+) -> tuple[Authenticated, dict[str, str]]:
+    """What :func:`authenticate` does, without a framework: the FastAPI dependency and the
+    pure-ASGI hot path (``api/hotpath.py``) both call it. ``headers`` must be looked up by
+    lowercase name. Returns the caller and the RateLimit headers to answer with."""
+    key_format = services.settings.key_format
+    if (query or path not in _PATHS_WITHOUT_KEYS) and key_in_url(path, query, key_format):
         raise KeyInURL(
             "API keys are never accepted in the URL. Send the key in the "
             "'Authorization: Bearer <key>' header, and consider rolling it: URLs end up in logs."
         )
-    raw_key = key_from_headers(request.headers)
+    raw_key = key_from_headers(headers)
     if raw_key is None:
         raise missing_credentials()
-    ip = request_ip(request)
-    user_agent = request.headers.get("user-agent")
+    ip = client_ip(peer, headers.get("x-forwarded-for"), services.settings.trusted_proxies)
+    user_agent = headers.get("user-agent")
     decision = await services.verifier.verify_async(raw_key, client_ip=ip, user_agent=user_agent)
     if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
         raise authentication_failed(decision.code)
@@ -78,9 +106,40 @@ async def authenticate(
         raise PermissionDenied(
             GrantCode.FORBIDDEN, "The API key may not be used from this IP address."
         )
+    limit_headers = limit_state(decision)
     key = decision.key
     actor = Actor(f"key:{key.key_id}", str(ip) if ip is not None else None, user_agent)
-    return Authenticated(key, Caller(key.organization_id, key.scopes, actor))
+    return Authenticated(key, Caller(key.organization_id, key.scopes, actor)), limit_headers
+
+
+#: Paths that cannot hold a key, so checking them (a regular expression) is skipped.
+_PATHS_WITHOUT_KEYS = frozenset({"/api/v1/whoami", "/api/v1/verify"})
+
+
+def check_scope(caller: Caller, scope: str) -> None:
+    if not grants(caller.scopes, scope):
+        raise PermissionDenied(
+            GrantCode.INSUFFICIENT_SCOPE,
+            f"The API key lacks the scope '{scope}' this call needs.",
+        )
+
+
+def limit_state(decision: Decision) -> dict[str, str]:
+    """RateLimit headers for a key with a rate limit or quota; raises 429 when over it."""
+    key = decision.key
+    if key is None or (decision.rate_limit is None and decision.quota is None):
+        return {}
+    rate = decision.rate_limit
+    window = key.rate_limit_window if rate is not None else None
+    allowance = rate if rate is not None else decision.quota
+    assert allowance is not None
+    if decision.code is GrantCode.USAGE_EXCEEDED and decision.quota is not None:
+        allowance, window = decision.quota, None
+    if decision.code in (GrantCode.RATE_LIMITED, GrantCode.USAGE_EXCEEDED):
+        raise limit_exceeded(
+            decision.code, limit=allowance.limit, reset_at=allowance.reset_at, window=window
+        )
+    return ratelimit_headers(allowance.limit, allowance.remaining, allowance.reset_at, window)
 
 
 def require(scope: str) -> Any:
@@ -90,11 +149,7 @@ def require(scope: str) -> Any:
     """
 
     async def dependency(auth: Annotated[Authenticated, Depends(authenticate)]) -> Caller:
-        if not grants(auth.caller.scopes, scope):
-            raise PermissionDenied(
-                GrantCode.INSUFFICIENT_SCOPE,
-                f"The API key lacks the scope '{scope}' this call needs.",
-            )
+        check_scope(auth.caller, scope)
         return auth.caller
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"

@@ -15,6 +15,9 @@ from keyplane.api.schemas import (
     KeyRoll,
     KeyUpdate,
     PageOut,
+    Timestamp,
+    UsageBucketOut,
+    UsageOut,
     page_of,
 )
 from keyplane.core import scopes
@@ -76,6 +79,8 @@ def create_key(
         ip_allowlist=body.ip_allowlist,
         metadata=body.metadata,
         enabled=body.enabled,
+        rate_limit=body.rate_limit.value() if body.rate_limit else None,
+        quota=body.quota.value() if body.quota else None,
     )
     return CreatedKeyOut.of_created(created)
 
@@ -104,7 +109,11 @@ def update_key(
     for field in ("name", "scopes", "metadata", "enabled", "ip_allowlist"):
         if field in sent and getattr(body, field) is None:
             raise InvalidInput(f"{field} cannot be null", field=field)
-    changes = KeyChanges(**{field: getattr(body, field) for field in sent})
+    values: dict[str, Any] = {field: getattr(body, field) for field in sent}
+    for field in ("rate_limit", "quota"):
+        if values.get(field) is not None:
+            values[field] = values[field].value()
+    changes = KeyChanges(**values)
     return KeyOut.of(services.keys.update(caller, key_id, changes))
 
 
@@ -116,6 +125,29 @@ def revoke_key(
     services: ServicesDep,
 ) -> KeyOut:
     return KeyOut.of(services.keys.revoke(caller, key_id))
+
+
+@router.get(
+    "/keys/{key_id}/usage",
+    summary="A key's verifications per hour or day, by outcome",
+    description=(
+        "Counts are written behind the request path about once a second; buckets are "
+        "UTC. `since` defaults to 30 days (day) or 48 hours (hour) ago."
+    ),
+)
+def key_usage(
+    *,
+    key_id: str,
+    interval: Literal["hour", "day"] = Query("day"),
+    since: Timestamp | None = Query(None),
+    until: Timestamp | None = Query(None),
+    caller: Annotated[Caller, require(scopes.KEYS_READ)],
+    services: ServicesDep,
+) -> UsageOut:
+    buckets = services.keys.usage(caller, key_id, interval=interval, since=since, until=until)
+    return UsageOut(
+        key_id=key_id, interval=interval, buckets=[UsageBucketOut.of(bucket) for bucket in buckets]
+    )
 
 
 @router.post(

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from keyplane.core.grant import Decision, GrantCode, KeyState
+from keyplane.core.grant import Allowance, Decision, GrantCode, KeyState
 from keyplane.service.records import (
     AuditEventRecord,
     CreatedKey,
@@ -15,8 +15,11 @@ from keyplane.service.records import (
     KeyStatus,
     Page,
     ProjectRecord,
+    Quota,
+    RateLimit,
+    UsageBucket,
 )
-from keyplane.service.validation import MAX_USER_AGENT_LENGTH
+from keyplane.service.validation import MAX_LIMIT, MAX_RATE_WINDOW_SECONDS, MAX_USER_AGENT_LENGTH
 
 T = TypeVar("T")
 
@@ -43,6 +46,24 @@ class ProjectCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
 
 
+class RateLimitIn(Strict):
+    limit: int = Field(ge=1, le=MAX_LIMIT, description="Requests allowed per window.")
+    window_seconds: int = Field(default=60, ge=1, le=MAX_RATE_WINDOW_SECONDS)
+
+    def value(self) -> RateLimit:
+        return RateLimit(self.limit, self.window_seconds)
+
+
+class QuotaIn(Strict):
+    limit: int = Field(ge=1, le=MAX_LIMIT, description="Uses allowed per period (or in total).")
+    refill: Literal["day", "month"] | None = Field(
+        default=None, description="Start a new count every UTC day or month; null: never."
+    )
+
+    def value(self) -> Quota:
+        return Quota(self.limit, self.refill)
+
+
 class KeyCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     scopes: list[str] = Field(default_factory=list, max_length=64)
@@ -55,10 +76,13 @@ class KeyCreate(Strict):
     ip_allowlist: list[str] = Field(default_factory=list, max_length=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
+    rate_limit: RateLimitIn | None = Field(default=None, description="e.g. 100 per 60 s.")
+    quota: QuotaIn | None = Field(default=None, description="e.g. 10,000 uses, refilled daily.")
 
 
 class KeyUpdate(Strict):
-    """Only the fields sent change; ``expires_at: null`` removes the expiry."""
+    """Only the fields sent change; ``expires_at``, ``rate_limit`` or ``quota`` set to null
+    removes the expiry, the rate limit or the quota."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     scopes: list[str] | None = Field(default=None, max_length=64)
@@ -66,6 +90,8 @@ class KeyUpdate(Strict):
     metadata: dict[str, Any] | None = None
     enabled: bool | None = None
     ip_allowlist: list[str] | None = Field(default=None, max_length=100)
+    rate_limit: RateLimitIn | None = None
+    quota: QuotaIn | None = None
 
 
 class KeyRoll(Strict):
@@ -116,6 +142,19 @@ class ProjectOut(BaseModel):
         )
 
 
+class RateLimitOut(BaseModel):
+    limit: int
+    window_seconds: int
+
+
+class QuotaOut(BaseModel):
+    limit: int
+    refill: Literal["day", "month"] | None
+    used: int = Field(description="Uses counted in the current period (may lag by ~1 s).")
+    remaining: int
+    resets_at: datetime | None
+
+
 class KeyOut(BaseModel):
     id: str
     name: str
@@ -136,6 +175,8 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
     last_used_ip: str | None
     last_used_user_agent: str | None
+    rate_limit: RateLimitOut | None = None
+    quota: QuotaOut | None = None
 
     @classmethod
     def of(cls, record: KeyRecord) -> KeyOut:
@@ -159,6 +200,25 @@ class KeyOut(BaseModel):
             last_used_at=record.last_used_at,
             last_used_ip=record.last_used_ip,
             last_used_user_agent=record.last_used_user_agent,
+            rate_limit=(
+                RateLimitOut(
+                    limit=record.rate_limit.limit,
+                    window_seconds=record.rate_limit.window_seconds,
+                )
+                if record.rate_limit is not None
+                else None
+            ),
+            quota=(
+                QuotaOut(
+                    limit=record.quota.limit,
+                    refill=record.quota.refill,
+                    used=record.quota.used,
+                    remaining=record.quota.remaining,
+                    resets_at=record.quota.resets_at,
+                )
+                if record.quota is not None
+                else None
+            ),
         )
 
 
@@ -231,6 +291,39 @@ class WhoAmI(BaseModel):
         )
 
 
+class AllowanceOut(BaseModel):
+    limit: int
+    remaining: int
+    reset: datetime | None = Field(description="When it frees up again; null: never.")
+
+    @classmethod
+    def of(cls, allowance: Allowance | None) -> AllowanceOut | None:
+        if allowance is None:
+            return None
+        reset = (
+            datetime.fromtimestamp(allowance.reset_at, UTC)
+            if allowance.reset_at is not None
+            else None
+        )
+        return cls(limit=allowance.limit, remaining=max(0, allowance.remaining), reset=reset)
+
+
+class UsageBucketOut(BaseModel):
+    start: datetime
+    total: int
+    outcomes: dict[str, int] = Field(description="Verifications by grant code, e.g. VALID.")
+
+    @classmethod
+    def of(cls, bucket: UsageBucket) -> UsageBucketOut:
+        return cls(start=bucket.start, total=bucket.total, outcomes=dict(bucket.outcomes))
+
+
+class UsageOut(BaseModel):
+    key_id: str
+    interval: Literal["hour", "day"]
+    buckets: list[UsageBucketOut]
+
+
 class VerifyResponse(BaseModel):
     valid: bool
     code: GrantCode
@@ -242,6 +335,12 @@ class VerifyResponse(BaseModel):
     metadata: dict[str, Any] | None = None
     expires_at: datetime | None = None
     missing_scopes: list[str] | None = None
+    rate_limit: AllowanceOut | None = Field(
+        default=None, description="The key's rate limit after this call, if it has one."
+    )
+    quota: AllowanceOut | None = Field(
+        default=None, description="The key's usage quota after this call, if it has one."
+    )
 
     @classmethod
     def of(cls, decision: Decision) -> VerifyResponse:
@@ -251,7 +350,13 @@ class VerifyResponse(BaseModel):
             and decision.code is not GrantCode.INSUFFICIENT_SCOPE
         ):
             # Say why, but hand out nothing about a key that does not grant access.
-            return cls(valid=False, code=decision.code, key_id=key.key_id if key else None)
+            return cls(
+                valid=False,
+                code=decision.code,
+                key_id=key.key_id if key else None,
+                rate_limit=AllowanceOut.of(decision.rate_limit),
+                quota=AllowanceOut.of(decision.quota),
+            )
         return cls(
             valid=decision.valid,
             code=decision.code,
@@ -263,6 +368,8 @@ class VerifyResponse(BaseModel):
             metadata=dict(key.metadata),
             expires_at=key.expires_at,
             missing_scopes=list(decision.missing_scopes) or None,
+            rate_limit=AllowanceOut.of(decision.rate_limit),
+            quota=AllowanceOut.of(decision.quota),
         )
 
 

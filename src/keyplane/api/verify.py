@@ -12,6 +12,7 @@ from keyplane.core import scopes
 from keyplane.core.network import parse_ip
 from keyplane.core.scopes import validate_scopes
 from keyplane.service.records import Caller
+from keyplane.service.services import Services
 
 router = APIRouter(tags=["verify"])
 
@@ -30,6 +31,11 @@ async def verify(
     caller: Annotated[Caller, require(scopes.KEYS_VERIFY)],
     services: ServicesDep,
 ) -> VerifyResponse:
+    return await run_verify(services, caller, body)
+
+
+async def run_verify(services: Services, caller: Caller, body: VerifyRequest) -> VerifyResponse:
+    """The route's work, shared with the pure-ASGI hot path (``api/hotpath.py``)."""
     client_ip = parse_ip(body.client_ip) if body.client_ip is not None else None
     decision = await services.verifier.verify_async(
         body.key,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+from typing import Any
 
 import typer
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from keyplane.cli.output import errors_as_messages, stderr, stdout
 from keyplane.config import Settings, hide_password
@@ -42,8 +45,8 @@ def serve(
     stderr.print(f"Keyplane serving on {shown}  (database: {where})", markup=False)
     # Workers are new processes: hand them the same settings through the environment.
     os.environ.setdefault("KEYPLANE_DATA_DIR", str(settings.data_dir))
-    uvicorn.run(
-        "keyplane.app:create_app",
+    started = run_uvicorn(
+        "keyplane.app:create_server_app",
         factory=True,
         host=host,
         port=port,
@@ -57,6 +60,41 @@ def serve(
         # answers; on a busy 2-core machine that can pass uvicorn's 5 s default.
         timeout_worker_healthcheck=30,
     )
+    if not started:
+        raise typer.Exit(3)
+
+
+def run_uvicorn(app: str, *, workers: int = 1, **options: Any) -> bool:
+    """What ``uvicorn.run`` does, with :class:`NoDelayConfig`; False if a single
+    server failed to start. (bench/ceiling_app.py runs the same way, for a fair ceiling.)"""
+    config = NoDelayConfig(app, workers=workers, **options)
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
+    except KeyboardInterrupt:  # pragma: no cover - Ctrl+C in a terminal
+        pass
+    return config.workers > 1 or server.started
+
+
+class NoDelayConfig(uvicorn.Config):
+    """uvicorn's Config, with a listening socket whose accepted connections get TCP_NODELAY.
+
+    With several workers uvicorn binds the socket itself as ``socket(AF_INET)``,
+    protocol 0. asyncio disables Nagle's algorithm only on sockets whose protocol
+    is IPPROTO_TCP, so every keep-alive answer written in two parts (headers,
+    then body) waited for the client's delayed ACK: about 40 ms per request
+    (bench/http_load.py found it). Re-wrapping the same descriptor with the
+    protocol set fixes that for every worker.
+    """
+
+    def bind_socket(self) -> socket.socket:
+        sock = super().bind_socket()
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return sock  # pragma: no cover - Keyplane binds TCP only
+        return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
 
 
 @db_app.command("upgrade")

@@ -1,16 +1,14 @@
-"""Where the key detail page gets its per-day usage.
+"""Where the key detail page gets its per-day usage: the key's aggregated counts.
 
-This is the one seam between the console and usage counting. Keyplane keeps
-only each key's *last* use today (``last_used_at``), which says nothing about
-how many calls a day saw, so :func:`daily_usage` answers ``None`` and the page
-says "No usage recorded yet" rather than draw a made-up chart. When a service
-method for aggregated per-key daily counts exists, this function calls it and
-returns ``(day, count)`` for each of the last ``days`` days, oldest first.
+The counts are the verifications of the key per UTC day, every outcome
+included (a refused call is still a use of the key's value), as
+:meth:`KeyService.usage` keeps them (written behind the request path by the
+usage buffer, so the current day includes counts not yet flushed).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from keyplane.service.records import Caller
 from keyplane.service.services import Services
@@ -19,10 +17,12 @@ from keyplane.service.services import Services
 def daily_usage(
     services: Services, caller: Caller, key_id: str, *, days: int = 30
 ) -> list[tuple[date, int]] | None:
-    """Requests per UTC day for the key over the last ``days`` days, or ``None`` if unknown.
+    """Verifications per UTC day over the last ``days`` days, oldest first; ``None`` if none.
 
-    The key is looked up first so that a key of another organization is a 404
-    here exactly as everywhere else.
+    Another organization's key is a 404 here exactly as everywhere else
+    (:meth:`KeyService.usage` looks the key up for the caller).
     """
-    services.keys.get(caller, key_id)
-    return None
+    since = services.clock() - timedelta(days=days - 1)
+    buckets = services.keys.usage(caller, key_id, interval="day", since=since)
+    points = [(bucket.start.date(), bucket.total) for bucket in buckets[-days:]]
+    return points if any(count for _, count in points) else None

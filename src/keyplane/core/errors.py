@@ -6,7 +6,8 @@
     ├── NotFound              no such object in the caller's organization
     ├── Conflict              the object's state forbids the change (a revoked key)
     ├── AuthenticationFailed  the credential identifies no usable key (carries the code)
-    └── PermissionDenied      the key is valid but may not do this (carries the code)
+    ├── PermissionDenied      the key is valid but may not do this (carries the code)
+    └── LimitExceeded         the key is valid but over its rate limit or usage quota
 
 Messages never contain a secret: callers pass hints and ids, never key values.
 """
@@ -64,3 +65,19 @@ class PermissionDenied(KeyplaneError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class LimitExceeded(KeyplaneError):
+    """The key is over its rate limit (RATE_LIMITED) or its quota (USAGE_EXCEEDED).
+
+    ``reset_at`` is the Unix time the limit frees up again; None if it never does.
+    """
+
+    def __init__(
+        self, code: str, message: str, *, limit: int, reset_at: float | None, window: int | None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.limit = limit
+        self.reset_at = reset_at
+        self.window = window

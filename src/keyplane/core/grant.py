@@ -10,7 +10,10 @@ Access is granted if and only if, checked in this order:
    (an unknown client IP never matches)  else FORBIDDEN
 6. it holds every required scope        else INSUFFICIENT_SCOPE
 
-The first failing rule gives the code. docs/security.md carries the same rule.
+The first failing rule gives the code. Rate limits and usage quotas
+(RATE_LIMITED, USAGE_EXCEEDED) need counters shared across requests, so the
+verifier (``service/limiter.py``) applies them after this pure rule, to a key
+that is otherwise VALID. docs/security.md carries the same rule.
 """
 
 from __future__ import annotations
@@ -58,6 +61,25 @@ class KeyState:
     expires_at: datetime | None
     ip_allowlist: tuple[IPNetwork, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: At most ``rate_limit`` requests per ``rate_limit_window`` seconds (None: no limit).
+    rate_limit: int | None = None
+    rate_limit_window: int = 60
+    #: At most ``quota_limit`` uses per period (``quota_refill``: "day", "month" or None
+    #: for a quota that never refills); ``quota_used`` were counted in ``quota_period``.
+    quota_limit: int | None = None
+    quota_refill: str | None = None
+    quota_used: int = 0
+    quota_period: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """Where a key stands against one of its limits after this request."""
+
+    limit: int
+    remaining: int
+    #: Unix time (seconds) when the window or quota period ends; None if it never refills.
+    reset_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +87,9 @@ class Decision:
     code: GrantCode
     key: KeyState | None = None
     missing_scopes: tuple[str, ...] = ()
+    #: Set when the key has a rate limit / a usage quota and the rule got that far.
+    rate_limit: Allowance | None = None
+    quota: Allowance | None = None
 
     @property
     def valid(self) -> bool:

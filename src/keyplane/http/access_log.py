@@ -36,15 +36,20 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if logger.isEnabledFor(logging.INFO):
-                logger.info(
-                    '%s - "%s %s" %d %.1fms',
-                    _peer(scope),
-                    scope.get("method", "-"),
-                    safe_target(scope),
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                )
+            log_request(scope, status, started)
+
+
+def log_request(scope: Scope, status: int, started: float) -> None:
+    """The access log line of one request (``started``: its ``time.perf_counter()``)."""
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            '%s - "%s %s" %d %.1fms',
+            _peer(scope),
+            scope.get("method", "-"),
+            safe_target(scope),
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
 
 
 def safe_target(scope: Scope) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from keyplane.core.errors import InvalidInput
 from keyplane.core.network import IPAddress, IPNetwork, parse_ip
 
@@ -26,6 +28,13 @@ def client_ip(
 def _parse(text: str | None) -> IPAddress | None:
     if not text:
         return None
+    return _parse_cached(text) if len(text) <= 64 else None
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> IPAddress | None:
+    """Parsing an address costs microseconds; a server sees the same few peers again
+    and again (its proxies, its busiest clients). Bounded; addresses are immutable."""
     try:
         return parse_ip(text)
     except InvalidInput:

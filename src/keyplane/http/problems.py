@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -14,6 +16,7 @@ from keyplane.core.errors import (
     Conflict,
     InvalidInput,
     KeyplaneError,
+    LimitExceeded,
     NotFound,
     PermissionDenied,
 )
@@ -91,6 +94,31 @@ def missing_credentials() -> AuthenticationFailed:
     )
 
 
+_LIMIT_MESSAGES: Final = {
+    GrantCode.RATE_LIMITED: "The API key is over its rate limit; retry after the reset.",
+    GrantCode.USAGE_EXCEEDED: "The API key has used up its usage quota.",
+}
+
+
+def limit_exceeded(
+    code: GrantCode, *, limit: int, reset_at: float | None, window: int | None
+) -> LimitExceeded:
+    return LimitExceeded(code, _LIMIT_MESSAGES[code], limit=limit, reset_at=reset_at, window=window)
+
+
+def ratelimit_headers(
+    limit: int, remaining: int, reset_at: float | None, window: int | None
+) -> dict[str, str]:
+    """``RateLimit-Limit``, ``-Remaining``, ``-Reset`` (seconds from now) and ``-Policy``,
+    as in the IETF draft draft-ietf-httpapi-ratelimit-headers."""
+    headers = {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(max(0, remaining))}
+    if reset_at is not None:
+        headers["RateLimit-Reset"] = str(max(0, math.ceil(reset_at - time.time())))
+    if window is not None:
+        headers["RateLimit-Policy"] = f"{limit};w={window}"
+    return headers
+
+
 def problem_for(error: Exception) -> Problem:
     """The problem response for an exception; anything unexpected is a bare 500."""
     if isinstance(error, AuthenticationFailed):
@@ -105,6 +133,12 @@ def problem_for(error: Exception) -> Problem:
     if isinstance(error, PermissionDenied):
         slug = "forbidden-ip" if error.code == GrantCode.FORBIDDEN else "insufficient-scope"
         return Problem(403, slug, str(error), {"code": error.code})
+    if isinstance(error, LimitExceeded):
+        headers = ratelimit_headers(error.limit, 0, error.reset_at, error.window)
+        if error.reset_at is not None:  # a quota that never refills: retrying will not help
+            headers["Retry-After"] = str(max(1, math.ceil(error.reset_at - time.time())))
+        slug = "rate-limited" if error.code == GrantCode.RATE_LIMITED else "usage-exceeded"
+        return Problem(429, slug, str(error), {"code": error.code}, headers)
     if isinstance(error, KeyInURL):
         return Problem(400, "key-in-url", str(error), {"code": "KEY_IN_URL"})
     if isinstance(error, NotFound):

@@ -1,9 +1,13 @@
-"""A bounded, short-lived, in-process cache of verified keys, by key hash.
+"""A bounded, in-process cache of verified keys, by key hash.
 
-Entries live ``ttl`` seconds (at most 1 s by default), so a change made by
-another process is seen within that time; a change made through this process
-invalidates its entry at once. Least recently used entries go first when the
-cache is full. Holds :class:`KeyState` values, which contain no secret.
+A change made through this process invalidates its entry at once; a change
+made by another process reaches this cache through the change feed
+(``service/invalidation.py``), which also vouches for the whole cache: when
+it has not heard from storage for ``sync_bound`` seconds (a dropped
+connection, a stuck poll), every entry counts as stale until it has. Without
+a running feed (tests, the admin CLI) entries simply live ``ttl`` seconds.
+Least recently used entries go first when the cache is full. Holds
+:class:`KeyState` values, which contain no secret.
 """
 
 from __future__ import annotations
@@ -26,19 +30,38 @@ class KeyCache:
         self._entries: OrderedDict[str, tuple[float, KeyState]] = OrderedDict()
         self._lock = threading.Lock()
         self._generation = 0
+        #: Entries are usable until this clock reading; the change feed moves it on.
+        self._fresh_until = float("inf")
         self.hits = 0
         self.misses = 0
 
     def get(self, key_hash: str) -> KeyState | None:
-        """The cached state, or None when absent or older than the TTL."""
-        with self._lock:
-            entry = self._entries.get(key_hash)
-            if entry is None or self._clock() - entry[0] >= self.ttl:
-                self.misses += 1
-                return None
+        """The cached state, or None when absent, older than the TTL or not vouched for.
+
+        Lock-free: each dict operation is atomic, a concurrent invalidation makes
+        this look-up return what it would have a moment earlier, and ``put`` (which
+        must compare generations) takes the lock. The counters are approximate.
+        """
+        entry = self._entries.get(key_hash)
+        now = self._clock()
+        if entry is None or now - entry[0] >= self.ttl or now >= self._fresh_until:
+            self.misses += 1
+            return None
+        try:  # noqa: SIM105 - a try is cheaper than contextlib.suppress on the hot path
             self._entries.move_to_end(key_hash)
-            self.hits += 1
-            return entry[1]
+        except KeyError:  # evicted or invalidated meanwhile: still this look-up's answer
+            pass
+        self.hits += 1
+        return entry[1]
+
+    def synced(self, at: float, bound: float) -> None:
+        """Storage's changes up to clock reading ``at`` are applied: trust entries until
+        ``at + bound``. The change feed calls it after every successful poll."""
+        self._fresh_until = at + bound
+
+    def unsynced(self) -> None:
+        """Back to plain TTL expiry (the change feed stopped)."""
+        self._fresh_until = float("inf")
 
     def generation(self) -> int:
         """A number that changes with every invalidation; take it before reading storage."""

@@ -7,14 +7,16 @@ revocation through this instance takes effect at once.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
+from keyplane.core import quotas
 from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from keyplane.core.grant import GrantCode
@@ -23,13 +25,29 @@ from keyplane.core.keys import KeyFormat
 from keyplane.core.network import parse_allowlist
 from keyplane.service import access
 from keyplane.service.audit import record_event
-from keyplane.service.cache import KeyCache
+from keyplane.service.invalidation import ChangeFeed
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
-from keyplane.service.records import Caller, CreatedKey, KeyRecord, KeyStatus, Page
+from keyplane.service.records import (
+    Caller,
+    CreatedKey,
+    KeyRecord,
+    KeyStatus,
+    Page,
+    Quota,
+    QuotaStatus,
+    RateLimit,
+    UsageBucket,
+)
 from keyplane.service.usage import UsageBuffer
-from keyplane.service.validation import check_expiry, check_metadata, check_name
+from keyplane.service.validation import (
+    check_expiry,
+    check_metadata,
+    check_name,
+    check_quota,
+    check_rate_limit,
+)
 from keyplane.storage.database import Database
-from keyplane.storage.models import ApiKey, Project
+from keyplane.storage.models import ApiKey, KeyUsage, Project
 
 DEFAULT_ROLL_GRACE: Final = timedelta(hours=24)
 
@@ -52,6 +70,13 @@ class KeyChanges:
     metadata: Mapping[str, Any] | _Unset = UNSET
     enabled: bool | _Unset = UNSET
     ip_allowlist: Iterable[str] | _Unset = UNSET
+    rate_limit: RateLimit | _Unset | None = UNSET
+    quota: Quota | _Unset | None = UNSET
+
+
+USAGE_INTERVALS: Final = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+#: The most buckets one usage query returns (a year of days, or 60 days of hours).
+MAX_USAGE_BUCKETS: Final = 1_440
 
 
 class KeyService:
@@ -60,13 +85,13 @@ class KeyService:
         database: Database,
         *,
         key_format: KeyFormat,
-        cache: KeyCache,
+        changes: ChangeFeed,
         usage: UsageBuffer,
         clock: Callable[[], datetime],
     ) -> None:
         self._database = database
         self._format = key_format
-        self._cache = cache
+        self._changes = changes
         self._usage = usage
         self._clock = clock
 
@@ -130,6 +155,8 @@ class KeyService:
         ip_allowlist: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
         enabled: bool = True,
+        rate_limit: RateLimit | None = None,
+        quota: Quota | None = None,
     ) -> CreatedKey:
         """Create a key; its value is in the result and nowhere else, ever."""
         with self._database.write() as session:
@@ -143,6 +170,8 @@ class KeyService:
                 ip_allowlist=ip_allowlist,
                 metadata=metadata,
                 enabled=enabled,
+                rate_limit=rate_limit,
+                quota=quota,
             )
 
     def create_in(
@@ -157,10 +186,14 @@ class KeyService:
         ip_allowlist: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
         enabled: bool = True,
+        rate_limit: RateLimit | None = None,
+        quota: Quota | None = None,
     ) -> CreatedKey:
         """:meth:`create` inside a transaction the caller owns (used by bootstrap)."""
         now = self._clock()
         name = check_name(name)
+        rate_limit = check_rate_limit(rate_limit)
+        quota = check_quota(quota)
         granted = self._grantable_scopes(caller, scopes)
         networks = [str(network) for network in parse_allowlist(ip_allowlist)]
         metadata = check_metadata(metadata or {})
@@ -182,6 +215,12 @@ class KeyService:
             created_by=caller.actor.name,
             updated_at=now,
             expires_at=expires_at,
+            rate_limit=rate_limit.limit if rate_limit else None,
+            rate_limit_window=rate_limit.window_seconds if rate_limit else None,
+            quota_limit=quota.limit if quota else None,
+            quota_refill=quota.refill if quota else None,
+            quota_used=0,
+            quota_period="",
         )
         session.add(row)
         session.flush()
@@ -227,7 +266,22 @@ class KeyService:
             if not isinstance(changes.ip_allowlist, _Unset):
                 row.ip_allowlist = [str(net) for net in parse_allowlist(changes.ip_allowlist)]
                 changed["ip_allowlist"] = row.ip_allowlist
+            if not isinstance(changes.rate_limit, _Unset):
+                rate_limit = check_rate_limit(changes.rate_limit)
+                row.rate_limit = rate_limit.limit if rate_limit else None
+                row.rate_limit_window = rate_limit.window_seconds if rate_limit else None
+                changed["rate_limit"] = (
+                    {"limit": rate_limit.limit, "window_seconds": rate_limit.window_seconds}
+                    if rate_limit
+                    else None
+                )
+            if not isinstance(changes.quota, _Unset):
+                quota = check_quota(changes.quota)
+                row.quota_limit = quota.limit if quota else None
+                row.quota_refill = quota.refill if quota else None
+                changed["quota"] = {"limit": quota.limit, "refill": quota.refill} if quota else None
             if changed:
+                self._changes.record(session, row.key_hash)
                 row.updated_at = now
                 action = "key.updated"
                 if set(changed) == {"enabled"}:
@@ -244,7 +298,7 @@ class KeyService:
                 )
             record = self._to_record(row, now)
             key_hash = row.key_hash
-        self._cache.invalidate(key_hash)
+        self._changes.committed(key_hash)
         return record
 
     def revoke(self, caller: Caller, key_id: str) -> KeyRecord:
@@ -257,6 +311,7 @@ class KeyService:
                 row.revoked_at = now
                 row.revoked_by = caller.actor.name
                 row.updated_at = now
+                self._changes.record(session, row.key_hash)
                 record_event(
                     session,
                     organization_id=row.organization_id,
@@ -269,7 +324,7 @@ class KeyService:
                 )
             record = self._to_record(row, now)
             key_hash = row.key_hash
-        self._cache.invalidate(key_hash)
+        self._changes.committed(key_hash)
         return record
 
     def roll(
@@ -301,12 +356,19 @@ class KeyService:
                 updated_at=now,
                 expires_at=old.expires_at,
                 rolled_from_id=old.id,
+                rate_limit=old.rate_limit,
+                rate_limit_window=old.rate_limit_window,
+                quota_limit=old.quota_limit,
+                quota_refill=old.quota_refill,
+                quota_used=0,
+                quota_period="",
             )
             session.add(new)
             old_ends = now + grace
             if old.expires_at is None or old.expires_at > old_ends:
                 old.expires_at = old_ends
             old.updated_at = now
+            self._changes.record(session, old.key_hash)
             session.flush()
             record_event(
                 session,
@@ -320,8 +382,67 @@ class KeyService:
             )
             created = CreatedKey(self._to_record(new, now), secret)
             old_hash = old.key_hash
-        self._cache.invalidate(old_hash)
+        self._changes.committed(old_hash)
         return created
+
+    # -- usage analytics -----------------------------------------------------
+
+    def usage(
+        self,
+        caller: Caller,
+        key_id: str,
+        *,
+        interval: str = "day",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        zero_fill: bool = True,
+    ) -> builtins.list[UsageBucket]:
+        """Verifications of a key per hour or day, by outcome, oldest bucket first.
+
+        ``since`` defaults to 30 days (``day``) or 48 hours (``hour``) before
+        ``until`` (default now); both are rounded down to a bucket start. With
+        ``zero_fill`` every bucket in the range is present, empty ones included.
+        Counts not yet written by this process's usage buffer are included.
+        """
+        step = USAGE_INTERVALS.get(interval)
+        if step is None:
+            raise InvalidInput("interval is hour or day", field="interval")
+        now = self._clock()
+        end = bucket_start(interval, until or now)
+        start = bucket_start(interval, since or end - step * (30 if interval == "day" else 47))
+        if start > end:
+            raise InvalidInput("since must be before until", field="since")
+        if (end - start) // step >= MAX_USAGE_BUCKETS:
+            raise InvalidInput(
+                f"at most {MAX_USAGE_BUCKETS} {interval}s per query; narrow since", field="since"
+            )
+        counts: dict[datetime, dict[str, int]] = {}
+        with self._database.read() as session:
+            self._find(session, caller, key_id)
+            rows = session.execute(
+                select(KeyUsage.bucket, KeyUsage.outcome, KeyUsage.count).where(
+                    KeyUsage.key_id == key_id,
+                    KeyUsage.interval == interval,
+                    KeyUsage.bucket >= start,
+                    KeyUsage.bucket <= end,
+                )
+            ).all()
+        for bucket, outcome, count in rows:
+            outcomes = counts.setdefault(bucket, {})
+            outcomes[outcome] = outcomes.get(outcome, 0) + count
+        for (hour, outcome), count in self._usage.pending_counts(key_id).items():
+            bucket = bucket_start(interval, hour)
+            if start <= bucket <= end:
+                outcomes = counts.setdefault(bucket, {})
+                outcomes[outcome] = outcomes.get(outcome, 0) + count
+        if not zero_fill:
+            return [UsageBucket(at, counts[at]) for at in sorted(counts)]
+        buckets = []
+        at = start
+        while at <= end:
+            buckets.append(UsageBucket(at, counts.get(at, {})))
+            at += step
+        return buckets
 
     # -- helpers -------------------------------------------------------------
 
@@ -396,6 +517,26 @@ class KeyService:
             last_used_at=last_used_at,
             last_used_ip=last_used_ip,
             last_used_user_agent=last_used_user_agent,
+            rate_limit=(
+                RateLimit(row.rate_limit, row.rate_limit_window or 60)
+                if row.rate_limit is not None
+                else None
+            ),
+            quota=self._quota_status(row, now),
+        )
+
+    def _quota_status(self, row: ApiKey, now: datetime) -> QuotaStatus | None:
+        if row.quota_limit is None:
+            return None
+        period = quotas.period_of(row.quota_refill, now)
+        used = quotas.used_in(period, row.quota_period, row.quota_used)
+        used += self._usage.pending_quota(row.id, period)
+        return QuotaStatus(
+            limit=row.quota_limit,
+            refill=row.quota_refill,
+            used=used,
+            remaining=max(0, row.quota_limit - used),
+            resets_at=quotas.period_end(row.quota_refill, now),
         )
 
 
@@ -445,3 +586,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 __all__ = ["DEFAULT_ROLL_GRACE", "UNSET", "KeyChanges", "KeyService", "status_of"]
+
+
+def bucket_start(interval: str, at: datetime) -> datetime:
+    """The start of the hour or (UTC) day holding ``at``."""
+    at = at.astimezone(UTC)
+    if interval == "hour":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -74,6 +74,47 @@ class KeyRecord:
     last_used_at: datetime | None
     last_used_ip: str | None
     last_used_user_agent: str | None
+    rate_limit: RateLimit | None = None
+    quota: QuotaStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``limit`` requests per ``window_seconds``."""
+
+    limit: int
+    window_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """At most ``limit`` uses; ``refill`` ("day", "month") starts a new count each period."""
+
+    limit: int
+    refill: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus:
+    """A key's quota and how much of it is used in the current period."""
+
+    limit: int
+    refill: str | None
+    used: int
+    remaining: int
+    resets_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBucket:
+    """Verifications of one key in one hour or day, by outcome (a grant code)."""
+
+    start: datetime
+    outcomes: Mapping[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.outcomes.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,11 @@ from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
 from keyplane.service.accounts import AccountService, Bootstrapped
 from keyplane.service.cache import KeyCache
+from keyplane.service.invalidation import ChangeFeed
 from keyplane.service.job_runner import JobRunner
 from keyplane.service.jobs import JobService
 from keyplane.service.keys import KeyService
+from keyplane.service.limiter import Limiter
 from keyplane.service.members import MemberService, SignupPolicy
 from keyplane.service.records import Actor, Caller, CreatedKey
 from keyplane.service.sessions import SessionService
@@ -47,9 +49,17 @@ class Services:
         self.clock = clock
         self.cache = KeyCache(ttl=settings.key_cache_ttl, max_size=settings.key_cache_size)
         self.usage = UsageBuffer(database, interval=settings.usage_flush_interval)
+        self.changes = ChangeFeed(
+            database,
+            self.cache,
+            clock=clock,
+            redis_url=settings.redis_url,
+            poll_interval=settings.change_poll_interval,
+        )
+        self.limiter = Limiter(self.usage, redis_url=settings.redis_url)
         key_format = settings.key_format
         self.keys = KeyService(
-            database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
+            database, key_format=key_format, changes=self.changes, usage=self.usage, clock=clock
         )
         self.accounts = AccountService(database, clock=clock)
         self.sessions = SessionService(database, self.accounts, LoginThrottle(), clock=clock)
@@ -61,7 +71,12 @@ class Services:
             clock=clock,
         )
         self.verifier = Verifier(
-            database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
+            database,
+            key_format=key_format,
+            cache=self.cache,
+            usage=self.usage,
+            clock=clock,
+            limiter=self.limiter,
         )
         self.jobs = JobService(database, clock=clock, max_qubits=settings.ionq_max_qubits)
         self.job_runner = JobRunner(self.jobs, workers=settings.ionq_workers)
@@ -78,14 +93,17 @@ class Services:
         return cls(settings, database, clock=clock)
 
     def start(self) -> None:
-        """Start background work (the last-used flusher, the job workers)."""
+        """Start background work: the usage flusher, the cache's change feed, the job workers."""
         self.usage.start()
+        self.changes.start()
         self.job_runner.start()
 
     def close(self) -> None:
-        """Stop the job workers, write pending last-used times and release connections."""
+        """Stop the job workers and the change feed, write pending usage, release connections."""
         self.job_runner.stop()
+        self.changes.stop()
         self.usage.stop()
+        self.limiter.close()
         self.database.dispose()
 
     def bootstrap(

@@ -1,23 +1,32 @@
-"""Last-used tracking through a write-behind buffer.
+"""Last-used times, usage counters and quota uses through a write-behind buffer.
 
-Verification only notes the use in memory (a dict assignment); a background
-thread writes the latest use of each key at least once per interval and once
-more at shutdown. No request waits on a database write, and a crash loses at
-most one interval of last-used timestamps.
+Verification only notes in memory: the latest use of each key, a count per
+(key, hour, outcome), and the uses counted against each key's quota. A
+background thread writes them all in one transaction at least once per
+interval and once more at shutdown: one batched ``UPDATE`` for last-used
+times, one upsert per (key, hour|day, outcome) adding to the stored counter
+(no row per request), and one atomic ``quota_used = quota_used + n`` per key.
+No request waits on a database write; a crash loses at most one interval.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import bindparam, case, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from keyplane.core.network import IPAddress
 from keyplane.service.records import Usage
 from keyplane.service.validation import clip_user_agent
 from keyplane.storage.database import Database
-from keyplane.storage.models import ApiKey
+from keyplane.storage.models import ApiKey, KeyUsage
 
 logger = logging.getLogger("keyplane.usage")
 
@@ -33,13 +42,45 @@ _UPDATE_LAST_USED = (
     )
 )
 
+_ADD_QUOTA_USES = (
+    update(ApiKey)
+    .where(ApiKey.id == bindparam("key_id"))
+    # A late flush of an older period must not roll a newer period back.
+    .where(ApiKey.quota_period <= bindparam("period"))
+    .values(
+        quota_used=case(
+            (ApiKey.quota_period == bindparam("period"), ApiKey.quota_used + bindparam("n")),
+            else_=bindparam("n"),
+        ),
+        quota_period=bindparam("period"),
+    )
+)
+
+#: Hourly counters are kept this long (the usage API serves at most 60 days of hours);
+#: daily counters are kept for good (one row per key, day and outcome).
+HOURLY_RETENTION = timedelta(days=62)
+PRUNE_EVERY = 3600.0
+
+#: (key id, hour as seconds since the epoch // 3600, outcome)
+CountKey = tuple[str, int, str]
+UsageTuple = tuple[datetime, IPAddress | None, str | None]
+
 
 class UsageBuffer:
     def __init__(self, database: Database, *, interval: float = 1.0) -> None:
         self._database = database
         self.interval = interval
-        self._pending: dict[str, Usage] = {}
-        self._in_flight: dict[str, Usage] = {}
+        # key id -> (at, client IP, user agent): a tuple, not a Usage, because building
+        # a frozen dataclass costs more than the rest of noting a use.
+        self._pending: dict[str, UsageTuple] = {}
+        self._in_flight: dict[str, UsageTuple] = {}
+        self._counts: dict[CountKey, int] = {}
+        self._counts_in_flight: dict[CountKey, int] = {}
+        self._quota: dict[tuple[str, str], int] = {}
+        self._quota_in_flight: dict[tuple[str, str], int] = {}
+        #: Called after a flush with the stored (period, used) of the keys whose quota
+        #: uses it wrote, so a process learns of the other processes' uses.
+        self.on_quota_stored: Callable[[dict[str, tuple[str, int]]], None] | None = None
         # Guards the swap of ``_pending`` only (held for nanoseconds, on the hot path);
         # ``_flush_lock`` serializes whole flushes, database write included.
         self._swap_lock = threading.Lock()
@@ -50,35 +91,121 @@ class UsageBuffer:
     def record(self, key_id: str, usage: Usage) -> None:
         """Note a use; only the latest per key is kept until the next flush."""
         with self._swap_lock:
-            self._pending[key_id] = usage
+            self._pending[key_id] = (usage.at, usage.client_ip, usage.user_agent)
+
+    def note(
+        self,
+        key_id: str,
+        outcome: str,
+        hour: int,
+        at: datetime | None,
+        client_ip: IPAddress | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """One verification: its outcome and, unless ``at`` is None, a use (last-used)."""
+        slot = (key_id, hour, outcome)
+        with self._swap_lock:
+            if at is not None:
+                self._pending[key_id] = (at, client_ip, user_agent)
+            self._counts[slot] = self._counts.get(slot, 0) + 1
+
+    def use_quota(self, key_id: str, period: str) -> None:
+        """Count one use against ``key_id``'s quota in ``period``."""
+        slot = (key_id, period)
+        with self._swap_lock:
+            self._quota[slot] = self._quota.get(slot, 0) + 1
 
     def pending(self, key_id: str) -> Usage | None:
         """A use noted but not yet written, so reads can show it at once."""
-        return self._pending.get(key_id) or self._in_flight.get(key_id)
+        noted = self._pending.get(key_id) or self._in_flight.get(key_id)
+        return Usage(*noted) if noted is not None else None
+
+    def pending_counts(self, key_id: str) -> dict[tuple[datetime, str], int]:
+        """Counts of ``key_id`` not yet written, by (hour start, outcome)."""
+        with self._swap_lock:
+            slots = [*self._counts.items(), *self._counts_in_flight.items()]
+        counts: dict[tuple[datetime, str], int] = {}
+        for (slot_key, hour, outcome), count in slots:
+            if slot_key == key_id:
+                at = datetime.fromtimestamp(hour * 3600, UTC)
+                counts[(at, outcome)] = counts.get((at, outcome), 0) + count
+        return counts
+
+    def pending_quota(self, key_id: str, period: str) -> int:
+        """Quota uses of ``key_id`` in ``period`` not yet written."""
+        slot = (key_id, period)
+        return self._quota.get(slot, 0) + self._quota_in_flight.get(slot, 0)
 
     def flush(self) -> int:
-        """Write every pending use; return how many keys were updated."""
+        """Write every pending use and count; return how many keys' last use was updated."""
         with self._flush_lock:
             with self._swap_lock:
                 pending, self._pending = self._pending, {}
-            if not pending:
+                counts, self._counts = self._counts, {}
+                quota, self._quota = self._quota, {}
+            if not pending and not counts and not quota:
                 return 0
             self._in_flight = pending
+            self._counts_in_flight = counts
+            self._quota_in_flight = quota
+            stored: dict[str, tuple[str, int]] = {}
             try:
                 with self._database.write() as session:
-                    session.connection().execute(_UPDATE_LAST_USED, _rows(pending))
+                    connection = session.connection()
+                    if pending:
+                        connection.execute(_UPDATE_LAST_USED, _rows(pending))
+                    if counts:
+                        connection.execute(self._upsert_counts(), _count_rows(counts))
+                    if quota:
+                        connection.execute(
+                            _ADD_QUOTA_USES,
+                            [
+                                {"key_id": key_id, "period": period, "n": n}
+                                for (key_id, period), n in quota.items()
+                            ],
+                        )
+                        ids = sorted({key_id for key_id, _ in quota})
+                        for key_id, period, used in connection.execute(
+                            select(ApiKey.id, ApiKey.quota_period, ApiKey.quota_used).where(
+                                ApiKey.id.in_(ids)
+                            )
+                        ):
+                            stored[key_id] = (period, used)
             except SQLAlchemyError as error:
-                # Keep the uses for the next try, unless a newer one came in meanwhile.
+                # Keep everything for the next try (a newer last use wins over an older one).
                 with self._swap_lock:
                     for key_id, usage in pending.items():
                         self._pending.setdefault(key_id, usage)
+                    for slot, count in counts.items():
+                        self._counts[slot] = self._counts.get(slot, 0) + count
+                    for quota_slot, n in quota.items():
+                        self._quota[quota_slot] = self._quota.get(quota_slot, 0) + n
                 logger.warning(
-                    "could not write last-used times (%s); will retry", type(error).__name__
+                    "could not write last-used times and usage counts (%s); will retry",
+                    type(error).__name__,
                 )
                 return 0
             finally:
                 self._in_flight = {}
+                self._counts_in_flight = {}
+                self._quota_in_flight = {}
+            if stored and self.on_quota_stored is not None:
+                self.on_quota_stored(stored)
             return len(pending)
+
+    def _upsert_counts(self) -> Any:
+        dialect: Any = sqlite if self._database.is_sqlite else postgresql
+        statement = dialect.insert(KeyUsage).values(
+            key_id=bindparam("key_id"),
+            interval=bindparam("interval"),
+            bucket=bindparam("bucket"),
+            outcome=bindparam("outcome"),
+            count=bindparam("count"),
+        )
+        return statement.on_conflict_do_update(
+            index_elements=[KeyUsage.key_id, KeyUsage.interval, KeyUsage.bucket, KeyUsage.outcome],
+            set_={"count": KeyUsage.count + statement.excluded["count"]},
+        )
 
     def start(self) -> None:
         if self._thread is not None:
@@ -98,20 +225,67 @@ class UsageBuffer:
         self.flush()
 
     def _run(self) -> None:
+        last_prune = 0.0
         while not self._stop.wait(self.interval):
             try:
                 self.flush()
+                if time.monotonic() - last_prune >= PRUNE_EVERY:
+                    last_prune = time.monotonic()
+                    self.prune(datetime.now(UTC))
             except Exception:  # the flusher must outlive any one bad flush
                 logger.exception("last-used flush failed")
 
+    def prune(self, now: datetime) -> int:
+        """Drop hourly counters older than :data:`HOURLY_RETENTION` (daily ones stay)."""
+        try:
+            with self._database.write() as session:
+                result = session.execute(
+                    delete(KeyUsage).where(
+                        KeyUsage.interval == "hour", KeyUsage.bucket < now - HOURLY_RETENTION
+                    )
+                )
+        except SQLAlchemyError as error:
+            logger.warning("could not prune hourly usage (%s)", type(error).__name__)
+            return 0
+        return int(getattr(result, "rowcount", 0) or 0)
 
-def _rows(pending: dict[str, Usage]) -> list[dict[str, object]]:
+
+def _rows(pending: dict[str, UsageTuple]) -> list[dict[str, object]]:
     return [
         {
             "key_id": key_id,
-            "at": usage.at,
-            "ip": str(usage.client_ip) if usage.client_ip is not None else None,
-            "user_agent": clip_user_agent(usage.user_agent),
+            "at": at,
+            "ip": str(client_ip) if client_ip is not None else None,
+            "user_agent": clip_user_agent(user_agent),
         }
-        for key_id, usage in pending.items()
+        for key_id, (at, client_ip, user_agent) in pending.items()
     ]
+
+
+def _count_rows(counts: dict[CountKey, int]) -> list[dict[str, object]]:
+    """One row per (key, hour, outcome) and one per (key, day, outcome)."""
+    days: dict[CountKey, int] = {}
+    rows: list[dict[str, object]] = []
+    for (key_id, hour, outcome), count in counts.items():
+        rows.append(
+            {
+                "key_id": key_id,
+                "interval": "hour",
+                "bucket": datetime.fromtimestamp(hour * 3600, UTC),
+                "outcome": outcome,
+                "count": count,
+            }
+        )
+        day = (key_id, hour // 24, outcome)
+        days[day] = days.get(day, 0) + count
+    for (key_id, day_number, outcome), count in days.items():
+        rows.append(
+            {
+                "key_id": key_id,
+                "interval": "day",
+                "bucket": datetime.fromtimestamp(day_number * 86_400, UTC),
+                "outcome": outcome,
+                "count": count,
+            }
+        )
+    return rows

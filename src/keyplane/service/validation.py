@@ -9,11 +9,15 @@ from datetime import datetime
 from typing import Any, Final
 
 from keyplane.core.errors import InvalidInput
+from keyplane.core.quotas import REFILLS
+from keyplane.service.records import Quota, RateLimit
 from keyplane.storage.models import USER_AGENT_LENGTH
 
 MAX_METADATA_BYTES: Final = 16_384
 MAX_NAME_LENGTH: Final = 200
 MAX_USER_AGENT_LENGTH: Final = USER_AGENT_LENGTH
+MAX_LIMIT: Final = 2_000_000_000
+MAX_RATE_WINDOW_SECONDS: Final = 86_400
 
 
 def clip_user_agent(user_agent: str | None) -> str | None:
@@ -60,3 +64,25 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> None:
         )
     if expires_at <= now:
         raise InvalidInput("expires_at must be in the future", field="expires_at")
+
+
+def check_rate_limit(rate_limit: RateLimit | None) -> RateLimit | None:
+    if rate_limit is None:
+        return None
+    if not 1 <= rate_limit.limit <= MAX_LIMIT:
+        raise InvalidInput(f"a rate limit is 1 to {MAX_LIMIT} requests", field="rate_limit")
+    if not 1 <= rate_limit.window_seconds <= MAX_RATE_WINDOW_SECONDS:
+        raise InvalidInput(
+            f"a rate limit window is 1 to {MAX_RATE_WINDOW_SECONDS} seconds", field="rate_limit"
+        )
+    return rate_limit
+
+
+def check_quota(quota: Quota | None) -> Quota | None:
+    if quota is None:
+        return None
+    if not 1 <= quota.limit <= MAX_LIMIT:
+        raise InvalidInput(f"a quota is 1 to {MAX_LIMIT} uses", field="quota")
+    if quota.refill is not None and quota.refill not in REFILLS:
+        raise InvalidInput("a quota refills daily ('day'), monthly ('month') or never (null)")
+    return quota

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyplane.core.errors import KeyplaneError
@@ -57,6 +58,19 @@ class Database:
         self._writer = sessionmaker(
             self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
         )
+        # Single-statement reads on the hot path (the verifier's look-up by hash): on
+        # PostgreSQL a pool of autocommit connections without pre-ping, so a look-up
+        # is one round trip instead of four (ping, BEGIN, SELECT, COMMIT).
+        self._lookup_engine: Engine | None = None
+        if not self.is_sqlite:
+            self._lookup_engine = create_engine(
+                url,
+                isolation_level="AUTOCOMMIT",
+                pool_pre_ping=False,
+                hide_parameters=True,
+                pool_size=engine_options.get("pool_size", 5),
+                max_overflow=engine_options.get("max_overflow", 10),
+            )
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -70,6 +84,25 @@ class Database:
         with self._writer() as session, session.begin():
             yield session
 
+    def lookup(self, statement: Any, parameters: dict[str, Any]) -> Any:
+        """Run one read-only statement; the first row, or None.
+
+        On PostgreSQL this is one round trip on an autocommit connection. A
+        connection the server dropped (restart, failover) fails once without a
+        pre-ping; the look-up is then retried once on a fresh connection.
+        """
+        if self._lookup_engine is None:
+            with self.read() as session:
+                return session.connection().execute(statement, parameters).one_or_none()
+        for attempt in (1, 2):
+            try:
+                with self._lookup_engine.connect() as connection:
+                    return connection.execute(statement, parameters).one_or_none()
+            except DBAPIError as error:
+                if attempt == 2 or not error.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
         with self.engine.connect() as connection:
@@ -77,6 +110,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lookup_engine is not None:
+            self._lookup_engine.dispose()
 
     def __repr__(self) -> str:
         return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"

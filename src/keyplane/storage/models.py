@@ -115,6 +115,17 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None]
     last_used_ip: Mapped[str | None] = mapped_column(String(45))
     last_used_user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_LENGTH))
+    #: Requests allowed per ``rate_limit_window`` seconds; None means no rate limit.
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_limit_window: Mapped[int | None] = mapped_column(Integer)
+    #: Uses allowed per quota period (or in total without refill); None means no quota.
+    quota_limit: Mapped[int | None] = mapped_column(Integer)
+    #: ``day``, ``month`` or None (the quota never refills).
+    quota_refill: Mapped[str | None] = mapped_column(String(10))
+    #: Uses counted in ``quota_period`` (written behind, with the last-used times).
+    quota_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The period ``quota_used`` counts in: ``2026-11-26``, ``2026-11`` or ``""`` (no refill).
+    quota_period: Mapped[str] = mapped_column(String(10), default="", server_default="")
 
 
 class AuditEvent(Base):
@@ -221,3 +232,37 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     #: While ``started``: the claim ends then unless its worker renews it.
     lease_expires_at: Mapped[datetime | None]
+
+
+class KeyChange(Base):
+    """One row per change to a key that verification caches must forget.
+
+    Every process polls this table (``pk > last seen``) as the safety net under
+    LISTEN/NOTIFY and Redis pub/sub, and as the only channel on SQLite. The
+    hash is not a secret (``api_keys`` holds the same value). Old rows are pruned.
+    """
+
+    __tablename__ = "key_changes"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class KeyUsage(Base):
+    """Verifications of one key in one hour or day with one outcome: a counter, not a log."""
+
+    __tablename__ = "key_usage"
+    __table_args__ = (UniqueConstraint("key_id", "interval", "bucket", "outcome"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: No foreign key: counters are written behind, and a key's organization may be
+    #: deleted between a verification and the flush that counts it.
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    #: ``hour`` or ``day``.
+    interval: Mapped[str] = mapped_column(String(4))
+    #: The bucket's start, UTC.
+    bucket: Mapped[datetime]
+    #: A grant code (``VALID``, ``REVOKED``, ``RATE_LIMITED``, ...).
+    outcome: Mapped[str] = mapped_column(String(30))
+    count: Mapped[int] = mapped_column(Integer)

@@ -1,7 +1,7 @@
 """jobs of the IonQ-compatible API
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-26 18:40:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import keyplane.storage.types
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
