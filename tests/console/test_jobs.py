@@ -212,6 +212,14 @@ def test_the_project_switcher_shows_each_projects_own_jobs(
     assert listed(owner.get("/console/jobs").text) == [in_default]
 
 
+def test_names_from_the_api_are_escaped(owner: Browser, client: TestClient) -> None:
+    _, headers = create_key(owner, "notebook", JOB_SCOPES)
+    job_id = submit(client, headers, name='<script>alert("x")</script>')
+    page = owner.get("/console/jobs").text
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in cells(page, job_id)["Job"]
+
+
 def test_another_organizations_project_is_not_found(
     owner: Browser, client: TestClient, services: Services, other_tenant: Tenant
 ) -> None:
@@ -248,6 +256,9 @@ def test_a_member_sees_the_jobs_and_makes_a_key_for_ionq_clients(
     assert 'name="scopes" value="jobs:write"' in dialog
     assert 'name="scopes" value="*"' not in dialog
     assert 'name="scopes" value="keys:write"' not in dialog
+    ticked = member.get(f"/console/keys/new?project={member.project_id()}&scope=*&scope=jobs:write")
+    assert 'value="jobs:write" checked' in ticked.text
+    assert 'value="*"' not in ticked.text
     _, member_headers = create_key(member, "member notebook", JOB_SCOPES)
     members_job = submit(client, member_headers)
     assert listed(member.get("/console/jobs").text) == [members_job, owners_job]

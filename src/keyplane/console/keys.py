@@ -145,14 +145,16 @@ def new_key_page(
     services: ServicesDep,
     visitor: VisitorDep,
     project: str | None = Query(None, max_length=40),
-    scope: Annotated[list[str] | None, Query(max_length=100)] = None,
+    scope: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     """The create form on a page of its own; ``scope=`` ticks scopes in advance
     (the Jobs page links here with the job scopes)."""
     current, _ = current_project(services, visitor, project)
     if current is None:
         raise NotFound("project", project or "none")
-    form = {"scopes": (scope or [])[:20]}
+    # Only ticks check boxes the visitor is offered; nothing else is shown or kept.
+    offered = {choice for _, scopes in scope_choices(visitor) for choice in scopes}
+    form = {"scopes": [choice for choice in scope or [] if choice in offered]}
     return render(
         request, "key_new.html", _form_context(visitor, current, section="keys", form=form)
     )
