@@ -86,8 +86,48 @@ def test_sign_up_create_copy_use_and_revoke_a_key(
     assert "key.revoked" in page.content()
     page.get_by_role("img", name="Requests per day").wait_for()
 
+    submit_a_job_with_a_key_for_ionq_clients(page, base)
     watch.assert_clean()
     context.close()
+
+
+def submit_a_job_with_a_key_for_ionq_clients(page: Any, base: str) -> None:
+    """From the empty Jobs page to a key with the job scopes, to a job the server ran."""
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
+    page.get_by_role("heading", name="No jobs yet").wait_for()
+    assert f"export IONQ_API_URL={base}/v0.4" in page.content()
+    page.get_by_role("link", name="Create a key for IonQ clients").click()
+    assert page.get_by_label("jobs:read", exact=True).is_checked()
+    assert page.get_by_label("jobs:write", exact=True).is_checked()
+    page.get_by_label("Name", exact=True).fill("notebook")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_label("API key", exact=True).input_value()
+
+    submitted = httpx.post(
+        f"{base}/v0.4/jobs",
+        json={
+            "type": "ionq.circuit.v1",
+            "name": "bell",
+            "shots": 100,
+            "input": {"qubits": 2, "circuit": [{"gate": "h", "targets": [0]}]},
+        },
+        headers={"Authorization": f"apiKey {key}"},
+    )
+    assert submitted.status_code == 200, submitted.text
+    job_id = submitted.json()["id"]
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
+    row = page.get_by_role("row").filter(has_text=job_id)
+    for _ in range(50):  # the server's workers run it within a moment
+        if "Completed" in row.inner_text():
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    assert "Completed" in row.inner_text()
+    assert "bell" in row.inner_text()
+    row.get_by_role("link", name="notebook").click()
+    page.get_by_role("heading", name="notebook").wait_for()
+    assert "jobs:write" in page.get_by_role("definition").filter(has_text="jobs:read").inner_text()
 
 
 def test_an_invited_member_sees_the_keys_and_manages_only_their_own(

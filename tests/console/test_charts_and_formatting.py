@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from keyplane.console.charts import HEIGHT, usage_chart_svg
-from keyplane.console.formatting import day, exact, relative
+from keyplane.console.formatting import day, duration, exact, relative
 from keyplane.console.keys import parse_expiry, parse_scopes
 from keyplane.core.errors import InvalidInput
 
@@ -90,6 +90,21 @@ def test_exact_and_day() -> None:
     assert exact(NOW) == "2026-11-26 18:00:00 UTC"
     assert day(NOW) == "Nov 26, 2026"
     assert exact(None) == day(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "expected"),
+    [
+        pytest.param(None, "", id="none"),
+        pytest.param(1, "1 ms", id="one-ms"),
+        pytest.param(999, "999 ms", id="under-a-second"),
+        pytest.param(2_449, "2.4 s", id="seconds"),
+        pytest.param(185_000, "3 min 5 s", id="minutes"),
+        pytest.param(3_720_000, "1 h 2 min", id="hours"),
+    ],
+)
+def test_job_durations(milliseconds: int | None, expected: str) -> None:
+    assert duration(milliseconds) == expected
 
 
 def test_parse_expiry() -> None:

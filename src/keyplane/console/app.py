@@ -14,8 +14,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyplane.console import auth, keys, organization
-from keyplane.console.formatting import actor_label, day, exact, relative
+from keyplane.console import auth, jobs, keys, organization
+from keyplane.console.formatting import actor_label, day, duration, exact, relative
 from keyplane.console.web import HERE, PREFIX, CSRFFailed, SignInRequired, render, templates
 from keyplane.core.errors import (
     AuthenticationFailed,
@@ -87,8 +87,9 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
     env.filters["exact"] = exact
     env.filters["day"] = day
     env.filters["actor"] = actor_label
+    env.filters["duration"] = duration
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, keys, organization):
+    for module in (auth, keys, jobs, organization):
         console.include_router(module.router)
 
     @console.get("/", include_in_schema=False)

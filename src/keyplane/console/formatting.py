@@ -46,3 +46,17 @@ def day(moment: datetime | None) -> str:
 def actor_label(actor: str, names: dict[str, str]) -> str:
     """``user:usr_...`` as the person's e-mail when known; keys and the operator as they are."""
     return names.get(actor, actor)
+
+
+def duration(milliseconds: int | None) -> str:
+    """``"850 ms"``, ``"2.4 s"``, ``"3 min 5 s"``, ``"1 h 2 min"``; ``""`` for none."""
+    if milliseconds is None:
+        return ""
+    if milliseconds < 1000:
+        return f"{milliseconds} ms"
+    if milliseconds < 60_000:
+        return f"{milliseconds / 1000:.1f} s"
+    seconds = milliseconds // 1000
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

@@ -54,9 +54,13 @@ def _projects(services: Services, visitor: Visitor) -> list[ProjectRecord]:
     return sorted(page.items, key=lambda project: project.created_at)
 
 
-def _current_project(
+def current_project(
     services: Services, visitor: Visitor, project_id: str | None
 ) -> tuple[ProjectRecord | None, list[ProjectRecord]]:
+    """The project a page shows (the one asked for, else the oldest) and all of them.
+
+    A project of another organization is :class:`NotFound` (a 404 page).
+    """
     projects = _projects(services, visitor)
     if project_id:
         return services.accounts.get_project(visitor.caller, project_id), projects
@@ -68,11 +72,25 @@ def member_names(services: Services, visitor: Visitor) -> dict[str, str]:
     return {f"user:{m.user_id}": m.email for m in services.members.list_members(visitor.caller)}
 
 
-def scope_choices(visitor: Visitor) -> list[str]:
-    choices = [scope_rules.ALL, *scope_rules.MANAGEMENT_SCOPES]
-    if visitor.session.role is Role.MEMBER:
-        choices = [scope for scope in choices if scope not in MEMBER_UNGRANTABLE]
-    return choices
+#: The scopes the create dialog offers as check boxes, by the API that checks them.
+SCOPE_GROUPS: Final = (
+    ("Keyplane API", (scope_rules.ALL, *scope_rules.MANAGEMENT_SCOPES)),
+    ("Jobs API for IonQ clients (/v0.4)", scope_rules.JOB_SCOPES),
+)
+
+
+def scope_choices(visitor: Visitor) -> list[tuple[str, list[str]]]:
+    """``(group title, scopes)`` the visitor may grant: a member gets no management scope."""
+    groups = []
+    for title, scopes in SCOPE_GROUPS:
+        allowed = [
+            scope
+            for scope in scopes
+            if visitor.session.role is not Role.MEMBER or scope not in MEMBER_UNGRANTABLE
+        ]
+        if allowed:
+            groups.append((title, allowed))
+    return groups
 
 
 def _form_context(visitor: Visitor, project: ProjectRecord | None, **extra: Any) -> dict[str, Any]:
@@ -94,7 +112,7 @@ def keys_page(
     status: StatusTab = Query("active"),
     cursor: str | None = Query(None, max_length=64),
 ) -> Response:
-    current, projects = _current_project(services, visitor, project)
+    current, projects = current_project(services, visitor, project)
     page = None
     if current is not None:
         page = services.keys.list(
@@ -127,11 +145,19 @@ def new_key_page(
     services: ServicesDep,
     visitor: VisitorDep,
     project: str | None = Query(None, max_length=40),
+    scope: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
-    current, _ = _current_project(services, visitor, project)
+    """The create form on a page of its own; ``scope=`` ticks scopes in advance
+    (the Jobs page links here with the job scopes)."""
+    current, _ = current_project(services, visitor, project)
     if current is None:
         raise NotFound("project", project or "none")
-    return render(request, "key_new.html", _form_context(visitor, current, section="keys"))
+    # Only ticks check boxes the visitor is offered; nothing else is shown or kept.
+    offered = {choice for _, scopes in scope_choices(visitor) for choice in scopes}
+    form = {"scopes": [choice for choice in scope or [] if choice in offered]}
+    return render(
+        request, "key_new.html", _form_context(visitor, current, section="keys", form=form)
+    )
 
 
 def parse_expiry(choice: str, custom: str, now: datetime) -> datetime | None:

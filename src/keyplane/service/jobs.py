@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -179,11 +179,15 @@ class JobService:
         caller: Caller,
         project_id: str,
         *,
-        status: str | None = None,
+        status: str | Collection[str] | None = None,
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
     ) -> Page[JobRecord]:
-        """A project's jobs for the console, newest first, with the submitting key's name."""
+        """A project's jobs for the console, newest first, with the submitting key's name.
+
+        ``status`` is one status or several (the console's "queued" is both
+        ``submitted`` and ``ready``).
+        """
         query = select(Job).where(
             Job.organization_id == caller.organization_id, Job.project_id == project_id
         )
@@ -375,15 +379,17 @@ class JobService:
         self,
         query: Any,
         *,
-        status: str | None,
+        status: str | Collection[str] | None,
         ids: Iterable[str],
         limit: int,
         cursor: str | None,
     ) -> Page[JobRecord]:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-        if status is not None:
+        if isinstance(status, str):
             query = query.where(Job.status == check_status(status))
+        elif status is not None:
+            query = query.where(Job.status.in_([check_status(each) for each in status]))
         wanted = list(ids)
         if wanted:
             if len(wanted) > MAX_ID_FILTER:
