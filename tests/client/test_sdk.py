@@ -22,6 +22,7 @@ from keyplane.client import (
     PermissionDenied,
     TransportError,
 )
+from keyplane.client.models import Allowance, VerifyResult
 from keyplane.core.keys import KeyFormat
 from tests.live import LiveServer
 
@@ -217,3 +218,24 @@ def test_client_from_the_environment(server: LiveServer, monkeypatch: pytest.Mon
         assert client.base_url == server.url
         assert client.key_source == "the environment variable KEYPLANE_API_KEY"
         assert client.whoami().id == tenant.key_id
+
+
+def test_verify_result_reads_limits_and_the_wait_from_the_exhausted_one() -> None:
+    reset = datetime.now(UTC) + timedelta(seconds=30)
+    answer = VerifyResult.from_json(
+        {
+            "valid": False,
+            "code": "RATE_LIMITED",
+            "rate_limit": {"limit": 5, "remaining": 0, "reset": reset.isoformat()},
+            "quota": {"limit": 100, "remaining": 40, "reset": None},
+        }
+    )
+    assert answer.rate_limit == Allowance(5, 0, reset)
+    assert answer.quota == Allowance(100, 40, None)
+    assert answer.retry_after is not None
+    assert 28 < answer.retry_after <= 30
+    assert answer.to_json()["quota"] == {"limit": 100, "remaining": 40, "reset": None}
+    spent = VerifyResult.from_json(
+        {"valid": False, "code": "USAGE_EXCEEDED", **{"quota": answer.to_json()["quota"]}}
+    )
+    assert spent.retry_after is None  # a quota that never refills: no wait helps

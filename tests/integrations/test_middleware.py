@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Annotated, Any
 
 import pytest
@@ -17,7 +18,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from werkzeug.test import Client as WSGIClient
 
-from keyplane.core.grant import Decision, GrantCode, KeyState
+from keyplane.core.grant import Allowance, Decision, GrantCode, KeyState
 from keyplane.core.keys import KeyFormat
 from keyplane.integrations import (
     KeyIdentity,
@@ -194,24 +195,31 @@ def test_flask_decorator_after_the_wsgi_middleware(services: Services, tenant: T
     ("code", "retry_after", "status", "header"),
     [
         pytest.param(GrantCode.RATE_LIMITED, 2.5, 429, "3", id="rate-limited"),
-        pytest.param(GrantCode.USAGE_EXCEEDED, None, 429, "1", id="usage-exceeded"),
+        pytest.param(GrantCode.USAGE_EXCEEDED, 30.2, 429, "31", id="usage-exceeded"),
+        pytest.param(GrantCode.USAGE_EXCEEDED, None, 429, None, id="quota-never-refills"),
         pytest.param("UNAVAILABLE", None, 503, "1", id="unavailable"),
     ],
 )
 def test_limits_and_outages_answer_with_retry_after(
-    code: str, retry_after: float | None, status: int, header: str
+    code: str, retry_after: float | None, status: int, header: str | None
 ) -> None:
     answer = problem(Outcome(code, retry_after=retry_after))
     assert answer.status == status
-    assert answer.headers["Retry-After"] == header
+    assert answer.headers.get("Retry-After") == header
 
 
 def test_a_rate_limited_decision_becomes_a_429_outcome() -> None:
     state = KeyState("key_A", "n", "kp_...x", "prj_A", "org_A", (), True, None, None)
-    outcome = _from_decision(Decision(GrantCode.RATE_LIMITED, state))
+    reset_at = time.time() + 20
+    outcome = _from_decision(
+        Decision(GrantCode.RATE_LIMITED, state, rate_limit=Allowance(5, 0, reset_at))
+    )
     assert outcome.code == GrantCode.RATE_LIMITED
     assert not outcome.granted
+    assert outcome.retry_after is not None
+    assert 18 < outcome.retry_after <= 20
     assert problem(outcome).status == 429
+    assert problem(outcome).headers["Retry-After"] == "20"
 
 
 class TestRemoteVerifier:

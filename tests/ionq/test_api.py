@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from keyplane.service.records import Quota, RateLimit
 from keyplane.service.services import Services
 from tests.ionq.conftest import BELL, ionq_headers, operator
 from tests.support import Tenant
@@ -362,3 +363,42 @@ def test_a_multi_circuit_job_answers_one_distribution_per_circuit(
         f"/v0.4/jobs/{job_id}/results/probabilities/aggregated", headers=headers
     ).json()
     assert aggregated == results
+
+
+# -- rate limits and quotas -------------------------------------------------------------
+
+
+def test_a_rate_limited_key_gets_429_with_retry_after_in_ionq_shape(
+    client: TestClient, services: Services, tenant: Tenant
+) -> None:
+    created = services.keys.create(
+        operator(tenant),
+        tenant.project_id,
+        name="limited",
+        scopes=["jobs:read"],
+        rate_limit=RateLimit(limit=2, window_seconds=60),
+    )
+    headers = {"Authorization": f"apiKey {created.secret.reveal()}"}
+    first = client.get("/v0.4/jobs", headers=headers)
+    assert first.status_code == 200
+    assert first.headers["RateLimit-Limit"] == "2"
+    assert client.get("/v0.4/jobs", headers=headers).status_code == 200
+    refused = client.get("/v0.4/jobs", headers=headers)
+    body = assert_ionq_error(refused, 429)
+    assert body["error"] == "Too Many Requests"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+
+
+def test_a_spent_quota_that_never_refills_is_403_not_a_retryable_429(
+    client: TestClient, services: Services, tenant: Tenant
+) -> None:
+    created = services.keys.create(
+        operator(tenant),
+        tenant.project_id,
+        name="one use",
+        scopes=["jobs:read"],
+        quota=Quota(limit=1),
+    )
+    headers = {"Authorization": f"apiKey {created.secret.reveal()}"}
+    assert client.get("/v0.4/whoami", headers=headers).status_code == 200
+    assert_ionq_error(client.get("/v0.4/whoami", headers=headers), 403)

@@ -10,18 +10,11 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from keyplane.core.errors import PermissionDenied
-from keyplane.core.grant import UNAUTHENTICATED_CODES, Decision, GrantCode, KeyState
+from keyplane.core.grant import GrantCode, KeyState
 from keyplane.core.network import IPAddress
 from keyplane.core.scopes import grants
+from keyplane.http.authentication import check_request_key
 from keyplane.http.client_ip import client_ip
-from keyplane.http.credentials import key_from_headers, key_in_url
-from keyplane.http.problems import (
-    KeyInURL,
-    authentication_failed,
-    limit_exceeded,
-    missing_credentials,
-    ratelimit_headers,
-)
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 
@@ -88,28 +81,20 @@ async def check_key(
     """What :func:`authenticate` does, without a framework: the FastAPI dependency and the
     pure-ASGI hot path (``api/hotpath.py``) both call it. ``headers`` must be looked up by
     lowercase name. Returns the caller and the RateLimit headers to answer with."""
-    key_format = services.settings.key_format
-    if (query or path not in _PATHS_WITHOUT_KEYS) and key_in_url(path, query, key_format):
-        raise KeyInURL(
-            "API keys are never accepted in the URL. Send the key in the "
-            "'Authorization: Bearer <key>' header, and consider rolling it: URLs end up in logs."
-        )
-    raw_key = key_from_headers(headers)
-    if raw_key is None:
-        raise missing_credentials()
-    ip = client_ip(peer, headers.get("x-forwarded-for"), services.settings.trusted_proxies)
-    user_agent = headers.get("user-agent")
-    decision = await services.verifier.verify_async(raw_key, client_ip=ip, user_agent=user_agent)
-    if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
-        raise authentication_failed(decision.code)
-    if decision.code is GrantCode.FORBIDDEN:
-        raise PermissionDenied(
-            GrantCode.FORBIDDEN, "The API key may not be used from this IP address."
-        )
-    limit_headers = limit_state(decision)
-    key = decision.key
-    actor = Actor(f"key:{key.key_id}", str(ip) if ip is not None else None, user_agent)
-    return Authenticated(key, Caller(key.organization_id, key.scopes, actor)), limit_headers
+    settings = services.settings
+    checked = await check_request_key(
+        services.verifier,
+        key_format=settings.key_format,
+        trusted_proxies=settings.trusted_proxies,
+        path=path,
+        query=query,
+        headers=headers,
+        peer=peer,
+        check_url=bool(query) or path not in _PATHS_WITHOUT_KEYS,
+    )
+    key, ip = checked.key, checked.client_ip
+    actor = Actor(f"key:{key.key_id}", str(ip) if ip is not None else None, checked.user_agent)
+    return Authenticated(key, Caller(key.organization_id, key.scopes, actor)), checked.limit_headers
 
 
 #: Paths that cannot hold a key, so checking them (a regular expression) is skipped.
@@ -122,24 +107,6 @@ def check_scope(caller: Caller, scope: str) -> None:
             GrantCode.INSUFFICIENT_SCOPE,
             f"The API key lacks the scope '{scope}' this call needs.",
         )
-
-
-def limit_state(decision: Decision) -> dict[str, str]:
-    """RateLimit headers for a key with a rate limit or quota; raises 429 when over it."""
-    key = decision.key
-    if key is None or (decision.rate_limit is None and decision.quota is None):
-        return {}
-    rate = decision.rate_limit
-    window = key.rate_limit_window if rate is not None else None
-    allowance = rate if rate is not None else decision.quota
-    assert allowance is not None
-    if decision.code is GrantCode.USAGE_EXCEEDED and decision.quota is not None:
-        allowance, window = decision.quota, None
-    if decision.code in (GrantCode.RATE_LIMITED, GrantCode.USAGE_EXCEEDED):
-        raise limit_exceeded(
-            decision.code, limit=allowance.limit, reset_at=allowance.reset_at, window=window
-        )
-    return ratelimit_headers(allowance.limit, allowance.remaining, allowance.reset_at, window)
 
 
 def require(scope: str) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from keyplane.core.keys import SecretKey
@@ -46,6 +46,8 @@ def _jsonable(value: Any) -> Any:
         return {key: _jsonable(item) for key, item in value.items()}
     if isinstance(value, SecretKey):
         return value.reveal()
+    if isinstance(value, _Model):
+        return value.to_json()
     return value
 
 
@@ -209,6 +211,21 @@ class AuditEvent(_Model):
 
 
 @dataclass(frozen=True, slots=True)
+class Allowance(_Model):
+    """Where a key stands against its rate limit or quota: ``reset`` None means never."""
+
+    limit: int
+    remaining: int
+    reset: datetime | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Allowance | None:
+        if not isinstance(data, Mapping):
+            return None
+        return cls(int(data["limit"]), int(data["remaining"]), _time(data.get("reset")))
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyResult(_Model):
     """The answer of ``POST /api/v1/verify``. It never holds the key that was checked.
 
@@ -227,7 +244,10 @@ class VerifyResult(_Model):
     metadata: Mapping[str, Any] | None = None
     expires_at: datetime | None = None
     missing_scopes: tuple[str, ...] | None = None
-    #: Seconds to wait, for ``RATE_LIMITED``/``USAGE_EXCEEDED`` when the server says.
+    #: The key's rate limit and usage quota after this call, if it has them.
+    rate_limit: Allowance | None = None
+    quota: Allowance | None = None
+    #: Seconds to wait, for ``RATE_LIMITED``/``USAGE_EXCEEDED`` (None: no wait helps).
     retry_after: float | None = None
 
     @classmethod
@@ -235,7 +255,12 @@ class VerifyResult(_Model):
         scopes = data.get("scopes")
         missing = data.get("missing_scopes")
         metadata = data.get("metadata")
-        retry_after = data.get("retry_after")
+        rate_limit = Allowance.from_json(data.get("rate_limit"))
+        quota = Allowance.from_json(data.get("quota"))
+        exhausted = quota if data["code"] == "USAGE_EXCEEDED" else rate_limit
+        retry_after = None
+        if exhausted is not None and exhausted.reset is not None:
+            retry_after = max(0.0, (exhausted.reset - datetime.now(UTC)).total_seconds())
         return cls(
             valid=bool(data["valid"]),
             code=str(data["code"]),
@@ -247,7 +272,9 @@ class VerifyResult(_Model):
             metadata=dict(metadata) if metadata is not None else None,
             expires_at=_time(data.get("expires_at")),
             missing_scopes=_strings(missing) if missing is not None else None,
-            retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+            rate_limit=rate_limit,
+            quota=quota,
+            retry_after=retry_after,
         )
 
 

@@ -113,12 +113,14 @@ def problem(outcome: Outcome) -> Problem:
             PermissionDenied(code, f"The API key lacks the scope this call needs: {lacking}.")
         )
     if code in _LIMIT_CODES:
-        wait = max(1, math.ceil(outcome.retry_after or 1))
         slug, what = (
             ("rate-limited", "The API key's rate limit is exhausted.")
             if code == GrantCode.RATE_LIMITED
             else ("usage-exceeded", "The API key's usage quota is exhausted.")
         )
+        if outcome.retry_after is None:  # a quota that never refills: no wait helps
+            return Problem(429, slug, what, {"code": code})
+        wait = max(1, math.ceil(outcome.retry_after))
         return Problem(
             429, slug, f"{what} Retry after {wait} s.", {"code": code}, {"Retry-After": str(wait)}
         )

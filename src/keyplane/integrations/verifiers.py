@@ -171,14 +171,12 @@ def _from_decision(decision: Decision) -> Outcome:
             metadata=dict(key.metadata),
             expires_at=key.expires_at,
         )
-    # Rate limits (another part of Keyplane) may say how long to wait.
-    retry_after = getattr(decision, "retry_after", None)
-    return Outcome(
-        str(decision.code),
-        identity,
-        tuple(decision.missing_scopes),
-        float(retry_after) if isinstance(retry_after, int | float) else None,
-    )
+    # Over a limit: how long until the window or the quota period ends (None: never).
+    allowance = decision.quota if decision.code is GrantCode.USAGE_EXCEEDED else decision.rate_limit
+    retry_after = None
+    if allowance is not None and allowance.reset_at is not None:
+        retry_after = max(0.0, allowance.reset_at - time.time())
+    return Outcome(str(decision.code), identity, tuple(decision.missing_scopes), retry_after)
 
 
 class RemoteVerifier:

@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from keyplane.core.errors import PermissionDenied
-from keyplane.core.grant import UNAUTHENTICATED_CODES, GrantCode, KeyState
-from keyplane.http.client_ip import client_ip
-from keyplane.http.credentials import key_from_headers, key_in_url
-from keyplane.http.problems import KeyInURL, authentication_failed, missing_credentials
+from keyplane.core.grant import GrantCode, KeyState
+from keyplane.http.authentication import check_request_key
 from keyplane.service.jobs import JobOwner
 from keyplane.service.services import Services
 
@@ -27,38 +25,27 @@ def get_services(request: Request) -> Services:
 def require(scope: str | None) -> Any:
     """``Depends`` on a key that authenticates and holds ``scope`` (any valid key for None)."""
 
-    async def dependency(request: Request) -> KeyState:
+    async def dependency(request: Request, response: Response) -> KeyState:
         services = get_services(request)
-        if key_in_url(request.url.path, request.url.query, services.settings.key_format):
-            raise KeyInURL(
-                "API keys are never accepted in the URL. Send the key in the "
-                "'Authorization: apiKey <key>' header, and consider rolling it."
-            )
-        raw_key = key_from_headers(request.headers)
-        if raw_key is None:
-            raise missing_credentials()
-        peer = request.client.host if request.client else None
-        ip = client_ip(
-            peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies
-        )
-        decision = await services.verifier.verify_async(
-            raw_key,
+        settings = services.settings
+        checked = await check_request_key(
+            services.verifier,
+            key_format=settings.key_format,
+            trusted_proxies=settings.trusted_proxies,
+            path=request.url.path,
+            query=request.url.query,
+            headers=request.headers,
+            peer=request.client.host if request.client else None,
             required_scopes=(scope,) if scope else (),
-            client_ip=ip,
-            user_agent=request.headers.get("user-agent"),
+            header_hint="Authorization: apiKey <key>",
         )
-        if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
-            raise authentication_failed(decision.code)
-        if decision.code is GrantCode.FORBIDDEN:
-            raise PermissionDenied(
-                GrantCode.FORBIDDEN, "The API key may not be used from this IP address."
-            )
-        if decision.code is GrantCode.INSUFFICIENT_SCOPE:
+        if checked.code is GrantCode.INSUFFICIENT_SCOPE:
             raise PermissionDenied(
                 GrantCode.INSUFFICIENT_SCOPE,
                 f"The API key lacks the scope '{scope}' this call needs.",
             )
-        return decision.key
+        response.headers.update(checked.limit_headers)
+        return checked.key
 
     dependency.__name__ = f"require_{(scope or 'key').replace(':', '_')}"
     return Depends(dependency)

@@ -47,6 +47,10 @@ def install_error_handlers(app: FastAPI, services: Callable[[], Services | None]
         problem = problem_for(error).redacted(key_format())
         # Keyplane's 422 (a value its rules refuse) is IonQ's 400 Bad Request.
         status = 400 if problem.status == 422 else problem.status
+        if status == 429 and "Retry-After" not in problem.headers:
+            # A quota that never refills: the clients would retry a 429 for an
+            # hour, and no wait helps, so it is a refusal.
+            status = 403
         return error_response(status, problem.detail, problem.headers)
 
     async def validation_error(request: Request, error: Exception) -> Response:

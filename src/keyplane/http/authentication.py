@@ -1,0 +1,113 @@
+"""The request's key, checked: what every face that takes API keys does first.
+
+Framework-free so that the FastAPI dependency, the pure-ASGI hot path and the
+IonQ surface share one rule: a key in the URL is refused (400), no key or an
+unusable one is 401, a key used from outside its allowlist is 403, and a key
+over its rate limit or quota is 429. A missing scope is left to the caller,
+which knows what the route needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from keyplane.core.errors import PermissionDenied
+from keyplane.core.grant import UNAUTHENTICATED_CODES, Decision, GrantCode, KeyState
+from keyplane.core.keys import KeyFormat
+from keyplane.core.network import IPAddress, IPNetwork
+from keyplane.http.client_ip import client_ip
+from keyplane.http.credentials import key_from_headers, key_in_url
+from keyplane.http.problems import (
+    KeyInURL,
+    authentication_failed,
+    limit_exceeded,
+    missing_credentials,
+    ratelimit_headers,
+)
+
+
+class KeyVerifier(Protocol):
+    """What :func:`check_request_key` needs of ``service.verifier.Verifier``."""
+
+    async def verify_async(
+        self,
+        raw_key: str,
+        *,
+        required_scopes: Iterable[str] = (),
+        client_ip: IPAddress | None = None,
+        user_agent: str | None = None,
+        organization_id: str | None = None,
+    ) -> Decision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedKey:
+    """A key that authenticates the request (its scope may still be missing)."""
+
+    key: KeyState
+    code: GrantCode
+    client_ip: IPAddress | None
+    user_agent: str | None
+    #: ``RateLimit-*`` headers to answer with (empty for a key without limits).
+    limit_headers: dict[str, str]
+
+
+async def check_request_key(
+    verifier: KeyVerifier,
+    *,
+    key_format: KeyFormat,
+    trusted_proxies: tuple[IPNetwork, ...],
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    peer: str | None,
+    required_scopes: Iterable[str] = (),
+    check_url: bool = True,
+    header_hint: str = "Authorization: Bearer <key>",
+) -> CheckedKey:
+    """Verify the request's key or raise the problem to answer with.
+
+    ``headers`` must be looked up by lowercase name. ``check_url=False`` skips
+    the search of the URL for a key (a regular expression) on paths that
+    cannot hold one.
+    """
+    if check_url and key_in_url(path, query, key_format):
+        raise KeyInURL(
+            f"API keys are never accepted in the URL. Send the key in the '{header_hint}' "
+            "header, and consider rolling it: URLs end up in logs."
+        )
+    raw_key = key_from_headers(headers)
+    if raw_key is None:
+        raise missing_credentials()
+    ip = client_ip(peer, headers.get("x-forwarded-for"), trusted_proxies)
+    user_agent = headers.get("user-agent")
+    decision = await verifier.verify_async(
+        raw_key, required_scopes=required_scopes, client_ip=ip, user_agent=user_agent
+    )
+    if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
+        raise authentication_failed(decision.code)
+    if decision.code is GrantCode.FORBIDDEN:
+        raise PermissionDenied(
+            GrantCode.FORBIDDEN, "The API key may not be used from this IP address."
+        )
+    return CheckedKey(decision.key, decision.code, ip, user_agent, limit_state(decision))
+
+
+def limit_state(decision: Decision) -> dict[str, str]:
+    """RateLimit headers for a key with a rate limit or quota; raises 429 when over it."""
+    key = decision.key
+    if key is None or (decision.rate_limit is None and decision.quota is None):
+        return {}
+    rate = decision.rate_limit
+    window = key.rate_limit_window if rate is not None else None
+    allowance = rate if rate is not None else decision.quota
+    assert allowance is not None
+    if decision.code is GrantCode.USAGE_EXCEEDED and decision.quota is not None:
+        allowance, window = decision.quota, None
+    if decision.code in (GrantCode.RATE_LIMITED, GrantCode.USAGE_EXCEEDED):
+        raise limit_exceeded(
+            decision.code, limit=allowance.limit, reset_at=allowance.reset_at, window=window
+        )
+    return ratelimit_headers(allowance.limit, allowance.remaining, allowance.reset_at, window)
