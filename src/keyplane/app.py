@@ -12,9 +12,10 @@ import keyplane
 from keyplane.api import audit, health, keys, projects, verify, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
-from keyplane.config import Settings
+from keyplane.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, Settings
 from keyplane.console import create_console
 from keyplane.http.access_log import AccessLogMiddleware
+from keyplane.http.size_limits import SizeLimitMiddleware, SizeLimits
 from keyplane.logs import configure_logging
 from keyplane.service.services import Services
 
@@ -64,6 +65,13 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     def home() -> RedirectResponse:
         return RedirectResponse(f"{CONSOLE_PREFIX}/keys", status_code=307)
 
+    def size_limits() -> SizeLimits:
+        running: Services | None = app.state.services
+        if running is None:
+            return SizeLimits(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES)
+        return SizeLimits(running.settings.max_body_bytes, running.settings.max_header_bytes)
+
+    app.add_middleware(SizeLimitMiddleware, limits=size_limits)
     app.add_middleware(AccessLogMiddleware)
     app.state.services = services
     return app

@@ -70,9 +70,11 @@ async def authenticate(
     if raw_key is None:
         raise missing_credentials()
     ip = request_ip(request)
+    services.failed_keys.check(ip)  # 429 while this address is blocked for bad keys
     user_agent = request.headers.get("user-agent")
     decision = await services.verifier.verify_async(raw_key, client_ip=ip, user_agent=user_agent)
     if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
+        services.failed_keys.failed(ip)  # 429 instead of 401 once the budget is spent
         raise authentication_failed(decision.code)
     if decision.code is GrantCode.FORBIDDEN:
         raise PermissionDenied(

@@ -6,7 +6,8 @@
     ├── NotFound              no such object in the caller's organization
     ├── Conflict              the object's state forbids the change (a revoked key)
     ├── AuthenticationFailed  the credential identifies no usable key (carries the code)
-    └── PermissionDenied      the key is valid but may not do this (carries the code)
+    ├── PermissionDenied      the key is valid but may not do this (carries the code)
+    └── TooManyAttempts       too many failed attempts from a source; carries retry_after
 
 Messages never contain a secret: callers pass hints and ids, never key values.
 """
@@ -63,4 +64,13 @@ class PermissionDenied(KeyplaneError):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
+        self.code = code
+
+
+class TooManyAttempts(KeyplaneError):
+    """Too many failed attempts (keys or sign-ins); ``retry_after`` is the wait in seconds."""
+
+    def __init__(self, retry_after: int, message: str | None = None, *, code: str) -> None:
+        super().__init__(message or f"too many failed attempts; try again in {retry_after} s")
+        self.retry_after = retry_after
         self.code = code

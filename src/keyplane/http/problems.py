@@ -16,6 +16,7 @@ from keyplane.core.errors import (
     KeyplaneError,
     NotFound,
     PermissionDenied,
+    TooManyAttempts,
 )
 from keyplane.core.grant import GrantCode
 from keyplane.core.ids import is_id
@@ -105,6 +106,14 @@ def problem_for(error: Exception) -> Problem:
     if isinstance(error, PermissionDenied):
         slug = "forbidden-ip" if error.code == GrantCode.FORBIDDEN else "insufficient-scope"
         return Problem(403, slug, str(error), {"code": error.code})
+    if isinstance(error, TooManyAttempts):
+        return Problem(
+            429,
+            "too-many-attempts",
+            str(error),
+            {"code": error.code, "retry_after": error.retry_after},
+            {"Retry-After": str(error.retry_after)},
+        )
     if isinstance(error, KeyInURL):
         return Problem(400, "key-in-url", str(error), {"code": "KEY_IN_URL"})
     if isinstance(error, NotFound):

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Self
 
+from limits.storage import Storage
+
 from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
+from keyplane.service.abuse import FailedKeyLimiter
 from keyplane.service.accounts import AccountService, Bootstrapped
 from keyplane.service.cache import KeyCache
 from keyplane.service.keys import KeyService
@@ -38,8 +41,15 @@ class Services:
     """Everything the faces (API, CLI, middleware) call, wired once per process."""
 
     def __init__(
-        self, settings: Settings, database: Database, *, clock: Callable[[], datetime] = utc_now
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        limit_storage: Storage | None = None,
     ):
+        """``limit_storage`` (a ``limits`` storage, e.g. Redis) shares the sign-in and
+        failed-key counts between processes; the default keeps them in this process."""
         self.settings = settings
         self.database = database
         self.clock = clock
@@ -50,7 +60,14 @@ class Services:
             database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
         )
         self.accounts = AccountService(database, clock=clock)
-        self.sessions = SessionService(database, self.accounts, LoginThrottle(), clock=clock)
+        throttle = LoginThrottle(
+            limit_storage,
+            account_limit=settings.login_account_limit,
+            ip_limit=settings.login_ip_limit,
+        )
+        self.sessions = SessionService(database, self.accounts, throttle, clock=clock)
+        #: Failed key attempts per client IP (the API's ``authenticate``; the hot path).
+        self.failed_keys = FailedKeyLimiter(settings.failed_key_limit, limit_storage)
         self.members = MemberService(
             database,
             self.accounts,
