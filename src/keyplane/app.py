@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from starlette.responses import RedirectResponse
 
 import keyplane
-from keyplane.api import audit, health, keys, projects, verify, whoami
+from keyplane.api import audit, health, keys, leaks, projects, verify, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
 from keyplane.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, Settings
@@ -55,7 +55,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     )
     install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(no_store)])
-    for module in (whoami, verify, projects, keys, audit):
+    for module in (whoami, verify, projects, keys, audit, leaks):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)

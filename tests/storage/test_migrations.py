@@ -27,6 +27,7 @@ TABLES = {
     "audit_events",
     "console_sessions",
     "invitations",
+    "key_leaks",
 }
 
 

@@ -268,3 +268,27 @@ class VerifyResponse(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+# -- leak reports (GitHub secret scanning) -------------------------------------
+
+
+class LeakReportItem(BaseModel):
+    """One match in a GitHub secret scanning report.
+
+    Unknown fields are ignored, not refused: GitHub may add fields to its
+    reports, and a refused report would leave a leaked key alive.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(max_length=1000)
+    type: str = Field(max_length=100)
+    url: str = Field(max_length=4000)
+    source: str | None = Field(default=None, max_length=100)
+
+
+class LeakVerdictOut(BaseModel):
+    token_hash: str = Field(description="SHA-256 of the reported token, hex")
+    token_type: str
+    label: Literal["true_positive", "false_positive"]

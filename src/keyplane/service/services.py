@@ -15,6 +15,7 @@ from keyplane.service.abuse import FailedKeyLimiter
 from keyplane.service.accounts import AccountService, Bootstrapped
 from keyplane.service.cache import KeyCache
 from keyplane.service.keys import KeyService
+from keyplane.service.leaks import GitHubKeyring, LeakService
 from keyplane.service.members import MemberService, SignupPolicy
 from keyplane.service.records import Actor, Caller, CreatedKey
 from keyplane.service.sessions import SessionService
@@ -74,6 +75,14 @@ class Services:
             self.sessions,
             policy=SignupPolicy(settings.signup),
             clock=clock,
+        )
+        keyring = (
+            GitHubKeyring.from_file(settings.github_keys_file)
+            if settings.github_keys_file is not None
+            else GitHubKeyring()
+        )
+        self.leaks = LeakService(
+            database, self.keys, key_format=key_format, keyring=keyring, clock=clock
         )
         self.verifier = Verifier(
             database, key_format=key_format, cache=self.cache, usage=self.usage, clock=clock
