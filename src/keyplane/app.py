@@ -12,6 +12,7 @@ import keyplane
 from keyplane.api import audit, health, keys, leaks, projects, verify, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
+from keyplane.api.schemas import problem_responses
 from keyplane.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, Settings
 from keyplane.console import create_console
 from keyplane.http.access_log import AccessLogMiddleware
@@ -54,7 +55,9 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(no_store)])
+    api = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(no_store)], responses=problem_responses()
+    )
     for module in (whoami, verify, projects, keys, audit, leaks):
         api.include_router(module.router)
     app.include_router(health.router)
