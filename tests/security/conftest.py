@@ -11,6 +11,12 @@ from fastapi.testclient import TestClient
 from keyplane.app import create_app
 from keyplane.config import Settings
 from keyplane.service.services import Services
+from tests.console.conftest import (  # noqa: F401 - the console's fixtures, shared here
+    browser,
+    make_browser,
+    open_signup,
+    owner,
+)
 from tests.support import Clock
 
 MakeClient = Callable[..., tuple[TestClient, Services]]
