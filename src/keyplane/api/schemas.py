@@ -298,7 +298,7 @@ class LeakVerdictOut(BaseModel):
 
 
 class ProblemOut(BaseModel):
-    """An error answer, ``application/problem+json``. ``code`` is stable; read it, not ``detail``."""
+    """An error answer (``application/problem+json``); ``code`` is stable, ``detail`` is prose."""
 
     model_config = ConfigDict(extra="allow")
 
