@@ -4,6 +4,11 @@ client IP from the socket, or from X-Forwarded-For behind trusted proxies only."
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +19,7 @@ from keyplane.core.network import parse_allowlist
 from keyplane.service.abuse import FailedKeyLimiter
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
+from tests.console.conftest import Browser
 from tests.security.conftest import MakeClient
 from tests.support import Tenant, bearer
 
@@ -198,3 +204,33 @@ def test_limit_settings_are_read_from_the_environment() -> None:
     assert settings.login_account_limit == "3 per 10 minutes"
     assert settings.login_ip_limit == "9/hour"
     assert (settings.max_body_bytes, settings.max_header_bytes) == (4096, 2048)
+
+
+def test_if_the_operator_ends_all_sessions_then_every_browser_is_signed_out(
+    owner: Browser,
+    make_browser: Callable[..., Browser],
+    services: Services,
+    open_signup: None,
+    tmp_path: Path,
+    settings: Settings,
+) -> None:
+    stranger = make_browser()
+    stranger.sign_up("someone@globex.test", "Globex")
+    assert owner.get("/console/keys").status_code == 200
+    env = {
+        **os.environ,
+        "KEYPLANE_DATA_DIR": str(tmp_path),
+        "KEYPLANE_DATABASE_URL": settings.database_url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "keyplane.cli", "admin", "end-sessions", "--org", "Acme"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"Ended 1 console session." in done.stdout
+    assert owner.get("/console/keys").status_code == 303
+    assert stranger.get("/console/keys").status_code == 200
+    assert services.sessions.end_all() == 1
+    assert stranger.get("/console/keys").status_code == 303
