@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -208,3 +211,21 @@ def test_if_the_keys_file_is_configured_then_it_is_loaded_and_a_bad_one_fails_at
         GitHubKeyring.from_file(bad)
     with pytest.raises(ConfigError, match="KEYPLANE_GITHUB_KEYS_FILE"):
         GitHubKeyring.from_file(tmp_path / "missing.json")
+
+
+def test_if_the_keys_file_is_bad_then_serve_stops_with_one_line_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "github.json"
+    bad.write_text("not json")
+    done = subprocess.run(
+        [sys.executable, "-m", "keyplane.cli", "serve", "--port", "0"],
+        env={
+            **os.environ,
+            "KEYPLANE_DATA_DIR": str(tmp_path / "data"),
+            "KEYPLANE_GITHUB_KEYS_FILE": str(bad),
+        },
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert b"KEYPLANE_GITHUB_KEYS_FILE" in done.stderr
+    assert b"Traceback" not in done.stderr

@@ -89,15 +89,21 @@ class Services:
         )
 
     @classmethod
-    def open(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Self:
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        limit_storage: Storage | None = None,
+    ) -> Self:
         """Connect, bring the schema up to date (SQLite) or check it is (PostgreSQL)."""
         database = Database(settings.database_url)
         try:
             migrate.prepare(database.engine)
+            return cls(settings, database, clock=clock, limit_storage=limit_storage)
         except BaseException:
             database.dispose()
             raise
-        return cls(settings, database, clock=clock)
 
     def start(self) -> None:
         """Start background work (the last-used flusher)."""
