@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,19 +16,16 @@ from sqlalchemy import update
 from starlette.routing import BaseRoute, Mount
 
 from keyplane.service.abuse import FailedKeyLimiter
-from keyplane.service.records import Actor, Caller, Role
+from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from keyplane.storage.models import ApiKey
-from tests.console.conftest import PASSWORD, Browser
 from tests.security.authorization import (
     API_ENDPOINTS,
     API_SUBJECTS,
     CONSOLE_ACTIONS,
     CONSOLE_EXEMPT,
-    CONSOLE_SUBJECTS,
     DOC,
     ApiEndpoint,
-    ConsoleAction,
     documented_tables,
     render_tables,
 )
@@ -172,86 +169,4 @@ def test_api_answers_every_subject_as_the_matrix_says(
         if response.status_code >= 400:
             assert response.headers["content-type"] == "application/problem+json"
     expected = {subject: endpoint.expected(subject) for subject in API_SUBJECTS}
-    assert got == expected
-
-
-# -- the console -------------------------------------------------------------------
-
-
-@dataclass
-class ConsoleWorld:
-    services: Services
-    browsers: dict[str, Browser]
-    organization_id: str
-    project_id: str
-
-    def targets(self) -> dict[str, str]:
-        """Fresh objects of the organization: a key, a member, an invitation."""
-        caller = _operator(self.organization_id)
-        key = self.services.keys.create(caller, self.project_id, name=f"target {next(_names)}")
-        email = f"target{next(_names)}@acme.test"
-        joined = self.services.members.invite(caller, email, Role.MEMBER)
-        session = self.services.members.accept(joined.token, PASSWORD)
-        invitation = self.services.members.invite(caller, f"pending{next(_names)}@acme.test")
-        return {
-            "key_id": key.record.id,
-            "user_id": session.record.user_id,
-            "invitation_id": invitation.record.id,
-        }
-
-
-@pytest.fixture
-def console_world(
-    owner: Browser,
-    make_browser: Callable[..., Browser],
-    services: Services,
-    open_signup: None,
-) -> ConsoleWorld:
-    if not services.settings.is_sqlite:
-        pytest.skip("roles are decided in the service layer: the console matrix runs on SQLite")
-    browsers = {"owner": owner}
-    for index, role in enumerate(("admin", "member")):
-        link = owner.invite(f"{role}@acme.test", role)
-        browser = make_browser(f"198.51.100.{60 + index}")
-        assert browser.join(link).status_code == 303
-        browsers[role] = browser
-    stranger = make_browser("198.51.100.70")
-    stranger.sign_up("owner@globex.test", "Globex")
-    browsers["other-org"] = stranger
-    browsers["anonymous"] = make_browser("198.51.100.71")
-    organization = services.accounts.operator_caller("Acme").organization_id
-    return ConsoleWorld(services, browsers, organization, owner.project_id())
-
-
-_FORMS: dict[tuple[str, str], dict[str, object]] = {
-    ("POST", "/console/keys"): {"name": "made in the matrix"},
-    ("POST", "/console/keys/{key_id}/rename"): {"name": "renamed"},
-    ("POST", "/console/keys/{key_id}/roll"): {"grace_seconds": "0"},
-    ("POST", "/console/members/{user_id}/role"): {"role": "admin"},
-}
-
-
-@pytest.mark.parametrize("action", CONSOLE_ACTIONS, ids=lambda a: f"{a.method} {a.path}")
-def test_console_answers_every_person_as_the_matrix_says(
-    console_world: ConsoleWorld, action: ConsoleAction
-) -> None:
-    got: dict[str, int] = {}
-    for subject in CONSOLE_SUBJECTS:
-        browser = console_world.browsers[subject]
-        path = action.path.format(**console_world.targets())
-        if action.method == "GET":
-            response = browser.get(path)
-        else:
-            form: dict[str, object] = dict(_FORMS.get((action.method, action.path), {}))
-            if action.path == "/console/keys":
-                form["project"] = console_world.project_id
-            if action.path == "/console/projects":
-                form["name"] = f"project {next(_names)}"
-            if action.path == "/console/members/invite":
-                form["email"] = f"invited{next(_names)}@example.test"
-            if subject == "anonymous":
-                form["csrf_token"] = "none"
-            response = browser.post(path, form)
-        got[subject] = response.status_code
-    expected = {subject: action.expected(subject) for subject in CONSOLE_SUBJECTS}
     assert got == expected
