@@ -120,3 +120,34 @@ def test_if_a_body_is_malformed_then_every_endpoint_answers_a_4xx_problem(
         assert 400 <= response.status_code < 500, (method, path, response.text)
         assert response.headers["content-type"] == "application/problem+json", (method, path)
         assert tenant.key not in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        pytest.param("/api/v1/projects", "GET, POST", id="projects"),
+        pytest.param("/api/v1/keys/key_0000000000000000", "DELETE, GET, PATCH", id="key"),
+        pytest.param("/api/v1/whoami", "GET", id="whoami"),
+    ],
+)
+def test_if_the_method_is_wrong_then_405_lists_every_method_of_the_path(
+    client: TestClient, path: str, allowed: str
+) -> None:
+    response = client.request("OPTIONS", path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("value", ["0.5", "1700000000", "-3"])
+def test_if_a_time_is_a_number_then_it_is_refused_not_read_as_unix_time(
+    client: TestClient, tenant: Tenant, value: str
+) -> None:
+    response = client.get("/api/v1/audit-events", params={"until": value}, headers=tenant.headers)
+    assert response.status_code == 422
+    created = client.post(
+        f"/api/v1/projects/{tenant.project_id}/keys",
+        json={"name": "x", "expires_at": float(value)},
+        headers=tenant.headers,
+    )
+    assert created.status_code == 422

@@ -2,8 +2,9 @@
 
 Bounded for ``make test`` (``KEYPLANE_FUZZ_EXAMPLES`` examples per operation, 15 by
 default); docs/security.md gives the longer run. Checks: no 5xx, status codes,
-content types, headers and bodies as the schema declares them, and no hang (a
-watchdog dumps the stacks and fails the run if one request takes a minute).
+content types, headers and bodies as the schema declares them, schema-invalid
+data refused, credentials really required, and no hang (a watchdog dumps the
+stacks and ends the run if a test takes two minutes).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -36,6 +39,8 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,  # data the schema forbids must not be accepted
+    ignored_auth,  # a declared credential must actually be required
 ]
 
 

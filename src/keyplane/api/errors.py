@@ -7,8 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from keyplane.core.errors import KeyplaneError
 from keyplane.core.keys import KeyFormat
@@ -80,7 +82,22 @@ async def _validation_error(request: Request, error: Exception) -> Response:
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # Starlette names the methods of the first route that matched the path only;
+        # a path served by several routes (GET and POST /projects) must list them all.
+        headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
     return _respond(request, Problem(error.status_code, "", str(error.detail), {}, headers))
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.routes):
+        if not context.path or not context.methods:
+            continue
+        pattern, _, _ = compile_path(context.path)
+        if pattern.match(request.url.path):
+            methods |= set(context.methods)
+    return methods
 
 
 async def _database_unavailable(request: Request, error: Exception) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from keyplane.core.grant import Decision, GrantCode, KeyState
 from keyplane.service.records import (
@@ -28,8 +28,23 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("the time is out of range once converted to UTC") from None
 
 
-#: A timestamp with a time zone, normalized to UTC; one that overflows is a 422, not a 500.
-Timestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+def _iso_8601_only(value: Any) -> Any:
+    # Pydantic would also take a number (or a numeric string) as Unix time; the
+    # schema promises an RFC 3339 date-time, so hold to it.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("a time must be an RFC 3339 date-time string")
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("a time must be an RFC 3339 date-time string")
+    return value
+
+
+#: A timestamp with a time zone, normalized to UTC; one that overflows is a 422, not a
+#: 500; a number is a 422, not Unix time.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only), AfterValidator(_to_utc)]
 
 
 class Strict(BaseModel):
