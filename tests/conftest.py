@@ -15,6 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Schemathesis (tests/security/test_fuzz.py) imports its OpenAPI generator lazily,
+# which pytest's assertion rewriting parses with ast; on CPython 3.11.7 that parse
+# fails at random deep in collection ("SystemError: AST constructor recursion
+# depth mismatch", a CPython bug fixed in 3.11.8). Importing it here, while the
+# stack is shallow, avoids it.
+import schemathesis.specs.openapi._hypothesis  # noqa: F401
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text

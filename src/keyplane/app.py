@@ -9,13 +9,15 @@ from fastapi import APIRouter, Depends, FastAPI
 from starlette.responses import RedirectResponse
 
 import keyplane
-from keyplane.api import audit, health, keys, projects, verify, whoami
+from keyplane.api import audit, health, keys, leaks, projects, verify, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
 from keyplane.api.hotpath import HotPath, HotPathFront
-from keyplane.config import Settings
+from keyplane.api.schemas import problem_responses
+from keyplane.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, Settings
 from keyplane.console import create_console
 from keyplane.http.access_log import AccessLogMiddleware
+from keyplane.http.size_limits import SizeLimitMiddleware, SizeLimits
 from keyplane.ionq import create_ionq_app
 from keyplane.ionq.routes import PREFIX as IONQ_PREFIX
 from keyplane.logs import configure_logging
@@ -61,8 +63,10 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(no_store)])
-    for module in (whoami, verify, projects, keys, audit):
+    api = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(no_store)], responses=problem_responses()
+    )
+    for module in (whoami, verify, projects, keys, audit, leaks):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
@@ -77,6 +81,14 @@ def create_app(
     app.mount(IONQ_PREFIX, create_ionq_app(lambda: getattr(app.state, "services", None)))
     if hot_path:
         app.add_middleware(HotPath)  # inside the access log, which is added last (outermost)
+
+    def size_limits() -> SizeLimits:
+        running: Services | None = app.state.services
+        if running is None:
+            return SizeLimits(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES)
+        return SizeLimits(running.settings.max_body_bytes, running.settings.max_header_bytes)
+
+    app.add_middleware(SizeLimitMiddleware, limits=size_limits)
     app.add_middleware(AccessLogMiddleware)
     app.state.services = services
     return app

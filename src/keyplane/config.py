@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 import platformdirs
+from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -25,6 +26,11 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
 SQLITE_FILENAME: Final = "keyplane.db"
 SIGNUP_POLICIES: Final = ("first", "open", "off")
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+DEFAULT_MAX_HEADER_BYTES: Final = 16 * 1024
+FAILED_KEY_LIMIT: Final = "20 per minute"
+LOGIN_ACCOUNT_LIMIT: Final = "5 per 5 minutes"
+LOGIN_IP_LIMIT: Final = "20 per 5 minutes"
 
 
 N = TypeVar("N", int, float)
@@ -64,6 +70,18 @@ class Settings:
     ionq_workers: int = 2
     #: The widest circuit the built-in simulator accepts (2^n amplitudes of 16 bytes).
     ionq_max_qubits: int = 20
+    #: Largest request body and header block accepted (bytes); larger gets 413 / 431.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    #: Failed key attempts one client IP may make (a ``limits`` string); then 429.
+    failed_key_limit: str = FAILED_KEY_LIMIT
+    #: Failed console sign-ins per account and per client IP.
+    login_account_limit: str = LOGIN_ACCOUNT_LIMIT
+    login_ip_limit: str = LOGIN_IP_LIMIT
+    #: A JSON file with GitHub's secret scanning public keys (the document
+    #: ``GET https://api.github.com/meta/public_keys/secret_scanning`` returns);
+    #: unset, ``POST /api/v1/leaks/github`` refuses every report.
+    github_keys_file: Path | None = None
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -132,6 +150,7 @@ class Settings:
                 "KEYPLANE_SIGNUP must be first (only the first user of a fresh server signs up), "
                 "open (anyone may create an organization) or off (invitations only)"
             )
+        github_keys = _get(env, "KEYPLANE_GITHUB_KEYS_FILE")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -152,6 +171,16 @@ class Settings:
             signup=signup,
             ionq_workers=_number(env, "KEYPLANE_IONQ_WORKERS", 2, int, 0, 64),
             ionq_max_qubits=_number(env, "KEYPLANE_IONQ_MAX_QUBITS", 20, int, 1, 26),
+            max_body_bytes=_number(
+                env, "KEYPLANE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, int, 1024, 1024**3
+            ),
+            max_header_bytes=_number(
+                env, "KEYPLANE_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES, int, 1024, 1024**2
+            ),
+            failed_key_limit=_rate(env, "KEYPLANE_FAILED_KEY_LIMIT", FAILED_KEY_LIMIT),
+            login_account_limit=_rate(env, "KEYPLANE_LOGIN_ACCOUNT_LIMIT", LOGIN_ACCOUNT_LIMIT),
+            login_ip_limit=_rate(env, "KEYPLANE_LOGIN_IP_LIMIT", LOGIN_IP_LIMIT),
+            github_keys_file=Path(github_keys).expanduser() if github_keys else None,
         )
 
 
@@ -185,6 +214,20 @@ def normalize_database_url(url: str) -> str:
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A ``limits`` rate such as ``20 per minute`` or ``5/5 minutes``."""
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a rate such as '20 per minute' or '5 per 5 minutes', got {raw!r}"
+        ) from None
+    return raw
 
 
 def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], low: N, high: N) -> N:

@@ -30,6 +30,7 @@ TABLES = {
     "jobs",
     "key_changes",
     "key_usage",
+    "key_leaks",
 }
 
 

@@ -84,6 +84,7 @@ async def check_key(
     settings = services.settings
     checked = await check_request_key(
         services.verifier,
+        failures=services.failed_keys,
         key_format=settings.key_format,
         trusted_proxies=settings.trusted_proxies,
         path=path,

@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from keyplane.core.errors import KeyplaneError
 from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import Problem, problem_for
+from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, cause_name
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(KeyplaneError, _keyplane_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for error_type in DATABASE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_type, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+logger = logging.getLogger("keyplane.api")
+
+
+def database_unavailable() -> Problem:
+    return Problem(
+        503,
+        "database-unavailable",
+        "The database is unavailable right now; try again shortly.",
+        {"code": "DATABASE_UNAVAILABLE"},
+        {"Retry-After": "1"},
+    )
 
 
 def _respond(request: Request, problem: Problem) -> Response:
@@ -63,7 +82,34 @@ async def _validation_error(request: Request, error: Exception) -> Response:
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # Starlette names the methods of the first route that matched the path only;
+        # a path served by several routes (GET and POST /projects) must list them all.
+        headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
     return _respond(request, Problem(error.status_code, "", str(error.detail), {}, headers))
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.routes):
+        if not context.path or not context.methods:
+            continue
+        pattern, _, _ = compile_path(context.path)
+        if pattern.match(request.url.path):
+            methods |= set(context.methods)
+    return methods
+
+
+async def _database_unavailable(request: Request, error: Exception) -> Response:
+    # One line, no traceback: an outage would otherwise flood the log. The
+    # exception's text never holds SQL parameters (engines hide them).
+    logger.warning(
+        "database unavailable during %s %s: %s",
+        request.method,
+        request.url.path,
+        cause_name(error),
+    )
+    return _respond(request, database_unavailable())
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from keyplane.core.grant import Allowance, Decision, GrantCode, KeyState
 from keyplane.service.records import (
@@ -31,8 +31,23 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("the time is out of range once converted to UTC") from None
 
 
-#: A timestamp with a time zone, normalized to UTC; one that overflows is a 422, not a 500.
-Timestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+def _iso_8601_only(value: Any) -> Any:
+    # Pydantic would also take a number (or a numeric string) as Unix time; the
+    # schema promises an RFC 3339 date-time, so hold to it.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("a time must be an RFC 3339 date-time string")
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("a time must be an RFC 3339 date-time string")
+    return value
+
+
+#: A timestamp with a time zone, normalized to UTC; one that overflows is a 422, not a
+#: 500; a number is a 422, not Unix time.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only), AfterValidator(_to_utc)]
 
 
 class Strict(BaseModel):
@@ -375,3 +390,69 @@ class VerifyResponse(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+# -- leak reports (GitHub secret scanning) -------------------------------------
+
+
+class LeakReportItem(BaseModel):
+    """One match in a GitHub secret scanning report.
+
+    Unknown fields are ignored, not refused: GitHub may add fields to its
+    reports, and a refused report would leave a leaked key alive.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(max_length=1000)
+    type: str = Field(max_length=100)
+    url: str = Field(max_length=4000)
+    source: str | None = Field(default=None, max_length=100)
+
+
+class LeakVerdictOut(BaseModel):
+    token_hash: str = Field(description="SHA-256 of the reported token, hex")
+    token_type: str
+    label: Literal["true_positive", "false_positive"]
+
+
+# -- problems (RFC 9457) ---------------------------------------------------------
+
+
+class ProblemOut(BaseModel):
+    """An error answer (``application/problem+json``); ``code`` is stable, ``detail`` is prose."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str | None = None
+
+
+_PROBLEM_REASONS: dict[int, str] = {
+    400: "Malformed request (bad JSON, a key in the URL)",
+    401: "No usable credential",
+    403: "The credential may not do this (scope, IP allowlist, role)",
+    404: "No such object in the caller's organization",
+    409: "The object's state forbids the change",
+    413: "The request body is too large",
+    422: "The request is well formed but its values are not acceptable",
+    429: "Too many failed attempts from this address; see Retry-After",
+    431: "The request headers are too large",
+    503: "The database is unavailable; retry after Retry-After",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for problem answers (default: every one the API gives)."""
+    schema = {"$ref": "#/components/schemas/ProblemOut"}
+    return {
+        status: {
+            "model": ProblemOut,
+            "description": _PROBLEM_REASONS[status],
+            "content": {"application/problem+json": {"schema": schema}},
+        }
+        for status in statuses or tuple(_PROBLEM_REASONS)
+    }

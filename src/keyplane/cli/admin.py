@@ -1,4 +1,5 @@
-"""Operator commands that go straight to the database: ``bootstrap`` and ``create-key``.
+"""Operator commands that go straight to the database: ``bootstrap``, ``create-key``,
+``end-sessions``.
 
 They work while a server runs on the same data directory: SQLite is in WAL
 mode and writes wait for the lock instead of failing.
@@ -96,6 +97,19 @@ def create_key(
         print_json(_key_json(created))
         return
     _show_key(created)
+
+
+@admin_app.command("end-sessions")
+def end_sessions(
+    org: str | None = typer.Option(
+        None, "--org", help="Only this organization (name or id); default every one."
+    ),
+) -> None:
+    """Sign everyone out of the console (after a suspected session theft, say)."""
+    with _services() as services:
+        organization_id = services.accounts.operator_caller(org).organization_id if org else None
+        ended = services.sessions.end_all(organization_id)
+    stdout.print(f"Ended {ended} console session{'s' if ended != 1 else ''}.")
 
 
 def _key_json(created: CreatedKey) -> dict[str, Any]:

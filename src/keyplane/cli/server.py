@@ -13,6 +13,7 @@ from uvicorn.supervisors import Multiprocess
 from keyplane.cli.output import errors_as_messages, stderr, stdout
 from keyplane.config import Settings, hide_password
 from keyplane.logs import configure_logging
+from keyplane.service.leaks import GitHubKeyring
 from keyplane.storage import migrate
 from keyplane.storage.database import Database
 
@@ -38,6 +39,8 @@ def serve(
             migrate.prepare(database.engine)
         finally:
             database.dispose()
+        if settings.github_keys_file is not None:
+            GitHubKeyring.from_file(settings.github_keys_file)  # a bad file stops us here
     host = host or settings.host
     port = settings.port if port is None else port
     where = hide_password(settings.database_url)

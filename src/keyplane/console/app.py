@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Final
@@ -25,8 +26,11 @@ from keyplane.core.errors import (
     NotFound,
     PermissionDenied,
 )
+from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, cause_name
 from keyplane.service.services import Services
 from keyplane.service.throttle import TooManyAttempts
+
+logger = logging.getLogger("keyplane.console")
 
 #: Scripts, styles and images from this origin only; no inline script or style,
 #: no framing, forms post only here.
@@ -122,6 +126,20 @@ def _install_error_pages(console: FastAPI) -> None:
     async def validation_error(request: Request, error: Exception) -> Response:
         return error_page(request, 422, "The form was incomplete. Go back and try again.")
 
+    async def database_unavailable(request: Request, error: Exception) -> Response:
+        logger.warning(
+            "database unavailable during %s %s: %s",
+            request.method,
+            request.url.path,
+            cause_name(error),
+        )
+        return error_page(
+            request,
+            503,
+            "The database is unavailable right now. Try again in a moment.",
+            headers={"Retry-After": "1"},
+        )
+
     async def unexpected(request: Request, error: Exception) -> Response:
         return error_page(request, 500, "Something went wrong on our side.")
 
@@ -129,6 +147,8 @@ def _install_error_pages(console: FastAPI) -> None:
     console.add_exception_handler(KeyplaneError, keyplane_error)
     console.add_exception_handler(StarletteHTTPException, http_error)
     console.add_exception_handler(RequestValidationError, validation_error)
+    for error_type in DATABASE_UNAVAILABLE_ERRORS:
+        console.add_exception_handler(error_type, database_unavailable)
     console.add_exception_handler(Exception, unexpected)
 
 

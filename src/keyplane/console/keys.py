@@ -135,6 +135,12 @@ def keys_page(
             next_cursor=page.next_cursor if page else None,
             names=member_names(services, visitor),
             can_manage={key.id: can_manage_key(visitor.caller, key.created_by) for key in keys},
+            leaked={
+                leak.key_id
+                for leak in services.leaks.leaks(
+                    visitor.caller.organization_id, [key.id for key in keys]
+                )
+            },
         ),
     )
 
@@ -253,6 +259,7 @@ def key_page(request: Request, services: ServicesDep, visitor: VisitorDep, key_i
             "names": member_names(services, visitor),
             "can_manage": can_manage_key(visitor.caller, key.created_by),
             "grace_choices": GRACE_CHOICES,
+            "leaks": services.leaks.leaks(visitor.caller.organization_id, [key.id]),
         },
     )
 

@@ -111,6 +111,7 @@ AUDIT_ACTIONS = (
     "key.enabled",
     "key.rolled",
     "key.revoked",
+    "key.leaked",
     "project.created",
     "organization.created",
     "member.added",

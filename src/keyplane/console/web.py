@@ -7,7 +7,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
@@ -19,6 +19,7 @@ from starlette.templating import Jinja2Templates
 from keyplane.core.errors import KeyplaneError
 from keyplane.http.client_ip import client_ip
 from keyplane.service.access import is_manager
+from keyplane.service.leaks import LeakRecord
 from keyplane.service.records import Caller, SessionRecord
 from keyplane.service.services import Services
 from keyplane.service.sessions import SESSION_LIFETIME
@@ -194,6 +195,16 @@ def clear_session_cookie(request: Request, response: Response) -> None:
     )
 
 
+#: How long the organization banner keeps showing a leak report.
+LEAK_BANNER_DAYS: Final = 30
+
+
+def recent_leaks(services: Services, organization_id: str) -> list[LeakRecord]:
+    """Leak reports of the last ``LEAK_BANNER_DAYS`` days: the banner on every page."""
+    since = services.clock() - timedelta(days=LEAK_BANNER_DAYS)
+    return [leak for leak in services.leaks.leaks(organization_id) if leak.reported_at >= since]
+
+
 def render(
     request: Request,
     template: str,
@@ -211,6 +222,8 @@ def render(
         "notice": NOTICES.get(request.query_params.get("notice", "")),
         **(context or {}),
     }
+    if visitor is not None and "leak_alert" not in values:
+        values["leak_alert"] = recent_leaks(services_of(request), visitor.session.organization_id)
     if visitor is None and "anonymous_csrf" not in values:
         values["anonymous_csrf"] = anonymous_token(request)
     response = templates.TemplateResponse(

@@ -8,6 +8,7 @@
     ├── AuthenticationFailed  the credential identifies no usable key (carries the code)
     ├── PermissionDenied      the key is valid but may not do this (carries the code)
     └── LimitExceeded         the key is valid but over its rate limit or usage quota
+    └── TooManyAttempts       too many failed attempts from a source; carries retry_after
 
 Messages never contain a secret: callers pass hints and ids, never key values.
 """
@@ -81,3 +82,12 @@ class LimitExceeded(KeyplaneError):
         self.limit = limit
         self.reset_at = reset_at
         self.window = window
+
+
+class TooManyAttempts(KeyplaneError):
+    """Too many failed attempts (keys or sign-ins); ``retry_after`` is the wait in seconds."""
+
+    def __init__(self, retry_after: int, message: str | None = None, *, code: str) -> None:
+        super().__init__(message or f"too many failed attempts; try again in {retry_after} s")
+        self.retry_after = retry_after
+        self.code = code

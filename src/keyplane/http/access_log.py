@@ -7,11 +7,14 @@ included, so ``keyplane serve`` turns it off and uses this instead.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyplane.core.keys import BODY_LENGTH
 
 logger = logging.getLogger("keyplane.access")
 
@@ -52,14 +55,19 @@ def log_request(scope: Scope, status: int, started: float) -> None:
         )
 
 
+#: Anything shaped like a key of any prefix (the path of a request that put a key
+#: in its URL, refused with 400, must not log it either). Ids are shorter.
+_KEY_SHAPED = re.compile(rf"[a-z][a-z0-9]{{0,15}}_[0-9A-Za-z]{{{BODY_LENGTH}}}")
+
+
 def safe_target(scope: Scope) -> str:
-    """The path, with query parameter names but never their values."""
-    path: str = scope.get("path", "")
+    """The path (any key-shaped part masked), with query parameter names but not values."""
+    path: str = _KEY_SHAPED.sub("<key>", scope.get("path", ""))
     query = scope.get("query_string", b"").decode("latin-1")
     if not query:
         return path
     names = [name for name, _ in parse_qsl(query, keep_blank_values=True)]
-    return path + "?" + "&".join(f"{name[:40]}=…" for name in names[:20])
+    return path + "?" + "&".join(f"{_KEY_SHAPED.sub('<key>', name[:40])}=…" for name in names[:20])
 
 
 def _peer(scope: Scope) -> Any:

@@ -2,9 +2,9 @@
 
 Framework-free so that the FastAPI dependency, the pure-ASGI hot path and the
 IonQ surface share one rule: a key in the URL is refused (400), no key or an
-unusable one is 401, a key used from outside its allowlist is 403, and a key
-over its rate limit or quota is 429. A missing scope is left to the caller,
-which knows what the route needs.
+unusable one is 401 (429 once the client IP sent too many), a key used from
+outside its allowlist is 403, and a key over its rate limit or quota is 429.
+A missing scope is left to the caller, which knows what the route needs.
 """
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ class KeyVerifier(Protocol):
     ) -> Decision: ...
 
 
+class FailedAttempts(Protocol):
+    """What :func:`check_request_key` needs of ``service.abuse.FailedKeyLimiter``: both
+    raise ``TooManyAttempts`` (429) for a client IP that sent too many bad keys."""
+
+    def check(self, client_ip: IPAddress | None) -> None: ...
+
+    def failed(self, client_ip: IPAddress | None) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class CheckedKey:
     """A key that authenticates the request (its scope may still be missing)."""
@@ -63,6 +72,7 @@ async def check_request_key(
     query: str,
     headers: Mapping[str, str],
     peer: str | None,
+    failures: FailedAttempts | None = None,
     required_scopes: Iterable[str] = (),
     check_url: bool = True,
     header_hint: str = "Authorization: Bearer <key>",
@@ -71,7 +81,8 @@ async def check_request_key(
 
     ``headers`` must be looked up by lowercase name. ``check_url=False`` skips
     the search of the URL for a key (a regular expression) on paths that
-    cannot hold one.
+    cannot hold one. ``failures`` counts unusable keys per client IP and refuses
+    (429) an address that sent too many, before its key is even looked at.
     """
     if check_url and key_in_url(path, query, key_format):
         raise KeyInURL(
@@ -82,11 +93,15 @@ async def check_request_key(
     if raw_key is None:
         raise missing_credentials()
     ip = client_ip(peer, headers.get("x-forwarded-for"), trusted_proxies)
+    if failures is not None:
+        failures.check(ip)
     user_agent = headers.get("user-agent")
     decision = await verifier.verify_async(
         raw_key, required_scopes=required_scopes, client_ip=ip, user_agent=user_agent
     )
     if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
+        if failures is not None:
+            failures.failed(ip)  # 429 instead of 401 once the budget is spent
         raise authentication_failed(decision.code)
     if decision.code is GrantCode.FORBIDDEN:
         raise PermissionDenied(

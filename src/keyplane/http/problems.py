@@ -19,6 +19,7 @@ from keyplane.core.errors import (
     LimitExceeded,
     NotFound,
     PermissionDenied,
+    TooManyAttempts,
 )
 from keyplane.core.grant import GrantCode
 from keyplane.core.ids import is_id
@@ -139,6 +140,14 @@ def problem_for(error: Exception) -> Problem:
             headers["Retry-After"] = str(max(1, math.ceil(error.reset_at - time.time())))
         slug = "rate-limited" if error.code == GrantCode.RATE_LIMITED else "usage-exceeded"
         return Problem(429, slug, str(error), {"code": error.code}, headers)
+    if isinstance(error, TooManyAttempts):
+        return Problem(
+            429,
+            "too-many-attempts",
+            str(error),
+            {"code": error.code, "retry_after": error.retry_after},
+            {"Retry-After": str(error.retry_after)},
+        )
     if isinstance(error, KeyInURL):
         return Problem(400, "key-in-url", str(error), {"code": "KEY_IN_URL"})
     if isinstance(error, NotFound):

@@ -30,6 +30,7 @@ def require(scope: str | None) -> Any:
         settings = services.settings
         checked = await check_request_key(
             services.verifier,
+            failures=services.failed_keys,
             key_format=settings.key_format,
             trusted_proxies=settings.trusted_proxies,
             path=request.url.path,

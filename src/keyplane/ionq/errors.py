@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from keyplane.core.errors import KeyplaneError
+from keyplane.core.errors import KeyplaneError, TooManyAttempts
 from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import problem_for
 from keyplane.service.services import Services
@@ -47,9 +47,11 @@ def install_error_handlers(app: FastAPI, services: Callable[[], Services | None]
         problem = problem_for(error).redacted(key_format())
         # Keyplane's 422 (a value its rules refuse) is IonQ's 400 Bad Request.
         status = 400 if problem.status == 422 else problem.status
-        if status == 429 and "Retry-After" not in problem.headers:
-            # A quota that never refills: the clients would retry a 429 for an
-            # hour, and no wait helps, so it is a refusal.
+        if status == 429 and (
+            "Retry-After" not in problem.headers or isinstance(error, TooManyAttempts)
+        ):
+            # A quota that never refills, or an address refused for sending too
+            # many bad keys: the clients would retry a 429 for up to an hour.
             status = 403
         return error_response(status, problem.detail, problem.headers)
 

@@ -17,6 +17,7 @@ from typing import Final
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, cause_name
 from keyplane.service.jobs import LEASE, JobService
 
 logger = logging.getLogger("keyplane.jobs")
@@ -37,6 +38,7 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._running: set[str] = set()
         self._running_lock = threading.Lock()
+        self._database_down = False
 
     def start(self) -> None:
         if self._threads or self.workers == 0:
@@ -87,9 +89,14 @@ class JobRunner:
         while not self._stop.is_set():
             try:
                 claimed = self._jobs.claim()
-            except Exception:  # a database hiccup must not kill the worker
+            except DATABASE_UNAVAILABLE_ERRORS as error:
+                self._database_unavailable(error)
+                claimed = None
+            except Exception:  # any other failure must not kill the worker either
                 logger.exception("claiming a job failed")
                 claimed = None
+            else:
+                self._database_back()
             if claimed is None:
                 self._idle()
                 continue
@@ -97,6 +104,8 @@ class JobRunner:
                 self._running.add(claimed.id)
             try:
                 self._jobs.execute(claimed)
+            except DATABASE_UNAVAILABLE_ERRORS as error:
+                self._database_unavailable(error)  # the lease runs out; another run re-queues it
             except Exception:
                 logger.exception("job %s could not be stored; it will be re-queued", claimed.id)
             finally:
@@ -115,5 +124,23 @@ class JobRunner:
                 running = list(self._running)
             try:
                 self._jobs.renew(running)
+            except DATABASE_UNAVAILABLE_ERRORS as error:
+                self._database_unavailable(error)
             except Exception:
                 logger.exception("renewing job leases failed")
+
+    def _database_unavailable(self, error: Exception) -> None:
+        """One line per outage (not a traceback per poll): workers retry at each poll."""
+        with self._running_lock:
+            first, self._database_down = not self._database_down, True
+        if first:
+            logger.warning(
+                "the job workers cannot reach the database (%s); retrying", cause_name(error)
+            )
+
+    def _database_back(self) -> None:
+        if self._database_down:
+            with self._running_lock:
+                was_down, self._database_down = self._database_down, False
+            if was_down:
+                logger.info("the job workers reach the database again")

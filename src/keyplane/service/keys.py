@@ -28,6 +28,7 @@ from keyplane.service.audit import record_event
 from keyplane.service.invalidation import ChangeFeed
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
 from keyplane.service.records import (
+    Actor,
     Caller,
     CreatedKey,
     KeyRecord,
@@ -307,25 +308,48 @@ class KeyService:
         with self._database.write() as session:
             row = self._find(session, caller, key_id)
             access.require_key_manager(caller, row.created_by)
-            if row.revoked_at is None:
-                row.revoked_at = now
-                row.revoked_by = caller.actor.name
-                row.updated_at = now
-                self._changes.record(session, row.key_hash)
-                record_event(
-                    session,
-                    organization_id=row.organization_id,
-                    actor=caller.actor,
-                    action="key.revoked",
-                    target_type="key",
-                    target_id=row.id,
-                    at=now,
-                    details={"name": row.name, "hint": row.hint},
-                )
+            self.revoke_row(session, row, caller.actor, now)
             record = self._to_record(row, now)
             key_hash = row.key_hash
-        self._changes.committed(key_hash)
+        self.forget(key_hash)
         return record
+
+    def revoke_row(
+        self,
+        session: Session,
+        row: ApiKey,
+        actor: Actor,
+        now: datetime,
+        *,
+        details: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Revoke ``row`` in the caller's transaction, with its audit event.
+
+        True if the key was live; False if it was already revoked (nothing
+        changes). After the commit the caller must :meth:`forget` the key's hash.
+        """
+        if row.revoked_at is not None:
+            return False
+        row.revoked_at = now
+        row.revoked_by = actor.name
+        row.updated_at = now
+        self._changes.record(session, row.key_hash)
+        record_event(
+            session,
+            organization_id=row.organization_id,
+            actor=actor,
+            action="key.revoked",
+            target_type="key",
+            target_id=row.id,
+            at=now,
+            details={"name": row.name, "hint": row.hint, **(details or {})},
+        )
+        return True
+
+    def forget(self, key_hash: str) -> None:
+        """After the commit of a change: drop the key from this process's cache and tell
+        the other processes (the change feed)."""
+        self._changes.committed(key_hash)
 
     def roll(
         self, caller: Caller, key_id: str, *, grace: timedelta = DEFAULT_ROLL_GRACE

@@ -7,14 +7,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Self
 
+from limits.storage import Storage
+
 from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
+from keyplane.service.abuse import FailedKeyLimiter
 from keyplane.service.accounts import AccountService, Bootstrapped
 from keyplane.service.cache import KeyCache
 from keyplane.service.invalidation import ChangeFeed
 from keyplane.service.job_runner import JobRunner
 from keyplane.service.jobs import JobService
 from keyplane.service.keys import KeyService
+from keyplane.service.leaks import GitHubKeyring, LeakService
 from keyplane.service.limiter import Limiter
 from keyplane.service.members import MemberService, SignupPolicy
 from keyplane.service.records import Actor, Caller, CreatedKey
@@ -42,8 +46,15 @@ class Services:
     """Everything the faces (API, CLI, middleware) call, wired once per process."""
 
     def __init__(
-        self, settings: Settings, database: Database, *, clock: Callable[[], datetime] = utc_now
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        limit_storage: Storage | None = None,
     ):
+        """``limit_storage`` (a ``limits`` storage, e.g. Redis) shares the sign-in and
+        failed-key counts between processes; the default keeps them in this process."""
         self.settings = settings
         self.database = database
         self.clock = clock
@@ -62,13 +73,28 @@ class Services:
             database, key_format=key_format, changes=self.changes, usage=self.usage, clock=clock
         )
         self.accounts = AccountService(database, clock=clock)
-        self.sessions = SessionService(database, self.accounts, LoginThrottle(), clock=clock)
+        throttle = LoginThrottle(
+            limit_storage,
+            account_limit=settings.login_account_limit,
+            ip_limit=settings.login_ip_limit,
+        )
+        self.sessions = SessionService(database, self.accounts, throttle, clock=clock)
+        #: Failed key attempts per client IP (the API's ``authenticate``; the hot path).
+        self.failed_keys = FailedKeyLimiter(settings.failed_key_limit, limit_storage)
         self.members = MemberService(
             database,
             self.accounts,
             self.sessions,
             policy=SignupPolicy(settings.signup),
             clock=clock,
+        )
+        keyring = (
+            GitHubKeyring.from_file(settings.github_keys_file)
+            if settings.github_keys_file is not None
+            else GitHubKeyring()
+        )
+        self.leaks = LeakService(
+            database, self.keys, key_format=key_format, keyring=keyring, clock=clock
         )
         self.verifier = Verifier(
             database,
@@ -82,15 +108,21 @@ class Services:
         self.job_runner = JobRunner(self.jobs, workers=settings.ionq_workers)
 
     @classmethod
-    def open(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Self:
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        limit_storage: Storage | None = None,
+    ) -> Self:
         """Connect, bring the schema up to date (SQLite) or check it is (PostgreSQL)."""
         database = Database(settings.database_url)
         try:
             migrate.prepare(database.engine)
+            return cls(settings, database, clock=clock, limit_storage=limit_storage)
         except BaseException:
             database.dispose()
             raise
-        return cls(settings, database, clock=clock)
 
     def start(self) -> None:
         """Start background work: the usage flusher, the cache's change feed, the job workers."""

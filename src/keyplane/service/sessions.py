@@ -192,6 +192,19 @@ class SessionService:
                 delete(ConsoleSession).where(ConsoleSession.token_hash == hash_token(token))
             )
 
+    def end_all(self, organization_id: str | None = None) -> int:
+        """End every console session (of one organization, when given); returns how many.
+
+        Sessions are random tokens stored as hashes, not signed cookies: there is no
+        server secret to rotate, and deleting the rows signs everyone out at once.
+        """
+        query = delete(ConsoleSession)
+        if organization_id is not None:
+            query = query.where(ConsoleSession.organization_id == organization_id)
+        with self._database.write() as session:
+            result = session.execute(query)
+            return int(getattr(result, "rowcount", 0) or 0)
+
     def change_password(
         self, current: SessionRecord, old_password: str, new_password: str, *, actor: Actor
     ) -> None:

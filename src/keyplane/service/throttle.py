@@ -16,20 +16,18 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
-from keyplane.core.errors import KeyplaneError
+from keyplane.config import LOGIN_ACCOUNT_LIMIT, LOGIN_IP_LIMIT
+from keyplane.core.errors import TooManyAttempts
 
-#: Failed sign-ins one account may take in the window, whatever the source.
-ACCOUNT_LIMIT: Final = "5 per 5 minutes"
-#: Failed sign-ins one client IP may make in the window, whatever the account.
-IP_LIMIT: Final = "20 per 5 minutes"
+#: Failed sign-ins one account may take in the window, whatever the source
+#: (``KEYPLANE_LOGIN_ACCOUNT_LIMIT``).
+ACCOUNT_LIMIT: Final = LOGIN_ACCOUNT_LIMIT
+#: Failed sign-ins one client IP may make in the window, whatever the account
+#: (``KEYPLANE_LOGIN_IP_LIMIT``).
+IP_LIMIT: Final = LOGIN_IP_LIMIT
 
 
-class TooManyAttempts(KeyplaneError):
-    """Sign-in is refused for now; ``retry_after`` is the wait in whole seconds."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed sign-in attempts; try again in {retry_after} s")
-        self.retry_after = retry_after
+__all__ = ["ACCOUNT_LIMIT", "IP_LIMIT", "LoginThrottle", "TooManyAttempts"]
 
 
 class LoginThrottle:
@@ -49,7 +47,12 @@ class LoginThrottle:
         for item, identity in self._budgets(email, client_ip):
             if not self._limiter.test(item, identity):
                 reset_at = self._limiter.get_window_stats(item, identity).reset_time
-                raise TooManyAttempts(max(1, math.ceil(reset_at - time.time())))
+                wait = max(1, math.ceil(reset_at - time.time()))
+                raise TooManyAttempts(
+                    wait,
+                    f"too many failed sign-in attempts; try again in {wait} s",
+                    code="TOO_MANY_SIGN_IN_ATTEMPTS",
+                )
 
     def failed(self, email: str, client_ip: str | None) -> None:
         """Count one failed attempt against the account and the IP."""

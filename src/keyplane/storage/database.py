@@ -48,6 +48,11 @@ class Database:
                     "pip install 'keyplane[postgres]'"
                 ) from None
             engine_options.setdefault("pool_pre_ping", True)
+            # A database that is down must fail fast (503), not hold a worker.
+            engine_options.setdefault("pool_timeout", 10)
+            connect_args = dict(engine_options.get("connect_args", {}))
+            connect_args.setdefault("connect_timeout", 5)
+            engine_options["connect_args"] = connect_args
         # Parameters stay out of error messages and tracebacks: they can hold
         # hashes, emails or metadata.
         engine_options.setdefault("hide_parameters", True)

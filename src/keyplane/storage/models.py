@@ -266,3 +266,27 @@ class KeyUsage(Base):
     #: A grant code (``VALID``, ``REVOKED``, ``RATE_LIMITED``, ...).
     outcome: Mapped[str] = mapped_column(String(30))
     count: Mapped[int] = mapped_column(Integer)
+
+
+class KeyLeak(Base):
+    """A report that a key was found in public (GitHub secret scanning), and what was done.
+
+    Holds the key's id, never the key: the report's token is checked and dropped.
+    """
+
+    __tablename__ = "key_leaks"
+    __table_args__ = (Index("ix_key_leaks_organization_id_pk", "organization_id", "pk"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    #: Who reported it: ``github`` (the secret scanning partner program).
+    reporter: Mapped[str] = mapped_column(String(40))
+    #: Where it leaked (a public URL), as the reporter gave it.
+    url: Mapped[str] = mapped_column(Text)
+    #: The kind of place (GitHub's ``source``: content, commit, gist, ...).
+    source: Mapped[str | None] = mapped_column(String(60))
+    reported_at: Mapped[datetime]
+    #: True if this report revoked the key (False: it was already revoked).
+    revoked: Mapped[bool] = mapped_column(Boolean)

@@ -1,0 +1,146 @@
+"""Request size limits: a pure ASGI middleware that refuses oversized headers and bodies.
+
+The body limit holds for streamed (chunked) bodies too: the bytes are counted
+as the application reads them, and the answer is a ``413`` problem as soon as
+the count passes the limit, before the rest is read. A declared
+``Content-Length`` over the limit is refused before the application runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyplane.http.problems import Problem
+
+
+def body_too_large(limit: int) -> Problem:
+    return Problem(
+        413,
+        "body-too-large",
+        f"The request body is larger than this server accepts ({limit} bytes).",
+        {"code": "BODY_TOO_LARGE", "limit": limit},
+    )
+
+
+def headers_too_large(limit: int) -> Problem:
+    return Problem(
+        431,
+        "headers-too-large",
+        f"The request headers are larger than this server accepts ({limit} bytes).",
+        {"code": "HEADERS_TOO_LARGE", "limit": limit},
+    )
+
+
+def _bad_content_length() -> Problem:
+    return Problem(
+        400,
+        "bad-content-length",
+        "The Content-Length header is not a number.",
+        {"code": "BAD_REQUEST"},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SizeLimits:
+    """``KEYPLANE_MAX_BODY_BYTES`` and ``KEYPLANE_MAX_HEADER_BYTES``; ``None`` means no limit."""
+
+    max_body_bytes: int | None
+    max_header_bytes: int | None
+
+
+class SizeLimitMiddleware:
+    """Refuse requests whose headers or body exceed the limits.
+
+    ``limits`` is asked on every request (a getter, so the app can take them from
+    the settings its lifespan loads); it must be cheap.
+    """
+
+    def __init__(self, app: ASGIApp, *, limits: Callable[[], SizeLimits]) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limits = self.limits()
+        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        if limits.max_header_bytes is not None:
+            # Counted as on the wire: "name: value\r\n".
+            size = sum(len(name) + len(value) + 4 for name, value in headers)
+            if size > limits.max_header_bytes:
+                await _answer(send, headers_too_large(limits.max_header_bytes))
+                return
+        limit = limits.max_body_bytes
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        for name, value in headers:
+            if name.lower() == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _answer(send, _bad_content_length())
+                    return
+                if declared > limit:
+                    await _answer(send, body_too_large(limit))
+                    return
+        await _LimitedRequest(self.app, limit, receive, send).run(scope)
+
+
+class _LimitedRequest:
+    """One request whose body is counted as it is read."""
+
+    def __init__(self, app: ASGIApp, limit: int, receive: Receive, send: Send) -> None:
+        self.app = app
+        self.limit = limit
+        self.downstream_receive = receive
+        self.downstream_send = send
+        self.received = 0
+        self.response_started = False
+        #: Set once this middleware answered 413 itself: the app's own answer is dropped.
+        self.refused = False
+
+    async def run(self, scope: Scope) -> None:
+        try:
+            await self.app(scope, self.receive, self.send)
+        except Exception:
+            if not self.refused:
+                raise
+            # The app failed because its body was cut short; the client already has its 413.
+
+    async def receive(self) -> Message:
+        if self.refused:
+            return {"type": "http.disconnect"}
+        message = await self.downstream_receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit:
+                self.refused = True
+                if not self.response_started:
+                    self.response_started = True
+                    await _answer(self.downstream_send, body_too_large(self.limit))
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.refused:
+            return
+        if message["type"] == "http.response.start":
+            self.response_started = True
+        await self.downstream_send(message)
+
+
+async def _answer(send: Send, problem: Problem) -> None:
+    response = problem.response()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": [*response.raw_headers, (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
