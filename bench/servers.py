@@ -83,22 +83,28 @@ def running(
 
 @contextmanager
 def postgres_schema(base_url: str) -> Iterator[str]:
-    """A private, migrated schema, dropped at the end."""
+    """A private, migrated schema on ``base_url``, dropped at the end.
+
+    tests/conftest.py keeps its own copy (the ``postgres_schema_url`` fixture):
+    bench must not import the test suite, nor the suite the benchmarks.
+    """
     base = normalize_database_url(base_url)
     schema = f"kp_bench_{os.getpid()}_{secrets.token_hex(3)}"
     admin = Database(base)
-    with admin.engine.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    url = f"{base}{separator}options=-csearch_path%3D{schema}"
-    database = Database(url)
-    migrate.upgrade(database.engine)
-    database.dispose()
     try:
-        yield url
-    finally:
         with admin.engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            separator = "&" if "?" in base else "?"
+            url = f"{base}{separator}options=-csearch_path%3D{schema}"
+            database = Database(url)
+            migrate.upgrade(database.engine)
+            database.dispose()
+            yield url
+        finally:
+            with admin.engine.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
         admin.dispose()
 
 

@@ -36,15 +36,14 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Final
 
+import servers
 from sqlalchemy import insert, text
 
-from keyplane.config import Settings, normalize_database_url
+from keyplane.config import Settings
 from keyplane.core.grant import Decision, GrantCode
 from keyplane.core.keys import BASE62_ALPHABET, KeyFormat
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
-from keyplane.storage import migrate
-from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey
 
 POSTGRES_ENV: Final = "KEYPLANE_TEST_POSTGRES_URL"
@@ -160,29 +159,6 @@ def opened(settings: Settings) -> Iterator[Services]:
         yield services
     finally:
         services.close()
-
-
-@contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    """A migrated private schema on ``base_url``, dropped afterwards (as tests/conftest.py)."""
-    base = normalize_database_url(base_url)
-    schema = f"kp_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = Database(base)
-    try:
-        with admin.engine.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            separator = "&" if "?" in base else "?"
-            url = f"{base}{separator}options=-csearch_path%3D{schema}"
-            database = Database(url)
-            migrate.upgrade(database.engine)
-            database.dispose()
-            yield url
-        finally:
-            with admin.engine.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
 
 
 FILLER_BATCH = 50_000
@@ -436,7 +412,7 @@ def run_sqlite(options: Options, report: Report) -> None:
 def run_postgres(options: Options, report: Report, url: str) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="keyplane-bench-") as directory,
-        postgres_schema(url) as schema_url,
+        servers.postgres_schema(url) as schema_url,
         opened(base_settings(Path(directory), schema_url)) as services,
     ):
         with services.database.engine.connect() as connection:

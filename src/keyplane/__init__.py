@@ -11,32 +11,34 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_CLIENT_NAMES = frozenset(
-    {
-        "APIError",
-        "AsyncClient",
-        "AuditEvent",
-        "BadRequest",
-        "Client",
-        "Conflict",
-        "CreatedKey",
-        "InvalidAPIKey",
-        "Key",
-        "KeyplaneError",
-        "MissingAPIKey",
-        "NotFound",
-        "Page",
-        "PermissionDenied",
-        "Project",
-        "RateLimited",
-        "RetryPolicy",
-        "ServerError",
-        "Timeout",
-        "TransportError",
-        "VerifyResult",
-        "WhoAmI",
-    }
-)
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AuditEvent",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "CreatedKey",
+    "InvalidAPIKey",
+    "Key",
+    "KeyplaneError",
+    "MissingAPIKey",
+    "NotFound",
+    "Page",
+    "PermissionDenied",
+    "Project",
+    "RateLimited",
+    "RetryPolicy",
+    "ServerError",
+    "Timeout",
+    "TransportError",
+    "VerifyResult",
+    "WhoAmI",
+    "__version__",
+]
+# The SDK's names: the same list as ``keyplane.client.__all__`` (less
+# ``NOT_GIVEN``; tests/client/test_import_boundary.py checks they agree).
+_CLIENT_NAMES = frozenset(__all__) - {"__version__"}
 
 if TYPE_CHECKING:
     from keyplane.client import (
@@ -77,30 +79,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_CLIENT_NAMES})
-
-
-__all__ = [
-    "APIError",
-    "AsyncClient",
-    "AuditEvent",
-    "BadRequest",
-    "Client",
-    "Conflict",
-    "CreatedKey",
-    "InvalidAPIKey",
-    "Key",
-    "KeyplaneError",
-    "MissingAPIKey",
-    "NotFound",
-    "Page",
-    "PermissionDenied",
-    "Project",
-    "RateLimited",
-    "RetryPolicy",
-    "ServerError",
-    "Timeout",
-    "TransportError",
-    "VerifyResult",
-    "WhoAmI",
-    "__version__",
-]

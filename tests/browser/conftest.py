@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.browser.support import chromium, chromium_or_skip
-from tests.cli.test_serve import server
+from tests.processes import server
 
 
 @pytest.fixture

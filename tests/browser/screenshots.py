@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from tests.browser.support import chromium, create_key, sign_up
-from tests.cli.test_serve import server
+from tests.processes import server
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 760}

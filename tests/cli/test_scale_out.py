@@ -3,55 +3,26 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from keyplane.config import Settings
 from keyplane.service.services import Services
-from tests.cli.test_serve import KEYPLANE, free_port, fresh
 from tests.conftest import require_service
+from tests.processes import fresh, serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 @contextmanager
 def instance(database_url: str, log: Path, **env_extra: str) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "KEYPLANE_DATABASE_URL": database_url, **env_extra}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*KEYPLANE, "serve", "--port", str(port), "--workers", "1"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if fresh.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"server did not start:\n{log.read_text()}")
-                time.sleep(0.1)
-            yield base
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                process.kill()
-                process.wait()
+    """``keyplane serve`` on ``database_url`` (one worker); yields its base URL."""
+    with serve({**os.environ, "KEYPLANE_DATABASE_URL": database_url, **env_extra}, log) as base:
+        yield base
 
 
 def bootstrap(database_url: str, tmp_path: Path) -> tuple[str, str]:

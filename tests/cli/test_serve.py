@@ -2,78 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.processes import admin, fresh, server
+
 pytestmark = pytest.mark.slow
-
-KEYPLANE = [sys.executable, "-m", "keyplane.cli"]
-# One client for the module; no keep-alive, so requests spread over workers.
-fresh = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def server(data_dir: Path, log: Path, *, workers: int = 1) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "KEYPLANE_DATA_DIR": str(data_dir)}
-    env.pop("KEYPLANE_DATABASE_URL", None)
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*KEYPLANE, "serve", "--port", str(port), "--workers", str(workers)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if fresh.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"server did not start:\n{log.read_text()}")
-                time.sleep(0.1)
-            yield base
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                process.kill()
-                process.wait()
-
-
-def admin(data_dir: Path, *arguments: str) -> dict[str, object]:
-    env = {**os.environ, "KEYPLANE_DATA_DIR": str(data_dir)}
-    env.pop("KEYPLANE_DATABASE_URL", None)
-    done = subprocess.run(
-        [*KEYPLANE, "admin", *arguments, "--json"], env=env, capture_output=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    result: dict[str, object] = json.loads(done.stdout)
-    return result
 
 
 def test_walkthrough_on_sqlite_with_no_configuration(tmp_path: Path) -> None:

@@ -44,8 +44,12 @@ def test_the_public_names_are_exported_from_the_top_level_package() -> None:
     import keyplane
     import keyplane.client
 
-    for name in keyplane.client.__all__:
-        if name != "NOT_GIVEN":
-            assert getattr(keyplane, name) is getattr(keyplane.client, name)
+    # keyplane/__init__.py cannot import the list from keyplane.client (that would
+    # load the SDK on ``import keyplane``), so the two lists are checked to agree.
+    top_level = set(keyplane.__all__) - {"__version__"}
+    assert top_level == set(keyplane.client.__all__) - {"NOT_GIVEN"}
+    assert set(dir(keyplane)) >= top_level
+    for name in top_level:
+        assert getattr(keyplane, name) is getattr(keyplane.client, name)
     with pytest.raises(AttributeError):
         _ = keyplane.NoSuchThing  # type: ignore[attr-defined]

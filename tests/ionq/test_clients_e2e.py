@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_serve import admin, fresh, server
 from tests.conftest import REQUIRE_ENV
+from tests.processes import admin, fresh, server
 
 pytestmark = pytest.mark.slow
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import re
 from collections.abc import Callable, Generator, Mapping
@@ -23,6 +24,7 @@ from keyplane.core.errors import MalformedKey
 from keyplane.core.keys import KeyFormat
 
 T = TypeVar("T")
+logger = logging.getLogger("keyplane.client")
 
 API_PREFIX: Final = "/api/v1"
 USER_AGENT: Final = f"keyplane-python/{keyplane.__version__} httpx/{httpx.__version__}"
@@ -232,6 +234,37 @@ def may_retry(operation: Operation[Any], error: httpx.TransportError) -> bool:
     if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return True
     return operation.retryable
+
+
+def delay_after_transport_error(
+    policy: RetryPolicy, operation: Operation[Any], attempt: int, error: httpx.TransportError
+) -> float | None:
+    """Seconds to wait before retry ``attempt`` after ``error``, or None to raise it."""
+    return policy.delay(attempt, None) if may_retry(operation, error) else None
+
+
+def delay_after_error_answer(
+    policy: RetryPolicy, operation: Operation[Any], attempt: int, response: httpx.Response
+) -> float | None:
+    """Seconds to wait before retry ``attempt`` after an error answer, or None to raise it."""
+    if response.status_code not in RETRY_STATUSES or not operation.retryable:
+        return None
+    # Retry-After counts on 503 as on 429 (RFC 9110, section 10.2.3).
+    return policy.delay(attempt, retry_after_seconds(response.headers.get("retry-after")))
+
+
+def log_retry(
+    policy: RetryPolicy, operation: Operation[Any], attempt: int, delay: float, why: str
+) -> None:
+    logger.info(
+        "retrying %s %s in %.2fs after %s (retry %d of %d)",
+        operation.method,
+        API_PREFIX + operation.path,
+        delay,
+        why,
+        attempt + 1,
+        policy.max_retries,
+    )
 
 
 def build_request(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -20,7 +19,6 @@ from keyplane.client.resolution import ResolvedKey, resolve_key, resolve_url
 from keyplane.core.keys import SecretKey
 
 T = TypeVar("T")
-logger = logging.getLogger("keyplane.client")
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -120,22 +118,16 @@ class Client:
             try:
                 response = self._http.send(request)
             except httpx.TransportError as error:
-                failure = _http.transport_error(error, self.base_url)
-                retryable = _http.may_retry(operation, error)
-                delay = self.retry.delay(attempt, None) if retryable else None
+                delay = _http.delay_after_transport_error(self.retry, operation, attempt, error)
                 if delay is None:
-                    raise failure from None
+                    raise _http.transport_error(error, self.base_url) from None
                 self._wait(operation, attempt, delay, type(error).__name__)
                 attempt += 1
                 continue
             try:
                 return _http.read(response, operation, self._key)
             except APIError:
-                if response.status_code not in _http.RETRY_STATUSES or not operation.retryable:
-                    raise
-                # Retry-After counts on 503 as on 429 (RFC 9110, section 10.2.3).
-                retry_after = _http.retry_after_seconds(response.headers.get("retry-after"))
-                delay = self.retry.delay(attempt, retry_after)
+                delay = _http.delay_after_error_answer(self.retry, operation, attempt, response)
                 if delay is None:
                     raise
                 self._wait(operation, attempt, delay, str(response.status_code))
@@ -144,15 +136,7 @@ class Client:
                 response.close()
 
     def _wait(self, operation: Operation[Any], attempt: int, delay: float, why: str) -> None:
-        logger.info(
-            "retrying %s %s in %.2fs after %s (retry %d of %d)",
-            operation.method,
-            _http.API_PREFIX + operation.path,
-            delay,
-            why,
-            attempt + 1,
-            self.retry.max_retries,
-        )
+        _http.log_retry(self.retry, operation, attempt, delay, why)
         self._sleep(delay)
 
 

@@ -43,14 +43,10 @@ class KeyplaneMiddleware:
         self.exclude_paths = tuple(exclude_paths)
         self.trusted_proxies = trusted_proxies
 
-    def _excluded(self, path: str) -> bool:
-        return any(
-            path == excluded or (excluded.endswith("/") and path.startswith(excluded))
-            for excluded in self.exclude_paths
-        )
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self._excluded(scope.get("path", "")):
+        if scope["type"] not in ("http", "websocket") or guard.excluded(
+            scope.get("path", ""), self.exclude_paths
+        ):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

@@ -53,6 +53,13 @@ class RequestFacts:
         self.user_agent = headers.get("user-agent")
 
 
+def excluded(path: str, exclude_paths: Iterable[str]) -> bool:
+    """Whether ``path`` needs no key: it equals an entry, or is under one ending in ``/``."""
+    return any(
+        path == entry or (entry.endswith("/") and path.startswith(entry)) for entry in exclude_paths
+    )
+
+
 def _precheck(facts: RequestFacts, verifier: KeyVerifier) -> str | Outcome:
     """The key to verify, or the outcome that needs no verifier (no key, key in URL)."""
     if key_in_url(facts.path, facts.query_string, verifier.key_format):

@@ -179,6 +179,10 @@ def _from_decision(decision: Decision) -> Outcome:
     return Outcome(str(decision.code), identity, tuple(decision.missing_scopes), retry_after)
 
 
+# (SHA-256 of the key, the scopes asked, the client IP): never the key itself.
+_CacheKey = tuple[str, tuple[str, ...], str | None]
+
+
 class RemoteVerifier:
     """Verify through a Keyplane server's ``POST /api/v1/verify``.
 
@@ -211,7 +215,7 @@ class RemoteVerifier:
         self.async_client = AsyncClient(
             api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
         )
-        self._cache: OrderedDict[tuple[str, tuple[str, ...], str | None], tuple[float, Outcome]]
+        self._cache: OrderedDict[_CacheKey, tuple[float, Outcome]]
         self._cache = OrderedDict()
         self._lock = threading.Lock()
 
@@ -222,12 +226,9 @@ class RemoteVerifier:
         self, key: str, *, scopes: Iterable[str], client_ip: str | None, user_agent: str | None
     ) -> Outcome:
         required = tuple(sorted(set(scopes)))
-        if not self.key_format.is_key(key):
-            return Outcome(GrantCode.NOT_FOUND)
-        cache_key = (hashlib.sha256(key.encode()).hexdigest(), required, client_ip)
-        cached = self._cached(cache_key)
-        if cached is not None:
-            return cached
+        cache_key = self._before_asking(key, required, client_ip)
+        if isinstance(cache_key, Outcome):
+            return cache_key
         try:
             answer = self.client.verify(
                 key, scopes=required, client_ip=client_ip, user_agent=user_agent
@@ -240,12 +241,9 @@ class RemoteVerifier:
         self, key: str, *, scopes: Iterable[str], client_ip: str | None, user_agent: str | None
     ) -> Outcome:
         required = tuple(sorted(set(scopes)))
-        if not self.key_format.is_key(key):
-            return Outcome(GrantCode.NOT_FOUND)
-        cache_key = (hashlib.sha256(key.encode()).hexdigest(), required, client_ip)
-        cached = self._cached(cache_key)
-        if cached is not None:
-            return cached
+        cache_key = self._before_asking(key, required, client_ip)
+        if isinstance(cache_key, Outcome):
+            return cache_key
         try:
             answer = await self.async_client.verify(
                 key, scopes=required, client_ip=client_ip, user_agent=user_agent
@@ -263,7 +261,18 @@ class RemoteVerifier:
 
     # -- the cache of good answers ----------------------------------------------
 
-    def _cached(self, cache_key: tuple[str, tuple[str, ...], str | None]) -> Outcome | None:
+    def _before_asking(
+        self, key: str, required: tuple[str, ...], client_ip: str | None
+    ) -> Outcome | _CacheKey:
+        """The answer known without asking the server (a bad checksum, a cached answer),
+        or else the cache key to remember the server's answer under."""
+        if not self.key_format.is_key(key):
+            return Outcome(GrantCode.NOT_FOUND)
+        cache_key = (hashlib.sha256(key.encode()).hexdigest(), required, client_ip)
+        cached = self._cached(cache_key)
+        return cache_key if cached is None else cached
+
+    def _cached(self, cache_key: _CacheKey) -> Outcome | None:
         with self._lock:
             entry = self._cache.get(cache_key)
             if entry is None:
@@ -274,7 +283,7 @@ class RemoteVerifier:
             self._cache.move_to_end(cache_key)
             return entry[1]
 
-    def _remember(self, cache_key: tuple[str, tuple[str, ...], str | None], answer: Any) -> Outcome:
+    def _remember(self, cache_key: _CacheKey, answer: Any) -> Outcome:
         identity = None
         if answer.key_id and answer.code in (GrantCode.VALID, GrantCode.INSUFFICIENT_SCOPE):
             identity = KeyIdentity(

@@ -55,11 +55,7 @@ class KeyplaneWSGIMiddleware:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if any(
-            path == excluded or (excluded.endswith("/") and path.startswith(excluded))
-            for excluded in self.exclude_paths
-        ):
+        if guard.excluded(environ.get("PATH_INFO", ""), self.exclude_paths):
             return self.app(environ, start_response)
         outcome = guard.check(facts_of(environ, self.trusted_proxies), self.verifier, self.scopes)
         if outcome.granted:

@@ -286,19 +286,21 @@ class JobService:
 
     def renew(self, job_ids: Iterable[str]) -> None:
         """Extend the leases of jobs this process is running."""
-        ids = list(job_ids)
-        if not ids:
-            return
-        with self._database.write() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id.in_(ids), Job.status == JobStatus.STARTED.value)
-                .values(lease_expires_at=self._clock() + LEASE)
-                .execution_options(synchronize_session=False)
-            )
+        self._update_started(job_ids, lease_expires_at=self._clock() + LEASE)
 
     def release(self, job_ids: Iterable[str]) -> None:
         """Put jobs this process will not finish (it is stopping) back in the queue."""
+        self._update_started(
+            job_ids,
+            status=JobStatus.READY.value,
+            lease_expires_at=None,
+            attempts=Job.attempts - 1,
+        )
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _update_started(self, job_ids: Iterable[str], **values: Any) -> None:
+        """Set ``values`` on those of ``job_ids`` still started (a canceled job is left alone)."""
         ids = list(job_ids)
         if not ids:
             return
@@ -306,15 +308,9 @@ class JobService:
             session.execute(
                 update(Job)
                 .where(Job.id.in_(ids), Job.status == JobStatus.STARTED.value)
-                .values(
-                    status=JobStatus.READY.value,
-                    lease_expires_at=None,
-                    attempts=Job.attempts - 1,
-                )
+                .values(**values)
                 .execution_options(synchronize_session=False)
             )
-
-    # -- helpers -----------------------------------------------------------------
 
     def _finish(
         self,
