@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
+from starlette.types import Scope
 
 import keyplane
 from keyplane.api import audit, health, keys, leaks, projects, verify, whoami
@@ -17,8 +18,10 @@ from keyplane.api.schemas import problem_responses
 from keyplane.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, Settings
 from keyplane.console import create_console
 from keyplane.http.access_log import AccessLogMiddleware
+from keyplane.http.problems import Problem
 from keyplane.http.size_limits import SizeLimitMiddleware, SizeLimits
 from keyplane.ionq import create_ionq_app
+from keyplane.ionq.errors import error_response as ionq_error_response
 from keyplane.ionq.routes import PREFIX as IONQ_PREFIX
 from keyplane.logs import configure_logging
 from keyplane.service.services import Services
@@ -88,7 +91,13 @@ def create_app(
             return SizeLimits(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES)
         return SizeLimits(running.settings.max_body_bytes, running.settings.max_header_bytes)
 
-    app.add_middleware(SizeLimitMiddleware, limits=size_limits)
+    def size_refusal(scope: Scope, problem: Problem) -> Response:
+        path: str = scope.get("path", "")
+        if path == IONQ_PREFIX or path.startswith(IONQ_PREFIX + "/"):
+            return ionq_error_response(problem.status, problem.detail, problem.headers)
+        return problem.response()
+
+    app.add_middleware(SizeLimitMiddleware, limits=size_limits, render=size_refusal)
     app.add_middleware(AccessLogMiddleware)
     app.state.services = services
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyplane.http.problems import Problem
@@ -55,12 +56,21 @@ class SizeLimitMiddleware:
     """Refuse requests whose headers or body exceed the limits.
 
     ``limits`` is asked on every request (a getter, so the app can take them from
-    the settings its lifespan loads); it must be cheap.
+    the settings its lifespan loads); it must be cheap. ``render`` turns the
+    refusal into the answer for that request (a surface with its own error shape,
+    such as the IonQ one, answers in it); by default, the problem itself.
     """
 
-    def __init__(self, app: ASGIApp, *, limits: Callable[[], SizeLimits]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: Callable[[], SizeLimits],
+        render: Callable[[Scope, Problem], Response] | None = None,
+    ) -> None:
         self.app = app
         self.limits = limits
+        self.render = render or _as_problem
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,7 +82,7 @@ class SizeLimitMiddleware:
             # Counted as on the wire: "name: value\r\n".
             size = sum(len(name) + len(value) + 4 for name, value in headers)
             if size > limits.max_header_bytes:
-                await _answer(send, headers_too_large(limits.max_header_bytes))
+                await _answer(send, self.render(scope, headers_too_large(limits.max_header_bytes)))
                 return
         limit = limits.max_body_bytes
         if limit is None:
@@ -83,20 +93,24 @@ class SizeLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _answer(send, _bad_content_length())
+                    await _answer(send, self.render(scope, _bad_content_length()))
                     return
                 if declared > limit:
-                    await _answer(send, body_too_large(limit))
+                    await _answer(send, self.render(scope, body_too_large(limit)))
                     return
-        await _LimitedRequest(self.app, limit, receive, send).run(scope)
+        refusal = self.render(scope, body_too_large(limit))
+        await _LimitedRequest(self.app, limit, refusal, receive, send).run(scope)
 
 
 class _LimitedRequest:
     """One request whose body is counted as it is read."""
 
-    def __init__(self, app: ASGIApp, limit: int, receive: Receive, send: Send) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, refusal: Response, receive: Receive, send: Send
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.refusal = refusal
         self.downstream_receive = receive
         self.downstream_send = send
         self.received = 0
@@ -122,7 +136,7 @@ class _LimitedRequest:
                 self.refused = True
                 if not self.response_started:
                     self.response_started = True
-                    await _answer(self.downstream_send, body_too_large(self.limit))
+                    await _answer(self.downstream_send, self.refusal)
                 return {"type": "http.disconnect"}
         return message
 
@@ -134,8 +148,11 @@ class _LimitedRequest:
         await self.downstream_send(message)
 
 
-async def _answer(send: Send, problem: Problem) -> None:
-    response = problem.response()
+def _as_problem(scope: Scope, problem: Problem) -> Response:
+    return problem.response()
+
+
+async def _answer(send: Send, response: Response) -> None:
     await send(
         {
             "type": "http.response.start",
