@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 # IonQ's clients for the end-to-end tests live in their own environment:
 # the ionq package needs pydantic 1, Keyplane pydantic 2 (tests/ionq/clients/README.md).
 IONQ_VENV := .venv-ionq
+IONQ_PYTHON ?= $(PYTHON)
 IONQ_REQUIREMENTS := tests/ionq/clients/requirements.txt
 IONQ_STAMP := $(IONQ_VENV)/.installed
 
@@ -20,11 +21,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The ionq package installs only on Python < 3.13: with a newer Python the
+# end-to-end tests skip and say why (IONQ_PYTHON=python3.12 runs them).
 $(IONQ_STAMP): $(IONQ_REQUIREMENTS)
-	$(PYTHON) -m venv $(IONQ_VENV)
-	$(IONQ_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(IONQ_VENV)/bin/python -m pip install --quiet -r $(IONQ_REQUIREMENTS)
-	@touch $(IONQ_STAMP)
+	@if $(IONQ_PYTHON) -c 'import sys; sys.exit(0 if sys.version_info < (3, 13) else 1)'; then \
+	  $(IONQ_PYTHON) -m venv $(IONQ_VENV) && \
+	  $(IONQ_VENV)/bin/python -m pip install --quiet --upgrade pip && \
+	  $(IONQ_VENV)/bin/python -m pip install --quiet -r $(IONQ_REQUIREMENTS) && \
+	  touch $(IONQ_STAMP); \
+	else \
+	  echo "IonQ's clients need Python < 3.13; their end-to-end tests will skip (set IONQ_PYTHON=python3.12 to run them)."; \
+	fi
 
 ionq-clients: $(IONQ_STAMP)
 
