@@ -28,11 +28,11 @@ from collections.abc import Callable
 from typing import Final
 
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, Storage
-from limits.strategies import MovingWindowRateLimiter
+from limits.storage import Storage
 
 from keyplane.core.errors import TooManyAttempts
 from keyplane.core.network import IPAddress
+from keyplane.service.counters import AttemptCounter
 
 logger = logging.getLogger("keyplane.security")
 
@@ -52,7 +52,7 @@ class FailedKeyLimiter:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._item: RateLimitItem = parse(limit)
-        self._limiter = MovingWindowRateLimiter(storage or MemoryStorage())
+        self._limiter = AttemptCounter(storage)
         self._monotonic = monotonic
         self._lock = threading.Lock()
         #: ip -> monotonic time its block ends (this process's view).

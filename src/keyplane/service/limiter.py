@@ -69,6 +69,8 @@ class Limiter:
                 raise TypeError("expected a synchronous limits storage")
             storage = shared
         self._storage = storage
+        #: The Redis storage when one is configured, for the other shared counters.
+        self.shared_storage: Storage | None = storage if redis_url is not None else None
         self._window = SlidingWindowCounterRateLimiter(storage)
         self._items: dict[tuple[int, int], RateLimitItem] = {}
         self._redis_url = redis_url

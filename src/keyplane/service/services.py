@@ -53,8 +53,9 @@ class Services:
         clock: Callable[[], datetime] = utc_now,
         limit_storage: Storage | None = None,
     ):
-        """``limit_storage`` (a ``limits`` storage, e.g. Redis) shares the sign-in and
-        failed-key counts between processes; the default keeps them in this process."""
+        """``limit_storage`` (a ``limits`` storage) shares the sign-in and failed-key
+        counts between processes; by default they share the Redis of
+        ``KEYPLANE_REDIS_URL`` when it is set, else they stay in this process."""
         self.settings = settings
         self.database = database
         self.clock = clock
@@ -73,6 +74,8 @@ class Services:
             database, key_format=key_format, changes=self.changes, usage=self.usage, clock=clock
         )
         self.accounts = AccountService(database, clock=clock)
+        if limit_storage is None:  # with KEYPLANE_REDIS_URL, every instance counts together
+            limit_storage = self.limiter.shared_storage
         throttle = LoginThrottle(
             limit_storage,
             account_limit=settings.login_account_limit,

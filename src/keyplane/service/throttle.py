@@ -13,11 +13,11 @@ import time
 from typing import Final
 
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, Storage
-from limits.strategies import MovingWindowRateLimiter
+from limits.storage import Storage
 
 from keyplane.config import LOGIN_ACCOUNT_LIMIT, LOGIN_IP_LIMIT
 from keyplane.core.errors import TooManyAttempts
+from keyplane.service.counters import AttemptCounter
 
 #: Failed sign-ins one account may take in the window, whatever the source
 #: (``KEYPLANE_LOGIN_ACCOUNT_LIMIT``).
@@ -38,7 +38,7 @@ class LoginThrottle:
         account_limit: str = ACCOUNT_LIMIT,
         ip_limit: str = IP_LIMIT,
     ) -> None:
-        self._limiter = MovingWindowRateLimiter(storage or MemoryStorage())
+        self._limiter = AttemptCounter(storage)
         self._account: RateLimitItem = parse(account_limit)
         self._ip: RateLimitItem = parse(ip_limit)
 
