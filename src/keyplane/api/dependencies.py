@@ -9,12 +9,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
-from keyplane.core.errors import PermissionDenied
-from keyplane.core.grant import GrantCode, KeyState
-from keyplane.core.network import IPAddress
+from keyplane.core.grant import KeyState
 from keyplane.core.scopes import grants
-from keyplane.http.authentication import check_request_key
-from keyplane.http.client_ip import client_ip
+from keyplane.http.authentication import check_request_key, missing_scope
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 
@@ -33,14 +30,6 @@ async def no_store(response: Response) -> None:
     Async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool,
     a hop that cost more than the rest of a whoami (docs/performance.md)."""
     response.headers["Cache-Control"] = "no-store"
-
-
-def request_ip(request: Request) -> IPAddress | None:
-    services = get_services(request)
-    peer = request.client.host if request.client else None
-    return client_ip(
-        peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +93,7 @@ _PATHS_WITHOUT_KEYS = frozenset({"/api/v1/whoami", "/api/v1/verify"})
 
 def check_scope(caller: Caller, scope: str) -> None:
     if not grants(caller.scopes, scope):
-        raise PermissionDenied(
-            GrantCode.INSUFFICIENT_SCOPE,
-            f"The API key lacks the scope '{scope}' this call needs.",
-        )
+        raise missing_scope(scope)
 
 
 def require(scope: str) -> Any:

@@ -126,3 +126,10 @@ def limit_state(decision: Decision) -> dict[str, str]:
             decision.code, limit=allowance.limit, reset_at=allowance.reset_at, window=window
         )
     return ratelimit_headers(allowance.limit, allowance.remaining, allowance.reset_at, window)
+
+
+def missing_scope(scope: str | None) -> PermissionDenied:
+    """The 403 for a key that authenticates but lacks the scope the route needs."""
+    return PermissionDenied(
+        GrantCode.INSUFFICIENT_SCOPE, f"The API key lacks the scope '{scope}' this call needs."
+    )

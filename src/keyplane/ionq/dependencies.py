@@ -7,9 +7,8 @@ from typing import Any
 
 from fastapi import Depends, Request, Response
 
-from keyplane.core.errors import PermissionDenied
 from keyplane.core.grant import GrantCode, KeyState
-from keyplane.http.authentication import check_request_key
+from keyplane.http.authentication import check_request_key, missing_scope
 from keyplane.service.jobs import JobOwner
 from keyplane.service.services import Services
 
@@ -41,10 +40,7 @@ def require(scope: str | None) -> Any:
             header_hint="Authorization: apiKey <key>",
         )
         if checked.code is GrantCode.INSUFFICIENT_SCOPE:
-            raise PermissionDenied(
-                GrantCode.INSUFFICIENT_SCOPE,
-                f"The API key lacks the scope '{scope}' this call needs.",
-            )
+            raise missing_scope(scope)
         response.headers.update(checked.limit_headers)
         return checked.key
 
