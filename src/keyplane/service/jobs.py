@@ -203,30 +203,20 @@ class JobService:
             raise NotFound("project", owner.project_id)
         open_jobs = Job.status.in_([status.value for status in OPEN_STATUSES])
         limits = self.limits
-        in_project = session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.project_id == owner.project_id, open_jobs)
-        )
-        if (in_project or 0) >= limits.max_open_per_project:
-            raise JobLimitReached(
-                f"the project has {in_project} jobs queued or running, the most it may "
-                f"(KEYPLANE_JOB_MAX_OPEN_PER_PROJECT={limits.max_open_per_project}); "
-                "submit again when some have finished",
-                setting="KEYPLANE_JOB_MAX_OPEN_PER_PROJECT",
-                limit=limits.max_open_per_project,
-            )
-        of_key = session.scalar(
-            select(func.count()).select_from(Job).where(Job.key_id == owner.key_id, open_jobs)
-        )
-        if (of_key or 0) >= limits.max_open_per_key:
-            raise JobLimitReached(
-                f"this key has {of_key} jobs queued or running, the most it may "
-                f"(KEYPLANE_JOB_MAX_OPEN_PER_KEY={limits.max_open_per_key}); "
-                "submit again when some have finished",
-                setting="KEYPLANE_JOB_MAX_OPEN_PER_KEY",
-                limit=limits.max_open_per_key,
-            )
+        for whose, counted, limit, setting in (
+            ("the project", Job.project_id == owner.project_id,
+             limits.max_open_per_project, "KEYPLANE_JOB_MAX_OPEN_PER_PROJECT"),
+            ("this key", Job.key_id == owner.key_id,
+             limits.max_open_per_key, "KEYPLANE_JOB_MAX_OPEN_PER_KEY"),
+        ):  # fmt: skip
+            count = session.scalar(select(func.count()).select_from(Job).where(counted, open_jobs))
+            if (count or 0) >= limit:
+                raise JobLimitReached(
+                    f"{whose} has {count} jobs queued or running, the most it may "
+                    f"({setting}={limit}); submit again when some have finished",
+                    setting=setting,
+                    limit=limit,
+                )
 
     def get(self, owner: JobOwner, job_id: str) -> JobRecord:
         with self._database.read() as session:
