@@ -198,6 +198,14 @@ def test_a_job_over_the_work_budget_is_refused_at_submission_in_ionqs_shape(
             id="a-gate-costs-its-terms",
         ),
         pytest.param(dense(2, 10_001), "KEYPLANE_JOB_MAX_GATES", id="gates"),
+        pytest.param(
+            {
+                "type": "ionq.multi-circuit.v1",
+                "input": {"circuits": [dense(2, 6_000)["input"]] * 2},
+            },
+            "at most 10000 gates in all its circuits",
+            id="gates-of-all-circuits",
+        ),
         pytest.param({**BELL, "shots": 1_000_001}, "KEYPLANE_JOB_MAX_SHOTS", id="shots"),
         pytest.param(dense(21, 1), "KEYPLANE_IONQ_MAX_QUBITS", id="qubits"),
     ],

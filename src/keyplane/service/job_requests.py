@@ -166,6 +166,12 @@ def _programs(
         try:
             program = parse_circuit(one, max_qubits=max_qubits, max_gates=budget)
         except InvalidCircuit as error:
+            if error.code == "TooManyGates":  # say the job's limit, not what was left of it
+                error = InvalidCircuit(
+                    error.code,
+                    f"a job has at most {max_gates} gates in all its circuits "
+                    "(KEYPLANE_JOB_MAX_GATES)",
+                )
             raise InvalidCircuit(error.code, f"circuit {index}: {error}") from None
         budget -= len(program.operations)
         programs.append(program)
