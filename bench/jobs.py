@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import keyplane, postgres_schema
 
 from keyplane.config import JobLimits, Settings
+from keyplane.quantum import simulator
+from keyplane.service.job_requests import CIRCUIT_JOB, parse_programs
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 
@@ -168,6 +170,21 @@ def worst_jobs(database_url: str, data_dir: Path, kinds: list[str]) -> dict[str,
     return results
 
 
+def simulate_only(kinds: list[str], runs: int) -> dict[str, float]:
+    """The same jobs simulated in this process, best of ``runs``: the figure least moved by load."""
+    best = {}
+    for kind in kinds:
+        body = at_budget(kind)
+        (program,) = parse_programs(CIRCUIT_JOB, body["input"], max_qubits=26, limits=JobLimits())
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            simulator.run(program)
+            times.append(time.perf_counter() - started)
+        best[kind] = round(min(times), 3)
+    return best
+
+
 def cancel_latency(database_url: str, data_dir: Path, repeat: int) -> dict[str, Any]:
     (key,) = projects(database_url, data_dir, 1)
     samples = []
@@ -225,6 +242,7 @@ def run(database_url: str, data_dir: Path, *, quick: bool, repeat: int) -> dict[
         "budget": BUDGET,
         "qubits": QUBITS,
         "worst_admitted_job": worst_jobs(database_url, data_dir, kinds),
+        "worst_admitted_job_in_process_best_s": simulate_only(kinds, 1 if quick else 3),
         "cancel_to_worker_free": cancel_latency(database_url, data_dir, 1 if quick else repeat),
         "other_project_one_gate_job": flood(
             database_url,
