@@ -41,6 +41,30 @@ class ConfigError(KeyplaneError):
 
 
 @dataclass(frozen=True)
+class JobLimits:
+    """What one key and one project may ask of the IonQ-compatible API's simulator.
+
+    Checked when a job is submitted (and again before it runs, in case the
+    operator lowered them); see docs/security.md, "Limits".
+    """
+
+    #: Jobs one key may have queued or running (``KEYPLANE_JOB_MAX_OPEN_PER_KEY``).
+    max_open_per_key: int = 50
+    #: Jobs one project may have queued or running, all its keys together.
+    max_open_per_project: int = 100
+    #: Jobs of one project the workers (of every instance) run at the same time.
+    max_running_per_project: int = 1
+    #: Gates in a job (all its circuits together).
+    max_gates: int = 10_000
+    #: Shots a job may ask for (the simulator computes exact probabilities).
+    max_shots: int = 1_000_000
+    #: Estimated work of a job: amplitude updates, ``2^qubits`` per gate step.
+    max_work: int = 1 << 29
+    #: Outcomes a job's result may hold (all circuits together), about 30 bytes each.
+    max_result_outcomes: int = 1 << 16
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     #: May hold a password: kept out of the repr (see ``__repr__``).
@@ -82,6 +106,7 @@ class Settings:
     #: ``GET https://api.github.com/meta/public_keys/secret_scanning`` returns);
     #: unset, ``POST /api/v1/leaks/github`` refuses every report.
     github_keys_file: Path | None = None
+    jobs: JobLimits = field(default_factory=JobLimits)
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -181,6 +206,7 @@ class Settings:
             login_account_limit=_rate(env, "KEYPLANE_LOGIN_ACCOUNT_LIMIT", LOGIN_ACCOUNT_LIMIT),
             login_ip_limit=_rate(env, "KEYPLANE_LOGIN_IP_LIMIT", LOGIN_IP_LIMIT),
             github_keys_file=Path(github_keys).expanduser() if github_keys else None,
+            jobs=_job_limits(env),
         )
 
 
@@ -228,6 +254,32 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> str:
             f"{name} must be a rate such as '20 per minute' or '5 per 5 minutes', got {raw!r}"
         ) from None
     return raw
+
+
+def _job_limits(env: Mapping[str, str]) -> JobLimits:
+    default = JobLimits()
+    return JobLimits(
+        max_open_per_key=_number(
+            env, "KEYPLANE_JOB_MAX_OPEN_PER_KEY", default.max_open_per_key, int, 1, 100_000
+        ),
+        max_open_per_project=_number(
+            env, "KEYPLANE_JOB_MAX_OPEN_PER_PROJECT", default.max_open_per_project, int, 1, 100_000
+        ),
+        max_running_per_project=_number(
+            env, "KEYPLANE_JOB_MAX_RUNNING_PER_PROJECT", default.max_running_per_project, int, 1, 64
+        ),
+        max_gates=_number(env, "KEYPLANE_JOB_MAX_GATES", default.max_gates, int, 1, 100_000),
+        max_shots=_number(env, "KEYPLANE_JOB_MAX_SHOTS", default.max_shots, int, 1, 10**9),
+        max_work=_number(env, "KEYPLANE_JOB_MAX_WORK", default.max_work, int, 1, 1 << 40),
+        max_result_outcomes=_number(
+            env,
+            "KEYPLANE_JOB_MAX_RESULT_OUTCOMES",
+            default.max_result_outcomes,
+            int,
+            1,
+            1 << 22,
+        ),
+    )
 
 
 def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], low: N, high: N) -> N:

@@ -145,6 +145,18 @@ def test_jobs_count_as_key_use(python: str, keyplane: dict[str, str]) -> None:
 EXPECTED_ERRORS = {"qiskit": "IonQAPIError", "cirq": "IonQException", "ionq": "HTTPError"}
 
 
+@pytest.mark.parametrize("name", CLIENT_NAMES)
+def test_a_job_over_the_work_budget_is_refused_and_each_client_shows_why(
+    python: str, keyplane: dict[str, str], name: str
+) -> None:
+    """600 gates on 20 qubits: the clients raise their own error with the limit's name."""
+    output = run_client(python, name, "too-large", keyplane["url"], keyplane["key"])
+    assert output["error"] == EXPECTED_ERRORS[name], output
+    assert output["status"] == 400, output
+    assert "KEYPLANE_JOB_MAX_WORK" in str(output["message"]), output
+    assert float(str(output["seconds"])) < 30, output  # refused, not retried
+
+
 def test_with_a_revoked_key_each_client_raises_its_authentication_error_at_once(
     python: str, keyplane: dict[str, str]
 ) -> None:

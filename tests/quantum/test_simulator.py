@@ -227,8 +227,20 @@ def _random_gate(rng: random.Random, n: int) -> dict[str, Any]:
     return gate
 
 
+@pytest.mark.parametrize(
+    "chunk_qubits",
+    [
+        pytest.param(simulator.CHUNK_QUBITS, id="whole-state"),
+        pytest.param(1, id="chunks-of-2"),
+        pytest.param(2, id="chunks-of-4"),
+    ],
+)
 @pytest.mark.parametrize("seed", range(25))
-def test_random_circuits_match_a_dense_matrix_reference(seed: int) -> None:
+def test_random_circuits_match_a_dense_matrix_reference(
+    seed: int, chunk_qubits: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Applied in chunks (each fixing qubits a step does not touch) or whole, the same state."""
+    monkeypatch.setattr(simulator, "CHUNK_QUBITS", chunk_qubits)
     rng = random.Random(seed)
     n = 4
     gates = [_random_gate(rng, n) for _ in range(14)]
@@ -240,3 +252,62 @@ def test_random_circuits_match_a_dense_matrix_reference(seed: int) -> None:
     program = parse_circuit({"qubits": n, "circuit": gates}, max_qubits=n)
     assert np.allclose(simulator.run(program), expected, atol=1e-12)
     assert np.allclose(simulator.final_state(program), state, atol=1e-12)
+
+
+def test_a_gate_on_several_targets_is_that_gate_on_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(simulator, "CHUNK_QUBITS", 1)
+    many = probabilities(3, [{"gate": "h", "targets": [0, 2]}, {"gate": "x", "targets": [1, 2]}])
+    assert many == pytest.approx({"2": 0.25, "3": 0.25, "6": 0.25, "7": 0.25})
+
+
+def test_the_checkpoint_runs_between_chunks_and_can_stop_the_simulation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(simulator, "CHUNK_QUBITS", 2)
+    gates = [{"gate": "h", "targets": [0, 1, 2, 3]}]  # 4 steps, each in 2^(5-2) = 8 chunks
+    gates.append({"gate": "pauliexp", "targets": [0, 1], "terms": ["XX", "YY", "ZZ"],
+                  "coefficients": [0.1, 0.2, 0.3], "time": 1.0})  # fmt: skip
+    program = parse_circuit({"qubits": 5, "circuit": gates}, max_qubits=5)
+    calls = 0
+
+    def count() -> None:
+        nonlocal calls
+        calls += 1
+
+    simulator.final_state(program, checkpoint=count)
+    assert calls == (4 + 3) * 8
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_once() -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        simulator.final_state(program, checkpoint=stop_at_once)
+
+
+@pytest.mark.parametrize(
+    ("gate", "passes"),
+    [
+        pytest.param({"gate": "h", "target": 0}, 1, id="h"),
+        pytest.param({"gate": "h", "targets": [0, 1, 2]}, 3, id="h-on-three-targets"),
+        pytest.param({"gate": "cnot", "control": 0, "target": 1}, 1, id="cnot"),
+        pytest.param({"gate": "swap", "targets": [0, 1]}, 1, id="swap"),
+        pytest.param({"gate": "xx", "targets": [0, 1], "rotation": 0.5}, 2, id="xx"),
+        pytest.param(
+            {
+                "gate": "pauliexp",
+                "targets": [0, 1],
+                "terms": ["XX", "YY"],
+                "coefficients": [1, 2],
+                "time": 0.1,
+            },
+            4,
+            id="pauliexp-two-terms",
+        ),
+    ],
+)
+def test_work_counts_passes_over_the_state(gate: dict[str, Any], passes: int) -> None:
+    program = parse_circuit({"qubits": 10, "circuit": [gate, gate]}, max_qubits=10)
+    assert simulator.work(program) == 2 * passes * 2**10

@@ -3,13 +3,16 @@
 IonQ's clients read ``message`` (and ``error``) from this shape, and retry 5xx
 and 429 answers for up to an hour, so every error this surface gives for a
 client's mistake (a bad key included) is a 4xx: 401 and 403 for credentials,
-400 for any input, 404 for anything not found.
+400 for any input, 404 for anything not found. A key or project at its limit
+of open jobs gets 429 with ``Retry-After``: the queue drains, so a client's
+few retries are the right answer to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
+from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +22,11 @@ from starlette.responses import JSONResponse, Response
 from keyplane.core.errors import KeyplaneError, TooManyAttempts
 from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import problem_for
+from keyplane.service.jobs import JobLimitReached
 from keyplane.service.services import Services
+
+#: Seconds a client at its open-job limit is asked to wait (about one budgeted job).
+JOB_LIMIT_RETRY_AFTER: Final = 5
 
 
 class PayloadTooLarge(KeyplaneError):
@@ -44,6 +51,8 @@ def install_error_handlers(app: FastAPI, services: Callable[[], Services | None]
     async def keyplane_error(request: Request, error: Exception) -> Response:
         if isinstance(error, PayloadTooLarge):
             return error_response(413, str(error))
+        if isinstance(error, JobLimitReached):
+            return error_response(429, str(error), {"Retry-After": str(JOB_LIMIT_RETRY_AFTER)})
         problem = problem_for(error).redacted(key_format())
         # Keyplane's 422 (a value its rules refuse) is IonQ's 400 Bad Request.
         status = 400 if problem.status == 422 else problem.status

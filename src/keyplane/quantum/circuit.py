@@ -73,7 +73,11 @@ def parse_circuit(workload: Any, *, max_qubits: int, max_gates: int = MAX_GATES)
     if not isinstance(circuit, list):
         raise InvalidCircuit("Invalid", "input.circuit must be a list of gates")
     if len(circuit) > max_gates:
-        raise InvalidCircuit("TooManyGates", f"a circuit has at most {max_gates} gates")
+        raise InvalidCircuit(
+            "TooManyGates",
+            f"a job has at most {max_gates} gates (KEYPLANE_JOB_MAX_GATES); "
+            f"this circuit has {len(circuit)}",
+        )
     declared = workload.get("qubits")
     if declared is not None and (not _is_int(declared) or declared < 0):
         raise InvalidCircuit("Invalid", "input.qubits must be a non-negative integer")
@@ -93,7 +97,8 @@ def parse_circuit(workload: Any, *, max_qubits: int, max_gates: int = MAX_GATES)
 def _too_large(qubits: int, max_qubits: int) -> InvalidCircuit:
     return InvalidCircuit(
         "CircuitTooLarge",
-        f"the circuit uses {qubits} qubits; this simulator runs at most {max_qubits}",
+        f"the circuit uses {qubits} qubits; this simulator runs at most {max_qubits} "
+        "(KEYPLANE_IONQ_MAX_QUBITS)",
     )
 
 

@@ -3,6 +3,10 @@
 The clients differ in what they send (shots as a number or a string, extra
 members such as ``lang`` or ``dry_run``); everything that Keyplane cannot run
 is refused here with :class:`InvalidInput` (400), so an accepted job can run.
+A job is also held to the server's :class:`~keyplane.config.JobLimits`: its
+qubits, gates, shots and estimated work (:func:`keyplane.quantum.simulator.work`)
+are known from the circuit alone, so an over-budget job is refused before it
+is queued, with a message that names the limit and its setting.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from keyplane.config import JobLimits
 from keyplane.core.errors import InvalidInput
-from keyplane.quantum.circuit import MAX_GATES, InvalidCircuit, Program, parse_circuit
+from keyplane.quantum import simulator
+from keyplane.quantum.circuit import InvalidCircuit, Program, parse_circuit
 from keyplane.service.validation import MAX_METADATA_BYTES, check_metadata
 from keyplane.storage.models import NAME_LENGTH
 
@@ -22,7 +28,6 @@ JOB_TYPES: Final = (CIRCUIT_JOB, MULTI_CIRCUIT_JOB)
 MAX_CIRCUITS: Final = 100
 SIMULATOR: Final = "simulator"
 DEFAULT_SHOTS: Final = 100
-MAX_SHOTS: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +42,7 @@ class Submission:
     settings: dict[str, Any] | None
 
 
-def parse_submission(body: Mapping[str, Any], *, max_qubits: int) -> Submission:
+def parse_submission(body: Mapping[str, Any], *, max_qubits: int, limits: JobLimits) -> Submission:
     """Check a job request as IonQ's clients send it; :class:`InvalidInput` on any fault."""
     if not isinstance(body, Mapping):
         raise InvalidInput("the body must be a JSON object")
@@ -57,10 +62,10 @@ def parse_submission(body: Mapping[str, Any], *, max_qubits: int) -> Submission:
     workload = body.get("input")
     if not isinstance(workload, Mapping):
         raise InvalidInput("input must be an object with the circuit", field="input")
-    programs = parse_programs(job_type, workload, max_qubits=max_qubits)
+    programs = parse_programs(job_type, workload, max_qubits=max_qubits, limits=limits)
     return Submission(
         name=_name(body.get("name")),
-        shots=_shots(body.get("shots")),
+        shots=_shots(body.get("shots"), limits.max_shots),
         input=workload,
         type=job_type,
         programs=programs,
@@ -78,14 +83,17 @@ def _name(value: Any) -> str | None:
     return value
 
 
-def _shots(value: Any) -> int:
+def _shots(value: Any, max_shots: int) -> int:
     """Shots come as a number (qiskit-ionq, ionq) or a string (cirq-ionq)."""
     if value is None:
-        return DEFAULT_SHOTS
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 9:
+        return min(DEFAULT_SHOTS, max_shots)
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 10:
         value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SHOTS:
-        raise InvalidInput(f"shots must be an integer from 1 to {MAX_SHOTS}", field="shots")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= max_shots:
+        raise InvalidInput(
+            f"shots must be an integer from 1 to {max_shots} (KEYPLANE_JOB_MAX_SHOTS)",
+            field="shots",
+        )
     return value
 
 
@@ -112,17 +120,40 @@ def _noise(value: Any) -> dict[str, Any] | None:
 
 
 def parse_programs(
-    job_type: str, workload: Mapping[str, Any], *, max_qubits: int
+    job_type: str, workload: Mapping[str, Any], *, max_qubits: int, limits: JobLimits
 ) -> tuple[Program, ...]:
     """The circuit of a circuit job, or each circuit of a multi-circuit job, checked."""
+    programs = _programs(job_type, workload, max_qubits=max_qubits, max_gates=limits.max_gates)
+    check_work(programs, limits.max_work)
+    return programs
+
+
+def check_work(programs: Iterable[Program], max_work: int) -> None:
+    """Refuse a job whose estimated work (all circuits together) is over ``max_work``."""
+    checked = tuple(programs)
+    work = sum(simulator.work(program) for program in checked)
+    if work > max_work:
+        widest = max(program.qubits for program in checked)
+        gates = sum(len(program.operations) for program in checked)
+        raise InvalidCircuit(
+            "CircuitTooLarge",
+            f"the job's estimated work is {work:,} amplitude updates ({gates:,} gates on up to "
+            f"{widest} qubits); this server runs at most {max_work:,} per job "
+            "(KEYPLANE_JOB_MAX_WORK): use fewer gates or fewer qubits",
+        )
+
+
+def _programs(
+    job_type: str, workload: Mapping[str, Any], *, max_qubits: int, max_gates: int
+) -> tuple[Program, ...]:
     if job_type == CIRCUIT_JOB:
-        return (parse_circuit(workload, max_qubits=max_qubits),)
+        return (parse_circuit(workload, max_qubits=max_qubits, max_gates=max_gates),)
     circuits = workload.get("circuits")
     if not isinstance(circuits, list) or not 1 <= len(circuits) <= MAX_CIRCUITS:
         raise InvalidCircuit(
             "Invalid", f"input.circuits must be a list of 1 to {MAX_CIRCUITS} circuits"
         )
-    budget = MAX_GATES  # for the whole job, as for one circuit
+    budget = max_gates  # for the whole job, as for one circuit
     programs = []
     for index, entry in enumerate(circuits):
         if not isinstance(entry, Mapping):
@@ -135,6 +166,12 @@ def parse_programs(
         try:
             program = parse_circuit(one, max_qubits=max_qubits, max_gates=budget)
         except InvalidCircuit as error:
+            if error.code == "TooManyGates":  # say the job's limit, not what was left of it
+                error = InvalidCircuit(
+                    error.code,
+                    f"a job has at most {max_gates} gates in all its circuits "
+                    "(KEYPLANE_JOB_MAX_GATES)",
+                )
             raise InvalidCircuit(error.code, f"circuit {index}: {error}") from None
         budget -= len(program.operations)
         programs.append(program)

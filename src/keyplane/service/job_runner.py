@@ -4,8 +4,11 @@ Each thread claims a job through :class:`JobService` (atomically, in the
 database, so several server processes share one queue), simulates it and
 stores the outcome. A heartbeat renews the leases of the jobs this process
 is running; if the process dies, their leases run out and another worker
-queues them again. Submitting in this process wakes a thread at once;
-jobs submitted elsewhere are seen within ``poll_interval``.
+queues them again. A running simulation stops within a fraction of a second
+when its job is canceled (anywhere: the simulation reads the job's status) or
+when the pool stops (the job is then queued again at once). Submitting in
+this process wakes a thread at once; jobs submitted elsewhere are seen within
+``poll_interval``.
 """
 
 from __future__ import annotations
@@ -103,7 +106,9 @@ class JobRunner:
             with self._running_lock:
                 self._running.add(claimed.id)
             try:
-                self._jobs.execute(claimed)
+                finished = self._jobs.execute(claimed, interrupted=self._stop.is_set)
+                if not finished and self._stop.is_set():
+                    self._jobs.release([claimed.id])  # for another process, not after the lease
             except DATABASE_UNAVAILABLE_ERRORS as error:
                 self._database_unavailable(error)  # the lease runs out; another run re-queues it
             except Exception:

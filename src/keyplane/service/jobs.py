@@ -9,6 +9,17 @@ so two workers, in one process or in several, never run one job twice. A
 claim is a lease: the worker renews it while the simulation runs, and a job
 whose lease ran out (its process died) is queued again, at most
 ``MAX_ATTEMPTS`` times.
+
+One key cannot take the simulator from everyone else (docs/security.md,
+"Limits"): a submission takes the project's row lock and counts the key's
+and the project's open jobs before it inserts, so concurrent submissions
+cannot overshoot ``JobLimits``; the job's estimated work is checked from its
+circuit before it is queued; a claim picks the project that has waited
+longest (fewest running jobs, then the oldest last start) and never runs more
+than ``max_running_per_project`` of one project's jobs at once; a running
+simulation reads its job's status every ``CANCEL_POLL`` seconds and stops when
+it was canceled, deleted or re-queued, in this process or any other; and a
+result holds at most ``max_result_outcomes`` outcomes.
 """
 
 from __future__ import annotations
@@ -22,10 +33,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session, aliased, defer
 
-from keyplane.core.errors import InvalidInput, NotFound
+from keyplane.config import JobLimits
+from keyplane.core.errors import Conflict, InvalidInput, NotFound
 from keyplane.core.ids import is_id, new_id
 from keyplane.quantum import simulator
 from keyplane.quantum.circuit import InvalidCircuit, Program
@@ -40,13 +52,13 @@ from keyplane.service.keys import find_project
 from keyplane.service.pagination import decode_cursor, encode_cursor
 from keyplane.service.records import Caller, Page
 from keyplane.storage.database import Database
-from keyplane.storage.models import ApiKey, Job
+from keyplane.storage.models import ApiKey, Job, Project
 
 DEFAULT_PAGE: Final = 25
 MAX_PAGE: Final = 1000
 MAX_ID_FILTER: Final = 100
-#: Outcomes a result may hold (a uniform superposition of 20 qubits has 2^20).
-MAX_OUTCOMES: Final = 1 << 20
+#: Seconds between two reads of a running job's status (a cancel stops it within this).
+CANCEL_POLL: Final = 0.2
 #: How long a claim holds without renewal; workers renew every ``LEASE / 4``.
 LEASE: Final = timedelta(seconds=60)
 #: Claims after which a job that keeps losing its worker is failed.
@@ -63,6 +75,22 @@ class JobStatus(StrEnum):
 
 
 OPEN_STATUSES: Final = (JobStatus.SUBMITTED, JobStatus.READY, JobStatus.STARTED)
+
+
+class JobLimitReached(Conflict):
+    """The key or the project has as many jobs queued or running as it may.
+
+    ``setting`` names the limit's environment variable; ``limit`` is its value.
+    """
+
+    def __init__(self, message: str, *, setting: str, limit: int) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.limit = limit
+
+
+class JobStopped(Exception):
+    """A running simulation was stopped: its job was canceled, deleted or re-queued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +146,18 @@ class JobService:
         *,
         clock: Callable[[], datetime],
         max_qubits: int,
+        limits: JobLimits | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
         self.max_qubits = max_qubits
+        self.limits = limits or JobLimits()
 
     # -- the IonQ surface ------------------------------------------------------
 
     def submit(self, owner: JobOwner, body: Mapping[str, Any]) -> JobRecord:
         """Check a job request (the JSON body IonQ's clients send) and queue it."""
-        submission = parse_submission(body, max_qubits=self.max_qubits)
+        submission = parse_submission(body, max_qubits=self.max_qubits, limits=self.limits)
         now = self._clock()
         row = Job(
             id=new_id("job"),
@@ -151,9 +181,42 @@ class JobService:
             attempts=0,
         )
         with self._database.write() as session:
+            self._admit(session, owner)
             session.add(row)
             session.flush()
             return _record(row)
+
+    def _admit(self, session: Session, owner: JobOwner) -> None:
+        """Refuse a job over the key's or the project's open-job limit, under the project's lock.
+
+        The row lock (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write
+        transaction already holds the database's only write lock) serializes
+        the submissions of one project across processes, so the count below
+        cannot be raced past the limit.
+        """
+        locked = session.scalar(
+            select(Project.id)
+            .where(Project.id == owner.project_id, Project.organization_id == owner.organization_id)
+            .with_for_update()
+        )
+        if locked is None:
+            raise NotFound("project", owner.project_id)
+        open_jobs = Job.status.in_([status.value for status in OPEN_STATUSES])
+        limits = self.limits
+        for whose, counted, limit, setting in (
+            ("the project", Job.project_id == owner.project_id,
+             limits.max_open_per_project, "KEYPLANE_JOB_MAX_OPEN_PER_PROJECT"),
+            ("this key", Job.key_id == owner.key_id,
+             limits.max_open_per_key, "KEYPLANE_JOB_MAX_OPEN_PER_KEY"),
+        ):  # fmt: skip
+            count = session.scalar(select(func.count()).select_from(Job).where(counted, open_jobs))
+            if (count or 0) >= limit:
+                raise JobLimitReached(
+                    f"{whose} has {count} jobs queued or running, the most it may "
+                    f"({setting}={limit}); submit again when some have finished",
+                    setting=setting,
+                    limit=limit,
+                )
 
     def get(self, owner: JobOwner, job_id: str) -> JobRecord:
         with self._database.read() as session:
@@ -235,7 +298,13 @@ class JobService:
     # -- the workers -------------------------------------------------------------
 
     def claim(self) -> ClaimedJob | None:
-        """Take the oldest ready job (after re-queuing abandoned ones), or None."""
+        """Take the next ready job (after re-queuing abandoned ones), or None.
+
+        The next job is the oldest ready one of the project that has waited
+        longest: fewest running jobs, then the oldest last start. A project
+        already running ``max_running_per_project`` jobs is passed over, so
+        one project's flood leaves the other workers to everyone else.
+        """
         now = self._clock()
         abandoned = and_(Job.status == JobStatus.STARTED.value, Job.lease_expires_at < now)
         with self._database.read() as session:
@@ -246,8 +315,21 @@ class JobService:
             return None
         with self._database.write() as session:
             self._requeue_abandoned(session, now)
+            project_id = session.scalar(self._next_project())
+            if project_id is None:
+                return None
+            # Under the project's lock (as submissions take it), so two workers
+            # of any processes cannot both take the project's last running slot.
+            session.execute(
+                select(Project.id).where(Project.id == project_id).with_for_update()
+            ).all()
+            if _running(session, project_id) >= self.limits.max_running_per_project:
+                return None  # another worker took the slot; the next poll looks again
             pk = session.scalar(
-                select(Job.pk).where(Job.status == JobStatus.READY.value).order_by(Job.pk).limit(1)
+                select(Job.pk)
+                .where(Job.project_id == project_id, Job.status == JobStatus.READY.value)
+                .order_by(Job.pk)
+                .limit(1)
             )
             if pk is None:
                 return None
@@ -269,20 +351,95 @@ class JobService:
             ).one()
         return ClaimedJob(job_id, job_type, attempt, workload)
 
-    def execute(self, claimed: ClaimedJob) -> None:
-        """Simulate a claimed job and store its outcome (unless it was canceled or deleted)."""
+    def _next_project(self) -> Any:
+        """The query for the project whose ready jobs go next (see :meth:`claim`)."""
+        ready = (
+            select(Job.project_id.label("project_id"), func.min(Job.pk).label("oldest"))
+            .where(Job.status == JobStatus.READY.value)
+            .group_by(Job.project_id)
+            .subquery()
+        )
+        started, served = aliased(Job), aliased(Job)
+        running = (
+            select(func.count())
+            .select_from(started)
+            .where(
+                started.project_id == ready.c.project_id,
+                started.status == JobStatus.STARTED.value,
+            )
+            .scalar_subquery()
+        )
+        last_start = (
+            select(func.max(served.started_at))
+            .where(served.project_id == ready.c.project_id)
+            .scalar_subquery()
+        )
+        return (
+            select(ready.c.project_id)
+            .where(running < self.limits.max_running_per_project)
+            .order_by(running, last_start.asc().nulls_first(), ready.c.oldest)
+            .limit(1)
+        )
+
+    def execute(
+        self, claimed: ClaimedJob, *, interrupted: Callable[[], bool] = lambda: False
+    ) -> bool:
+        """Simulate a claimed job and store its outcome; False if it stopped before the end.
+
+        It stops (within about ``CANCEL_POLL`` seconds) when the job is no
+        longer this claim's (canceled, deleted or re-queued, by any process)
+        or when ``interrupted()`` says so (the worker pool is stopping).
+        """
         started = time.perf_counter()
+        checkpoint = self._checkpoint(claimed, interrupted)
         try:
-            programs = parse_programs(claimed.type, claimed.input, max_qubits=self.max_qubits)
-            text = _probabilities_json(claimed.id, claimed.type, programs)
+            programs = parse_programs(
+                claimed.type, claimed.input, max_qubits=self.max_qubits, limits=self.limits
+            )
+            text = _probabilities_json(
+                claimed.id,
+                claimed.type,
+                programs,
+                max_outcomes=self.limits.max_result_outcomes,
+                checkpoint=checkpoint,
+            )
+        except JobStopped:
+            return False
         except InvalidCircuit as error:
             self._finish(claimed, failure=(error.code, str(error)))
-            return
+            return True
         except MemoryError:
             self._finish(claimed, failure=("SimulationError", "the simulation ran out of memory"))
-            return
+            return True
         elapsed = max(1, math.ceil((time.perf_counter() - started) * 1000))
         self._finish(claimed, probabilities=text, duration_ms=elapsed)
+        return True
+
+    def _checkpoint(
+        self, claimed: ClaimedJob, interrupted: Callable[[], bool]
+    ) -> Callable[[], None]:
+        """What the simulator calls between chunks: raise :class:`JobStopped` to stop it.
+
+        The job's row is read at most every ``CANCEL_POLL`` seconds: that is
+        how a cancel reaches a simulation running in another process.
+        """
+        next_read = time.monotonic() + CANCEL_POLL
+
+        def checkpoint() -> None:
+            nonlocal next_read
+            if interrupted():
+                raise JobStopped(claimed.id)
+            if time.monotonic() < next_read:
+                return
+            with self._database.read() as session:
+                current = session.execute(
+                    select(Job.status, Job.attempts).where(Job.id == claimed.id)
+                ).first()
+            if current is None or tuple(current) != (JobStatus.STARTED.value, claimed.attempt):
+                raise JobStopped(claimed.id)
+            next_read = time.monotonic() + CANCEL_POLL
+
+        return checkpoint
 
     def renew(self, job_ids: Iterable[str]) -> None:
         """Extend the leases of jobs this process is running."""
@@ -433,19 +590,46 @@ def check_status(status: str) -> str:
     return status
 
 
-def _probabilities_json(job_id: str, job_type: str, programs: tuple[Program, ...]) -> str:
-    """Single circuit: ``{outcome: p}``; several: ``{"<job id>-<index>": {outcome: p}}``."""
-    results = [simulator.as_ionq_probabilities(simulator.run(p)) for p in programs]
-    outcomes = sum(len(result) for result in results)
-    if outcomes > MAX_OUTCOMES:
-        raise InvalidCircuit(
-            "SimulationError",
-            f"the result has {outcomes} outcomes; at most {MAX_OUTCOMES} are kept",
-        )
+def _probabilities_json(
+    job_id: str,
+    job_type: str,
+    programs: tuple[Program, ...],
+    *,
+    max_outcomes: int,
+    checkpoint: Callable[[], None],
+) -> str:
+    """Single circuit: ``{outcome: p}``; several: ``{"<job id>-<index>": {outcome: p}}``.
+
+    A result with more than ``max_outcomes`` outcomes (all circuits together)
+    fails the job rather than being cut: IonQ's clients sample from the
+    probabilities and expect them to add up to 1.
+    """
+    results = []
+    outcomes = 0
+    for program in programs:
+        probabilities = simulator.run(program, checkpoint=checkpoint)
+        outcomes += simulator.outcome_count(probabilities)
+        if outcomes > max_outcomes:
+            raise InvalidCircuit(
+                "ResultTooLarge",
+                f"the result has {outcomes:,} or more outcomes; this server keeps at most "
+                f"{max_outcomes:,} (KEYPLANE_JOB_MAX_RESULT_OUTCOMES): measure fewer qubits "
+                "in superposition",
+            )
+        results.append(simulator.as_ionq_probabilities(probabilities))
     answer: Any = results[0]
     if job_type == MULTI_CIRCUIT_JOB:
         answer = {f"{job_id}-{index}": result for index, result in enumerate(results)}
     return json.dumps(answer, separators=(",", ":"))
+
+
+def _running(session: Session, project_id: str) -> int:
+    count = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.project_id == project_id, Job.status == JobStatus.STARTED.value)
+    )
+    return int(count or 0)
 
 
 def _rowcount(result: Any) -> int:
@@ -485,11 +669,14 @@ def _with_key_name(job: JobRecord, key_name: str | None) -> JobRecord:
 
 
 __all__ = [
+    "CANCEL_POLL",
     "LEASE",
     "MAX_ATTEMPTS",
     "ClaimedJob",
+    "JobLimitReached",
     "JobOwner",
     "JobRecord",
     "JobService",
     "JobStatus",
+    "JobStopped",
 ]

@@ -107,7 +107,9 @@ class Services:
             clock=clock,
             limiter=self.limiter,
         )
-        self.jobs = JobService(database, clock=clock, max_qubits=settings.ionq_max_qubits)
+        self.jobs = JobService(
+            database, clock=clock, max_qubits=settings.ionq_max_qubits, limits=settings.jobs
+        )
         self.job_runner = JobRunner(self.jobs, workers=settings.ionq_workers)
 
     @classmethod

@@ -192,6 +192,10 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_project_id_pk", "project_id", "pk"),
         Index("ix_jobs_status_pk", "status", "pk"),
+        # The open-job limits and the fair claim (service/jobs.py, migration 0006_jobs).
+        Index("ix_jobs_project_id_status", "project_id", "status"),
+        Index("ix_jobs_key_id_status", "key_id", "status"),
+        Index("ix_jobs_project_id_started_at", "project_id", "started_at"),
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

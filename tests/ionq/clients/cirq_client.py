@@ -91,8 +91,19 @@ def run_circuits(service: cirq_ionq.Service) -> dict[str, object]:
     return {"client": "cirq-ionq", "results": results, "listed": [job.job_id() for job in listed]}
 
 
-def run_revoked(service: cirq_ionq.Service) -> dict[str, object]:
-    circuit = cirq.Circuit(cirq.H(cirq.LineQubit(0)), cirq.measure(cirq.LineQubit(0)))
+def too_large() -> cirq.Circuit:
+    """Over Keyplane's default work budget: 600 gates on 20 qubits (2^29 allowed)."""
+    qubits = cirq.LineQubit.range(20)
+    gates = [cirq.H(qubits[index % 20]) for index in range(600)]
+    return cirq.Circuit(*gates, cirq.measure(*qubits))
+
+
+def run_revoked(
+    service: cirq_ionq.Service, circuit: cirq.Circuit | None = None
+) -> dict[str, object]:
+    """Submit one circuit the server refuses (by default: any, with a revoked key)."""
+    if circuit is None:
+        circuit = cirq.Circuit(cirq.H(cirq.LineQubit(0)), cirq.measure(cirq.LineQubit(0)))
     started = time.monotonic()
     try:
         service.run(circuit, repetitions=10)
@@ -113,5 +124,8 @@ if __name__ == "__main__":
         default_target="simulator",
     )
     mode = sys.argv[1]
-    output = run_circuits(service) if mode == "circuits" else run_revoked(service)
+    if mode == "circuits":
+        output = run_circuits(service)
+    else:
+        output = run_revoked(service, too_large() if mode == "too-large" else None)
     print(json.dumps(output))

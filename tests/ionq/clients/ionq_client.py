@@ -90,10 +90,19 @@ def run_circuits(backend: Backend) -> dict[str, object]:
     return {"client": "ionq", "results": results, "listed": [job.id for job in listed]}
 
 
-def run_revoked(backend: Backend) -> dict[str, object]:
+def too_large() -> Circuit:
+    """Over Keyplane's default work budget: 600 gates on 20 qubits (2^29 allowed)."""
+    gates = [{"gate": "h", "targets": [index % 20]} for index in range(600)]
+    return Circuit([{"circuit": gates}], qubits=20)
+
+
+def run_revoked(backend: Backend, circuit: Circuit | None = None) -> dict[str, object]:
+    """Submit one circuit the server refuses (by default: any, with a revoked key)."""
+    if circuit is None:
+        circuit = Circuit([{"circuit": [{"gate": "h", "targets": [0]}]}], qubits=1)
     started = time.monotonic()
     try:
-        backend.run(Circuit([{"circuit": [{"gate": "h", "targets": [0]}]}], qubits=1), shots=10)
+        backend.run(circuit, shots=10)
     except requests.HTTPError as error:
         return {
             "error": type(error).__name__,
@@ -110,5 +119,8 @@ if __name__ == "__main__":
     )
     backend = Backend("simulator", client=client)
     mode = sys.argv[1]
-    output = run_circuits(backend) if mode == "circuits" else run_revoked(backend)
+    if mode == "circuits":
+        output = run_circuits(backend)
+    else:
+        output = run_revoked(backend, too_large() if mode == "too-large" else None)
     print(json.dumps(output))

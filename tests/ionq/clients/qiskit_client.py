@@ -107,11 +107,22 @@ def run_circuits() -> dict[str, object]:
     return {"client": "qiskit-ionq", "results": results}
 
 
-def run_revoked() -> dict[str, object]:
+def too_large() -> QuantumCircuit:
+    """Over Keyplane's default work budget: 600 gates on 20 qubits (2^29 allowed)."""
+    circuit = QuantumCircuit(20, 20)
+    for index in range(600):
+        circuit.h(index % 20)
+    circuit.measure(range(20), range(20))
+    return circuit
+
+
+def run_revoked(circuit: QuantumCircuit | None = None) -> dict[str, object]:
+    """Submit one circuit the server refuses (by default: any, with a revoked key)."""
     backend = IonQProvider().get_backend("simulator")
-    circuit = QuantumCircuit(1, 1)
-    circuit.h(0)
-    circuit.measure(0, 0)
+    if circuit is None:
+        circuit = QuantumCircuit(1, 1)
+        circuit.h(0)
+        circuit.measure(0, 0)
     started = time.monotonic()
     try:
         backend.run(circuit, shots=10)
@@ -129,5 +140,8 @@ if __name__ == "__main__":
     os.environ["IONQ_API_URL"] = os.environ["KEYPLANE_TEST_URL"] + "/v0.4"
     os.environ["IONQ_API_KEY"] = os.environ["KEYPLANE_TEST_KEY"]
     mode = sys.argv[1]
-    output = run_circuits() if mode == "circuits" else run_revoked()
+    if mode == "circuits":
+        output = run_circuits()
+    else:
+        output = run_revoked(too_large() if mode == "too-large" else None)
     print(json.dumps(output))
