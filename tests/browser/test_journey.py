@@ -41,7 +41,7 @@ def test_sign_up_create_copy_use_and_revoke_a_key(
     page.get_by_text("will not be shown again").wait_for()
     for snippet in (
         f"export KEYPLANE_API_KEY={key}",
-        f"setx KEYPLANE_API_KEY {key}",
+        "Read-Host 'Paste your key' -AsSecureString",
         'os.getenv("KEYPLANE_API_KEY")',
     ):
         assert snippet in page.content()

@@ -59,7 +59,7 @@ def test_the_sdk_finds_the_key_and_url_in_the_environment(
     [
         pytest.param("/bin/bash", "export KEYPLANE_API_KEY=", id="bash"),
         pytest.param("/usr/bin/zsh", "~/.zshrc", id="zsh"),
-        pytest.param("/usr/bin/fish", "set -Ux KEYPLANE_API_KEY", id="fish"),
+        pytest.param("/usr/bin/fish", "--universal --export", id="fish"),
     ],
 )
 def test_without_any_key_the_error_says_how_to_set_the_variable(
@@ -148,9 +148,13 @@ def test_login_refuses_a_key_the_server_refuses_and_stores_nothing(
     [
         pytest.param("bash", "export KEYPLANE_API_KEY='<your key>'", id="bash"),
         pytest.param("zsh", "export KEYPLANE_API_KEY='<your key>'", id="zsh"),
-        pytest.param("fish", "set -Ux KEYPLANE_API_KEY '<your key>'", id="fish"),
+        pytest.param(
+            "fish",
+            "read --silent --universal --export --prompt-str 'Paste your key: ' KEYPLANE_API_KEY",
+            id="fish",
+        ),
         pytest.param("powershell", "$env:KEYPLANE_API_KEY = '<your key>'", id="powershell"),
-        pytest.param("cmd", 'setx KEYPLANE_API_KEY "<your key>"', id="cmd"),
+        pytest.param("cmd", 'setx KEYPLANE_API_KEY "%KEYPLANE_API_KEY%"', id="cmd"),
     ],
 )
 def test_env_prints_the_lines_for_each_shell(tmp_path: Path, shell: str, line: str) -> None:
