@@ -126,7 +126,6 @@ def test_the_sign_in_link_on_the_join_page_comes_back_to_it(
 CONCURRENT_ACCEPTS = 8
 
 
-@pytest.mark.parametrize("database_url", ["postgres", "sqlite"], indirect=True)
 def test_simultaneous_accepts_of_one_link_let_exactly_one_in(
     owner: Browser, app: FastAPI, services: Services
 ) -> None:
