@@ -109,3 +109,46 @@ def test_a_signed_out_visit_to_an_odd_path_still_redirects_cleanly(browser: Brow
     assert (
         response.headers["location"] == "/console/signin?next=%2Fconsole%2Fkeys%3Fproject%3Dprj_x"
     )
+
+
+@pytest.mark.parametrize(
+    "target", ["/console/keys\r\nSet-Cookie: evil=1", "/console/keys/\u2603", "//evil.test"]
+)
+def test_a_real_server_answers_a_bad_next_with_the_keys_page_and_one_session(
+    services: Services, target: str
+) -> None:
+    """Over real HTTP (Uvicorn), where a CR/LF in a header dropped the connection."""
+    import re
+
+    import httpx
+
+    from keyplane.app import create_app
+    from tests.live import serve_in_thread
+
+    services.bootstrap(
+        organization_name="Acme",
+        project_name="Default",
+        owner_email="owner@acme.test",
+        owner_password=PASSWORD,
+    )
+    with (
+        serve_in_thread(create_app(services)) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        page = client.get("/console/signin")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        response = client.post(
+            "/console/signin",
+            data={
+                "csrf_token": token.group(1),
+                "email": "owner@acme.test",
+                "password": PASSWORD,
+                "next": target,
+            },
+        )
+        assert response.status_code == 303
+        assert response.headers["location"] == "/console/keys"
+        assert "evil" not in response.headers.get("set-cookie", "")
+        assert client.get("/console/keys").status_code == 200
+    assert _sessions(services) == 1
