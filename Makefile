@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+#: What serving needs (`make run`): Keyplane with its PostgreSQL and Redis drivers.
+RUN_STAMP := $(VENV)/.installed-run
+#: What testing needs on top (`make test`, `make install`): the dev extras.
 STAMP := $(VENV)/.installed
 # IonQ's clients for the end-to-end tests live in their own environment:
 # the ionq package needs pydantic 1, Keyplane pydantic 2 (tests/ionq/clients/README.md).
@@ -10,14 +13,24 @@ IONQ_PYTHON ?= $(PYTHON)
 IONQ_REQUIREMENTS := tests/ionq/clients/requirements.txt
 IONQ_STAMP := $(IONQ_VENV)/.installed
 
-.PHONY: install ionq-clients run test lint types check-python clean
+.PHONY: install install-run ionq-clients run test lint types check-python clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Keyplane needs Python 3.11 or newer (set PYTHON=python3.x)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Serving installs no test tools: in particular not keyrings.alt, whose plain-text
+# "keyring" `keyplane login` would otherwise meet (it is refused as a key store anyway).
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[postgres,redis]'
+	@touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,redis]'
 	@touch $(STAMP)
+
+install-run: $(RUN_STAMP)
 
 install: $(STAMP)
 
@@ -35,7 +48,7 @@ $(IONQ_STAMP): $(IONQ_REQUIREMENTS)
 
 ionq-clients: $(IONQ_STAMP)
 
-run: install
+run: install-run
 	$(BIN)/keyplane serve
 
 lint: install

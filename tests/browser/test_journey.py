@@ -41,7 +41,7 @@ def test_sign_up_create_copy_use_and_revoke_a_key(
     page.get_by_text("will not be shown again").wait_for()
     for snippet in (
         f"export KEYPLANE_API_KEY={key}",
-        f"setx KEYPLANE_API_KEY {key}",
+        "Read-Host 'Paste your key' -AsSecureString",
         'os.getenv("KEYPLANE_API_KEY")',
     ):
         assert snippet in page.content()
@@ -154,8 +154,9 @@ def test_an_invited_member_sees_the_keys_and_manages_only_their_own(
     member_watch = PageWatch(member)
     member.goto(link)
     member.get_by_role("heading", name="Join Org").wait_for()
-    member.get_by_label("Password").fill(PASSWORD)
-    member.get_by_role("button", name="Join Org").click()
+    member.get_by_label("Choose a password").fill(PASSWORD)
+    member.get_by_label("Repeat the password").fill(PASSWORD)
+    member.get_by_role("button", name="Create account and join").click()
     member.get_by_role("heading", name="API Keys").wait_for()
 
     nav = member.get_by_role("navigation", name="Main")

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import socket
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
+from select import select as select_fds
 
 import pytest
 from argon2 import PasswordHasher
@@ -12,9 +18,12 @@ from typer.testing import CliRunner
 
 from keyplane.cli.main import app
 from keyplane.config import Settings
+from keyplane.core.errors import AuthenticationFailed
 from keyplane.core.keys import KeyFormat
 from keyplane.service.services import Services
 from keyplane.storage.models import User
+
+PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
@@ -240,3 +249,122 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+# -- the owner can always sign in (issue 11, finding 1) ----------------------------------
+
+
+def _sign_in(tmp_path: Path, email: str, password: str) -> bool:
+    services = Services.open(Settings.from_env({"KEYPLANE_DATA_DIR": str(tmp_path)}))
+    try:
+        services.sessions.sign_in(email, password)
+    except AuthenticationFailed:
+        return False
+    finally:
+        services.close()
+    return True
+
+
+def test_bootstrap_without_a_terminal_or_password_says_how_to_set_one(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    data = bootstrap(runner, "Acme")
+    assert data["owner"] == {
+        "id": data["owner"]["id"],
+        "email": "me@acme.test",
+        "has_password": False,
+    }  # type: ignore[index]
+    result = runner.invoke(
+        app, ["admin", "bootstrap", "--org", "Globex", "--project", "P", "--email", "x@x.test"]
+    )
+    assert result.exit_code == 0
+    assert "keyplane admin set-password x@x.test" in result.stderr
+    set_it = runner.invoke(
+        app, ["admin", "set-password", "x@x.test", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert set_it.exit_code == 0, set_it.output
+    assert PASSWORD not in set_it.output
+    assert _sign_in(tmp_path, "x@x.test", PASSWORD)
+
+
+def test_set_password_refuses_without_a_terminal_or_stdin_and_for_an_unknown_user(
+    runner: CliRunner,
+) -> None:
+    bootstrap(runner, "Acme")
+    no_tty = runner.invoke(app, ["admin", "set-password", "me@acme.test"])
+    assert no_tty.exit_code == 1
+    assert "--password-stdin" in no_tty.output
+    unknown = runner.invoke(
+        app, ["admin", "set-password", "who@acme.test", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert unknown.exit_code == 1
+
+
+def test_bootstrap_never_replaces_an_existing_owners_password(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    bootstrap(runner, "Acme", "--password-stdin", stdin=PASSWORD + "\n")
+    args = ["admin", "bootstrap", "--org", "Globex", "--project", "P", "--email", "me@acme.test"]
+    again = runner.invoke(app, [*args, "--password-stdin"], input="another password\n")
+    assert again.exit_code == 1
+    assert "already has a console password" in again.output
+    keeps = bootstrap(runner, "Initech")
+    assert keeps["owner"]["has_password"] is True  # type: ignore[index]
+    assert _sign_in(tmp_path, "me@acme.test", PASSWORD)
+
+
+def _run_in_terminal(args: list[str], answers: list[str], env: dict[str, str]) -> str:
+    """Run the real ``keyplane`` in a pseudo-terminal, typing ``answers`` at its prompts."""
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keyplane.cli", *args],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+        close_fds=True,
+    )
+    os.close(child)
+    output = b""
+    deadline = time.monotonic() + 60
+    pending = list(answers)
+    answered = 0
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select_fds([main], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+                # Answer only a new prompt: getpass flushes what was typed ahead.
+                if pending and len(output) > answered and output.rstrip().endswith(b":"):
+                    time.sleep(0.1)  # let getpass switch echo off first
+                    os.write(main, pending.pop(0).encode() + b"\n")
+                    answered = len(output)
+            elif process.poll() is not None:
+                break
+        assert process.wait(timeout=10) == 0, output.decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main)
+    return output.decode(errors="replace")
+
+
+def test_bootstrap_at_a_terminal_asks_for_the_password_twice_hidden(tmp_path: Path) -> None:
+    env = {**os.environ, "KEYPLANE_DATA_DIR": str(tmp_path)}
+    env.pop("KEYPLANE_DATABASE_URL", None)
+    output = _run_in_terminal(
+        ["admin", "bootstrap", "--org", "Acme", "--project", "Default", "--email", "me@acme.test"],
+        [PASSWORD, PASSWORD],
+        env,
+    )
+    assert "Console password for me@acme.test" in output
+    assert "Repeat it" in output
+    assert PASSWORD not in output  # hidden: not echoed
+    assert "set-password" not in output
+    assert _sign_in(tmp_path, "me@acme.test", PASSWORD)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import keyring
 import pytest
+from keyring.backend import KeyringBackend
 from keyring.backends import fail
+from keyring.errors import PasswordDeleteError
 from keyrings.alt.file import PlaintextKeyring
 
 from keyplane.client.errors import MissingAPIKey
@@ -23,9 +25,37 @@ def keys() -> list[str]:
     return [KeyFormat().generate().reveal() for _ in range(4)]
 
 
+class MemoryKeyring(KeyringBackend):
+    """A backend with a recommended priority, as the OS key stores have (there is none
+    on a CI machine); it keeps secrets in this process only."""
+
+    priority = 5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.secrets.pop((service, username), None) is None:
+            raise PasswordDeleteError("no such password")
+
+
+@pytest.fixture
+def os_keyring() -> MemoryKeyring:
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    return backend
+
+
 @pytest.fixture
 def plaintext_keyring() -> PlaintextKeyring:
-    """A real keyring backend (keyrings.alt) whose file lives under the test's XDG_DATA_HOME."""
+    """keyrings.alt's plain-text file (the dev extra), under the test's XDG_DATA_HOME."""
     backend = PlaintextKeyring()
     keyring.set_keyring(backend)
     return backend
@@ -78,18 +108,62 @@ def test_the_fallback_file_is_used_without_a_keyring_backend(keys: list[str]) ->
 
 
 def test_a_keyring_backend_holds_the_key_and_no_file_does(
-    keys: list[str], plaintext_keyring: PlaintextKeyring
+    keys: list[str], os_keyring: MemoryKeyring
 ) -> None:
     store = KeyStore()
     where = store.save(URL, keys[0])
     assert "system key store" in where
     assert not store.credentials_path.exists()
-    assert plaintext_keyring.get_password("keyplane", URL) == keys[0]
+    assert os_keyring.get_password("keyplane", URL) == keys[0]
     assert resolve_key(None, URL, environ={}).secret.reveal() == keys[0]
     assert store.delete(URL) == [where]
-    assert plaintext_keyring.get_password("keyplane", URL) is None
+    assert os_keyring.get_password("keyplane", URL) is None
     with pytest.raises(MissingAPIKey):
         resolve_key(None, URL, environ={})
+
+
+def test_a_plain_text_keyring_is_not_called_a_key_store_and_gets_no_key(
+    keys: list[str], plaintext_keyring: PlaintextKeyring
+) -> None:
+    from keyplane.client.keystore import passed_over
+
+    assert backend_name() is None
+    assert passed_over() == [str(plaintext_keyring.name)]
+    store = KeyStore()
+    where = store.save(URL, keys[0])
+    assert where == str(store.credentials_path)
+    assert stat.S_IMODE(store.credentials_path.stat().st_mode) == 0o600
+    assert plaintext_keyring.get_password("keyplane", URL) is None
+    assert (
+        not Path(plaintext_keyring.file_path).exists()
+        or keys[0] not in Path(plaintext_keyring.file_path).read_text()
+    )
+    assert resolve_key(None, URL, environ={}).source == str(store.credentials_path)
+    from keyplane.client.keystore import passed_over
+
+    assert passed_over() == [str(plaintext_keyring.name)]
+
+
+@pytest.mark.parametrize("priority", [0.5, 0.9])
+def test_a_backend_below_the_recommended_priority_is_not_a_key_store(priority: float) -> None:
+    low = type("LowKeyring", (MemoryKeyring,), {"priority": priority})
+    keyring.set_keyring(low())
+    assert backend_name() is None
+
+
+def test_a_chainer_uses_only_a_recommended_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring.backend
+    from keyring.backends import chainer
+
+    def only_files(backend: object) -> bool:  # what a headless machine with the dev extra has
+        return type(backend).__module__.startswith("keyrings.alt")
+
+    monkeypatch.setattr(keyring.backend, "_limit", only_files)
+    keyring.set_keyring(chainer.ChainerBackend())
+    assert chainer.ChainerBackend.backends  # it does chain something
+    assert backend_name() is None
+    monkeypatch.setattr(keyring.backend, "_limit", None)
+    assert backend_name() is not None  # a chained recommended one (defined in this file)
 
 
 def test_missing_key_names_the_variable_and_how_to_set_it_for_the_users_shell() -> None:
@@ -138,7 +212,7 @@ def test_a_fail_backend_is_not_mistaken_for_a_key_store() -> None:
     assert backend_name() is None
 
 
-class LockedKeyring(PlaintextKeyring):
+class LockedKeyring(MemoryKeyring):
     """A key store that refuses to keep secrets, as a locked desktop keyring does."""
 
     def set_password(self, service: str, username: str, password: str) -> None:

@@ -35,24 +35,44 @@ def test_bash_and_zsh_export_in_their_rc_files() -> None:
     assert "~/.zshrc" in zsh.where
 
 
-def test_fish_uses_a_universal_variable() -> None:
-    assert setup_for("fish", KEY).lines == (f"set -Ux KEYPLANE_API_KEY '{KEY}'",)
+def test_fish_reads_the_key_into_a_universal_variable() -> None:
+    lines = setup_for("fish", KEY, url="http://h:1").lines
+    assert lines == (
+        "read --silent --universal --export --prompt-str 'Paste your key: ' KEYPLANE_API_KEY",
+        "set -Ux KEYPLANE_URL 'http://h:1'",
+    )
 
 
-def test_powershell_on_windows_sets_the_user_environment() -> None:
-    lines = setup_for("powershell", KEY, platform="win32").lines
-    assert lines == (f"[Environment]::SetEnvironmentVariable('KEYPLANE_API_KEY', '{KEY}', 'User')",)
+def test_powershell_on_windows_reads_the_key_into_the_user_environment() -> None:
+    (line,) = setup_for("powershell", KEY, platform="win32").lines
+    assert line.startswith("[Environment]::SetEnvironmentVariable('KEYPLANE_API_KEY', ")
+    assert "Read-Host 'Paste your key' -AsSecureString" in line
     assert "$PROFILE" in setup_for("powershell", KEY, platform="linux").where
 
 
-def test_cmd_uses_setx() -> None:
-    assert setup_for("cmd", KEY, platform="win32").lines == (f'setx KEYPLANE_API_KEY "{KEY}"',)
+def test_cmd_reads_the_key_then_uses_setx() -> None:
+    assert setup_for("cmd", KEY, platform="win32").lines == (
+        "set /p KEYPLANE_API_KEY=Paste your key: ",
+        'setx KEYPLANE_API_KEY "%KEYPLANE_API_KEY%"',
+    )
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin", "win32"])
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish", "powershell", "cmd"])
+def test_no_command_to_run_carries_the_key(shell: str, platform: str) -> None:
+    """A command line lands in shell history; lines for a file are added with an editor."""
+    setup = setup_for(shell, KEY, url="http://h:1", platform=platform)
+    if setup.where.startswith("Run"):
+        assert not any(KEY in line for line in setup.lines), setup.lines
+    else:
+        assert "with an editor" in setup.where
+        assert "history" in setup.where
 
 
 def test_values_are_quoted_for_each_shell() -> None:
     odd = "it's $HOME"
     assert setup_for("bash", odd).lines[0] == "export KEYPLANE_API_KEY='it'\"'\"'s $HOME'"
-    assert setup_for("fish", odd).lines[0] == "set -Ux KEYPLANE_API_KEY 'it\\'s $HOME'"
+    assert setup_for("fish", KEY, url=odd).lines[1] == "set -Ux KEYPLANE_URL 'it\\'s $HOME'"
     assert setup_for("powershell", odd, platform="linux").lines[0] == (
         "$env:KEYPLANE_API_KEY = 'it''s $HOME'"
     )

@@ -94,10 +94,18 @@ class Browser:
         return link.group(1)
 
     def join(self, link: str, password: str = PASSWORD) -> Response:
+        """Accept as a new account (signed out): choose ``password`` for the address."""
         token = link.split("token=", 1)[1]
         return self.post(
-            "/console/join", {"token": token, "password": password}, token_from="/console/signin"
+            "/console/join",
+            {"token": token, "password": password, "confirm_password": password},
+            token_from="/console/signin",
         )
+
+    def join_signed_in(self, link: str) -> Response:
+        """Accept as the signed-in user (an existing account joins this way)."""
+        token = link.split("token=", 1)[1]
+        return self.post("/console/join", {"token": token}, token_from=link)
 
 
 @pytest.fixture

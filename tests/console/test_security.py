@@ -317,3 +317,27 @@ def test_rolling_shows_the_new_value_once_and_keeps_the_old_one_for_the_grace(
     assert owner.client.get("/api/v1/whoami", headers=bearer(old)).status_code == 200
     assert owner.client.get("/api/v1/whoami", headers=bearer(new)).status_code == 200
     assert new not in owner.get("/console/keys").text
+
+
+def _code_with(html_text: str, secret: str) -> list[str]:
+    import html as html_module
+    import re
+
+    blocks = re.findall(r"<code>(.*?)</code>", html_text, flags=re.DOTALL)
+    return [html_module.unescape(block) for block in blocks if secret in block]
+
+
+def test_no_suggested_command_puts_the_key_on_a_command_line(owner: Browser) -> None:
+    """A command line lands in shell history: the key appears only as the line to add
+    to a start-up file with an editor, and the commands read it from a prompt."""
+    response = owner.post("/console/keys", {"project": owner.project_id(), "name": "laptop"})
+    assert response.status_code == 201
+    import re
+
+    found = re.search(r'value="(kp_\w+)"', response.text)
+    assert found
+    secret = found.group(1)
+    assert _code_with(response.text, secret) == [f"export KEYPLANE_API_KEY={secret}"]
+    assert "in an editor" in response.text
+    assert "read -rs" in response.text
+    assert "-AsSecureString" in response.text

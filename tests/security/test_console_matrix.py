@@ -49,7 +49,7 @@ class ConsoleWorld:
         key = self.services.keys.create(caller, self.project_id, name=f"target {next(_names)}")
         email = f"target{next(_names)}@acme.test"
         joined = self.services.members.invite(caller, email, Role.MEMBER)
-        session = self.services.members.accept(joined.token, PASSWORD)
+        session = self.services.members.accept_new_account(joined.token, PASSWORD)
         invitation = self.services.members.invite(caller, f"pending{next(_names)}@acme.test")
         return {
             "key_id": key.record.id,

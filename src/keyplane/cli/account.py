@@ -12,7 +12,7 @@ from rich.table import Table
 from keyplane.cli.client_support import JSON_OPTION, URL_OPTION, client, sdk_errors, when
 from keyplane.cli.output import fail, print_json, stderr, stdout
 from keyplane.client import Client, InvalidAPIKey
-from keyplane.client.keystore import KeyStore, backend_name
+from keyplane.client.keystore import KeyStore, backend_name, passed_over
 from keyplane.client.resolution import resolve_url
 from keyplane.client.shells import KEY_VARIABLE
 
@@ -47,9 +47,16 @@ def login(
     store = KeyStore()
     backend = backend_name()
     if backend is None:
+        skipped = passed_over()
+        reason = (
+            f"keyring offers only {', '.join(skipped)}, which is no key store (it keeps "
+            "secrets in a plain file or not at all)"
+            if skipped
+            else "keyring has no usable backend"
+        )
         stderr.print(
-            "[yellow]No system key store is available (keyring has no usable backend), so the "
-            "key goes to a file readable only by you.[/]"
+            f"[yellow]No system key store is available ({escape(reason)}), so the key goes to "
+            "a file readable only by you.[/]"
         )
     where = store.save(base_url, value)
     if backend is not None and where == str(store.credentials_path):

@@ -1,5 +1,8 @@
-"""Operator commands that go straight to the database: ``bootstrap``, ``create-key``,
-``end-sessions``.
+"""Operator commands that go straight to the database: ``bootstrap``, ``set-password``,
+``create-key``, ``end-sessions``.
+
+A password is read from standard input (``--password-stdin``) or a hidden prompt
+typed twice, never from an argument (arguments land in shell history and ``ps``).
 
 They work while a server runs on the same data directory: SQLite is in WAL
 mode and writes wait for the lock instead of failing.
@@ -19,6 +22,7 @@ from rich.markup import escape
 from keyplane.cli.output import errors_as_messages, fail, print_json, stderr, stdout
 from keyplane.config import Settings
 from keyplane.core.durations import parse_duration
+from keyplane.service.accounts import MIN_PASSWORD_LENGTH
 from keyplane.service.records import CreatedKey
 from keyplane.service.services import Services
 
@@ -35,6 +39,32 @@ def _services() -> Iterator[Services]:
             services.close()
 
 
+def _read_password(password_stdin: bool, *, who: str) -> str | None:
+    """The password from standard input, or from a hidden prompt typed twice when a
+    person is at a terminal; ``None`` when there is neither."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail("--password-stdin was given but standard input held no password")
+        return password
+    if not sys.stdin.isatty():
+        return None
+    entered: str = typer.prompt(
+        f"Console password for {who} (at least {MIN_PASSWORD_LENGTH} characters)",
+        hide_input=True,
+        confirmation_prompt="Repeat it",
+    )
+    return entered
+
+
+def _set_password_hint(email: str) -> str:
+    return (
+        f"{email} has no console password yet, so cannot sign in. Set one with\n"
+        f"  keyplane admin set-password {email}\n"
+        "(it asks for it, hidden; or pipe it in with --password-stdin)."
+    )
+
+
 @admin_app.command("bootstrap")
 def bootstrap(
     org: str = typer.Option(..., "--org", help="Name of the new organization."),
@@ -45,23 +75,33 @@ def bootstrap(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Create an organization, its owner and a first project, and print a management key once."""
-    password = None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            fail("--password-stdin was given but standard input held no password")
+    """Create an organization, its owner and a first project, and print a management key once.
+
+    The owner's console password is asked for (hidden, twice) at a terminal, or read
+    with --password-stdin; an owner who already has one keeps it.
+    """
     with _services() as services:
+        has_password = services.accounts.has_password(email)
+        password = None if has_password else _read_password(password_stdin, who=email)
+        if has_password and password_stdin:
+            fail(f"{email} already has a console password; leave out --password-stdin")
         result = services.bootstrap(
             organization_name=org, project_name=project, owner_email=email, owner_password=password
         )
     accounts = result.accounts
+    can_sign_in = bool(has_password) or password is not None
     data = {
         "organization": {"id": accounts.organization.id, "name": accounts.organization.name},
-        "owner": {"id": accounts.owner.id, "email": accounts.owner.email},
+        "owner": {
+            "id": accounts.owner.id,
+            "email": accounts.owner.email,
+            "has_password": can_sign_in,
+        },
         "project": {"id": accounts.project.id, "name": accounts.project.name},
         "key": _key_json(result.key),
     }
+    if not can_sign_in:
+        stderr.print(f"[yellow]{escape(_set_password_hint(accounts.owner.email))}[/]")
     if as_json:
         print_json(data)
         return
@@ -70,6 +110,28 @@ def bootstrap(
     stdout.print(f"Owner        {accounts.owner.email} ({accounts.owner.id})")
     stdout.print(f"Project      [bold]{escape(accounts.project.name)}[/] ({accounts.project.id})")
     _show_key(result.key)
+
+
+@admin_app.command("set-password")
+def set_password(
+    email: str = typer.Argument(..., help="The user's e-mail address."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
+) -> None:
+    """Set a user's console password (an owner bootstrapped without one, a forgotten one).
+
+    Ends the user's console sessions. The password is asked for (hidden, twice) or
+    read with --password-stdin; it is never an argument.
+    """
+    password = _read_password(password_stdin, who=email)
+    if password is None:
+        fail("no terminal to ask for the password: pipe it in with --password-stdin")
+    with _services() as services:
+        user = services.accounts.set_password(email, password)
+    stdout.print(
+        f"Console password set for {escape(user.email)} ({user.id}); their sessions were ended."
+    )
 
 
 @admin_app.command("create-key")
@@ -137,6 +199,7 @@ def _show_key(created: CreatedKey) -> None:
     stdout.print(created.secret.reveal(), markup=False)
     stdout.print()
     stderr.print(
-        "[yellow]This is the only time the key is shown. Store it now, e.g. "
-        "export KEYPLANE_API_KEY=<key>[/]"
+        "[yellow]This is the only time the key is shown. Store it now, without putting it "
+        "in your shell history: read -rs KEYPLANE_API_KEY && export KEYPLANE_API_KEY "
+        "(then paste it and press Enter).[/]"
     )

@@ -7,7 +7,7 @@ import typer
 from keyplane.cli.client_support import URL_OPTION, sdk_errors
 from keyplane.cli.output import fail, stderr
 from keyplane.client.resolution import DEFAULT_URL, resolve_key, resolve_url
-from keyplane.client.shells import SHELLS, detect_shell, setup_for
+from keyplane.client.shells import PLACEHOLDER, SHELLS, detect_shell, setup_for
 
 
 def env(
@@ -30,7 +30,7 @@ def env(
         chosen, **({"key": key} if key else {}), url=(base_url if base_url != DEFAULT_URL else None)
     )
     typer.echo(setup.render())
-    if not show:
+    if not show and PLACEHOLDER in setup.render():
         stderr.print(
             "Replace <your key> with your key, or run with --show to fill in the key you use now."
         )

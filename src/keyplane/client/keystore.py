@@ -4,7 +4,9 @@ Keys are stored per server URL (service ``keyplane``, user name the URL), so
 logging in to a staging server does not replace the key of production. The
 OS key store is reached through the ``keyring`` library (macOS Keychain,
 Windows Credential Locker, the Secret Service on Linux desktops). Where
-``keyring`` has no usable backend (a server, a container, CI) the key goes to
+``keyring`` has no such backend (a server, a container, CI), or offers only one
+that is no key store (keyrings.alt's plain-text file, any backend below
+keyring's "recommended" priority of 1), the key goes to
 ``credentials.json`` in the Keyplane config directory instead, created with
 mode 0600 in a 0700 directory. ``config.json`` beside it remembers the URL of
 the last login, so later commands find that server without ``KEYPLANE_URL``.
@@ -46,30 +48,69 @@ class StoredKey:
     where: str
 
 
-def _backend() -> Any | None:
-    """keyring's backend, or None when it has none that can keep a secret."""
+#: keyring's rule of thumb: a priority of one or more is a recommended store; a lower
+#: one (keyrings.alt's files, ``fail``, an empty chainer) is a last resort.
+RECOMMENDED_PRIORITY: Final = 1
+#: Backends that keep secrets readable on disk (or not at all), whatever their priority.
+_NOT_A_KEY_STORE: Final = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
+
+
+def _secure(backend: Any) -> bool:
+    """A backend that keeps a secret encrypted by the OS (Keychain, Credential Locker,
+    Secret Service), not a plain-text file that merely calls itself a keyring."""
+    from keyring.backends import chainer
+
+    if isinstance(backend, chainer.ChainerBackend):
+        return False  # judged by the backends it chains, in _backend
+    if type(backend).__module__.startswith(_NOT_A_KEY_STORE):
+        return False
+    try:
+        return float(backend.priority) >= RECOMMENDED_PRIORITY
+    except Exception:  # a backend whose priority cannot be read is not one to trust
+        return False
+
+
+def _candidates() -> list[Any]:
+    """keyring's configured backend, or the backends its chainer would try."""
     import keyring
-    from keyring.backends import chainer, fail
+    from keyring.backends import chainer
 
     try:
         backend = keyring.get_keyring()
+        if isinstance(backend, chainer.ChainerBackend):
+            return list(backend.backends)
     except Exception:  # a broken keyring configuration must not break the client
-        return None
-    if isinstance(backend, fail.Keyring):
-        return None
-    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
-        return None
-    if type(backend).__module__.startswith("keyring.backends.null"):
-        return None  # accepts secrets and forgets them
-    return backend
+        return []
+    return [backend]
+
+
+def _backend() -> Any | None:
+    """The OS key store keyring offers, or None when it offers none that keeps a secret
+    safe: then the key goes to the 0600 file, and the messages say so."""
+    return next((backend for backend in _candidates() if _secure(backend)), None)
+
+
+def _name(backend: Any) -> str:
+    return str(getattr(backend, "name", type(backend).__name__))
 
 
 def backend_name() -> str | None:
     """The OS key store's name for messages, or None when there is none."""
     backend = _backend()
-    if backend is None:
-        return None
-    return str(getattr(backend, "name", type(backend).__name__))
+    return None if backend is None else _name(backend)
+
+
+def passed_over() -> list[str]:
+    """The names of keyring backends not used because they are no key store (a
+    plain-text file, say), for an honest message."""
+    return [
+        _name(backend)
+        for backend in _candidates()
+        if not _secure(backend)
+        and not type(backend).__module__.startswith(
+            ("keyring.backends.fail", "keyring.backends.chainer")
+        )
+    ]
 
 
 class KeyStore:

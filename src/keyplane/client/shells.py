@@ -3,6 +3,10 @@
 Shared by ``keyplane env`` and by :class:`~keyplane.client.errors.MissingAPIKey`'s
 message, so both say exactly the same thing. Pure: it only reads the mapping
 of environment variables and the platform name it is given.
+
+No suggested command carries the key's value: a command line lands in shell
+history (and in ``ps``). Lines for a start-up file are to be added with an
+editor; commands to run once read the key from a hidden prompt instead.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from typing import Final
 KEY_VARIABLE: Final = "KEYPLANE_API_KEY"
 URL_VARIABLE: Final = "KEYPLANE_URL"
 PLACEHOLDER: Final = "<your key>"
+#: What every prompt asks; the key is pasted there, not typed into a command.
+PROMPT: Final = "Paste your key"
+_IN_AN_EDITOR: Final = (
+    "with an editor (not with echo ... >>: a command line with the key stays in your shell history)"
+)
 SHELLS: Final = ("bash", "zsh", "fish", "powershell", "cmd")
 
 
@@ -63,39 +72,58 @@ def setup_for(
             rc = "~/.bash_profile"
         return ShellSetup(
             shell,
-            f"Add these lines to {rc}:",
+            f"Add these lines to {rc} {_IN_AN_EDITOR}:",
             tuple(f"export {name}={shlex.quote(value)}" for name, value in values),
             f"Then open a new terminal, or run: source {rc}",
         )
+    url_values = values[1:]
     if shell == "fish":
         return ShellSetup(
             shell,
-            "Run once in fish (a universal variable, kept in ~/.config/fish/fish_variables):",
-            tuple(f"set -Ux {name} {_fish_quote(value)}" for name, value in values),
+            "Run once in fish; it asks for the key, hidden (a universal variable, kept in "
+            "~/.config/fish/fish_variables):",
+            (
+                f"read --silent --universal --export --prompt-str '{PROMPT}: ' {KEY_VARIABLE}",
+                *(f"set -Ux {name} {_fish_quote(value)}" for name, value in url_values),
+            ),
             "It applies at once, in every fish session.",
         )
     if shell == "powershell":
         if platform.startswith("win"):
+            hidden = (
+                f"[Net.NetworkCredential]::new('', (Read-Host '{PROMPT}' -AsSecureString)).Password"
+            )
             return ShellSetup(
                 shell,
-                "Run once in PowerShell (stored in your Windows user environment):",
-                tuple(
-                    f"[Environment]::SetEnvironmentVariable('{name}', {_ps_quote(value)}, 'User')"
-                    for name, value in values
+                "Run once in PowerShell; it asks for the key, hidden (stored in your Windows "
+                "user environment):",
+                (
+                    f"[Environment]::SetEnvironmentVariable('{KEY_VARIABLE}', {hidden}, 'User')",
+                    *(
+                        f"[Environment]::SetEnvironmentVariable('{name}', {_ps_quote(value)}, "
+                        "'User')"
+                        for name, value in url_values
+                    ),
                 ),
                 "Then open a new terminal.",
             )
         return ShellSetup(
             shell,
-            "Add these lines to your PowerShell profile (the file named by $PROFILE):",
+            f"Add these lines to your PowerShell profile (the file named by $PROFILE) "
+            f"{_IN_AN_EDITOR}:",
             tuple(f"$env:{name} = {_ps_quote(value)}" for name, value in values),
             "Then open a new terminal, or run: . $PROFILE",
         )
     if shell == "cmd":
         return ShellSetup(
             shell,
-            "Run once in cmd.exe (stored in your Windows user environment):",
-            tuple(f'setx {name} "{value}"' for name, value in values),
+            "Run once in cmd.exe; the first line asks for the key (stored in your Windows "
+            "user environment):",
+            (
+                f"set /p {KEY_VARIABLE}={PROMPT}: ",
+                f'setx {KEY_VARIABLE} "%{KEY_VARIABLE}%"',
+                *(f'setx {name} "{value}"' for name, value in url_values),
+            ),
             "Then open a new window: setx does not change the current one.",
         )
     raise ValueError(f"unknown shell {shell!r}: use one of {', '.join(SHELLS)}")

@@ -17,7 +17,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyplane.console import auth, jobs, keys, organization
 from keyplane.console.formatting import actor_label, day, duration, exact, relative
-from keyplane.console.web import HERE, PREFIX, CSRFFailed, SignInRequired, render, templates
+from keyplane.console.web import (
+    HERE,
+    PREFIX,
+    CSRFFailed,
+    SignInRequired,
+    redirect_target,
+    redirect_to,
+    render,
+    templates,
+)
 from keyplane.core.errors import (
     AuthenticationFailed,
     Conflict,
@@ -98,7 +107,7 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
 
     @console.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
-        return RedirectResponse(f"{PREFIX}/keys", status_code=303)
+        return redirect_to(f"{PREFIX}/keys")
 
     _install_error_pages(console)
     console.add_middleware(SecurityHeaders)
@@ -108,8 +117,9 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
 def _install_error_pages(console: FastAPI) -> None:
     async def sign_in_required(request: Request, error: Exception) -> Response:
         assert isinstance(error, SignInRequired)
-        query = urlencode({"next": error.next_path})
-        return RedirectResponse(f"{PREFIX}/signin?{query}", status_code=303)
+        target = redirect_target(error.next_path)
+        query = f"?{urlencode({'next': target})}" if target else ""
+        return redirect_to(f"{PREFIX}/signin{query}")
 
     async def keyplane_error(request: Request, error: Exception) -> Response:
         status, message = _status_of(error)

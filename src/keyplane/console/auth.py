@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import Response
 
 from keyplane.console.web import (
+    DEFAULT_PAGE,
+    PREFIX,
     SESSION_COOKIE,
     AnonymousCSRF,
     CSRFVisitorDep,
     ServicesDep,
     VisitorDep,
+    anonymous_csrf,
     clear_session_cookie,
+    csrf_visitor,
     current_visitor,
     redirect,
+    redirect_to,
     render,
     request_ip,
     safe_next,
     set_session_cookie,
 )
-from keyplane.core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
-from keyplane.service.members import SignupClosed
+from keyplane.core.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from keyplane.service.members import AccountExists, SignupClosed
 from keyplane.service.sessions import NewSession
 
 router = APIRouter()
@@ -30,9 +42,10 @@ router = APIRouter()
 Text = Annotated[str, Form(max_length=2000)]
 
 
-def _signed_in(request: Request, started: NewSession, next_path: str | None = None) -> Response:
-    response = redirect("")
-    response.headers["location"] = safe_next(next_path)
+def _signed_in(request: Request, started: NewSession, target: str = DEFAULT_PAGE) -> Response:
+    """The answer that hands over a new session; ``target`` was checked before the
+    session was made (a redirect that fails after it would leave a session row)."""
+    response = redirect_to(target)
     set_session_cookie(request, response, started.token)
     return response
 
@@ -59,6 +72,7 @@ def sign_in(
     password: Text = "",
     next: Text = "",
 ) -> Response:
+    target = safe_next(next)
     try:
         started = services.sessions.sign_in(
             email,
@@ -77,14 +91,14 @@ def sign_in(
             request,
             "signin.html",
             {
-                "next": safe_next(next),
+                "next": target,
                 "email": email,
                 "error": message,
                 "signup_open": services.members.signup_open(),
             },
             status_code=401,
         )
-    return _signed_in(request, started, next)
+    return _signed_in(request, started, target)
 
 
 @router.get("/signup")
@@ -113,6 +127,18 @@ def sign_up(
         )
     except SignupClosed:
         return render(request, "signup.html", {"signup_open": False}, status_code=403)
+    except AuthenticationFailed:  # the address has an account and this is not its password
+        return render(
+            request,
+            "signup.html",
+            {
+                "signup_open": True,
+                "email": email,
+                "organization": organization,
+                "error": "Wrong e-mail address or password.",
+            },
+            status_code=401,
+        )
     except (InvalidInput, Conflict) as error:
         return render(
             request,
@@ -129,42 +155,73 @@ def sign_up(
     return _signed_in(request, started)
 
 
-@router.get("/join")
-def join_page(
-    request: Request, services: ServicesDep, token: str = Query("", max_length=200)
+def _join_page(
+    request: Request,
+    services: ServicesDep,
+    token: str,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
 ) -> Response:
     try:
         invitation = services.members.find_invitation(token)
     except NotFound:
         return render(request, "join.html", {"invitation": None}, status_code=404)
-    return render(request, "join.html", {"invitation": invitation, "token": token})
+    signin_url = f"{PREFIX}/signin?" + urlencode({"next": f"{PREFIX}/join?token={token}"})
+    return render(
+        request,
+        "join.html",
+        {"invitation": invitation, "token": token, "error": error, "signin_url": signin_url},
+        status_code=status_code,
+    )
+
+
+@router.get("/join")
+def join_page(
+    request: Request, services: ServicesDep, token: str = Query("", max_length=200)
+) -> Response:
+    current_visitor(request)
+    return _join_page(request, services, token)
 
 
 @router.post("/join")
 def join(
     request: Request,
     services: ServicesDep,
-    _csrf: AnonymousCSRF,
     token: Text = "",
     password: Text = "",
+    confirm_password: Text = "",
+    csrf_token: Text = "",
 ) -> Response:
+    """Accept an invitation. Signed in, the visitor joins as themselves (if they are
+    the invited address); signed out, the link creates a new account for the address
+    and never touches an existing one."""
+    visitor = current_visitor(request)
+    client = {
+        "client_ip": request_ip(request),
+        "user_agent": request.headers.get("user-agent"),
+        "replacing": request.cookies.get(SESSION_COOKIE),
+    }
     try:
-        started = services.members.accept(
-            token,
-            password,
-            client_ip=request_ip(request),
-            user_agent=request.headers.get("user-agent"),
-        )
+        if visitor is not None:
+            csrf_visitor(request, csrf_token)
+            started = services.members.accept_signed_in(token, visitor.session, **client)
+        else:
+            anonymous_csrf(request, csrf_token)
+            if password != confirm_password:
+                raise InvalidInput("the two passwords differ", field="confirm_password")
+            started = services.members.accept_new_account(token, password, **client)
     except NotFound:
         return render(request, "join.html", {"invitation": None}, status_code=404)
-    except (InvalidInput, AuthenticationFailed) as error:
-        invitation = services.members.find_invitation(token)
-        return render(
-            request,
-            "join.html",
-            {"invitation": invitation, "token": token, "error": str(error)},
-            status_code=422 if isinstance(error, InvalidInput) else 401,
+    except (InvalidInput, AccountExists, PermissionDenied) as error:
+        status = (
+            422
+            if isinstance(error, InvalidInput)
+            else 409
+            if isinstance(error, AccountExists)
+            else 403
         )
+        return _join_page(request, services, token, error=str(error), status_code=status)
     return _signed_in(request, started)
 
 

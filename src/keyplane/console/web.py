@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from fastapi import Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
@@ -242,24 +242,62 @@ def render(
     return response
 
 
-def redirect(path: str, **query: str) -> RedirectResponse:
-    """A 303 to a console path (after a form post)."""
-    from urllib.parse import urlencode
+#: Where a visitor lands when a requested place to go back to is not acceptable.
+DEFAULT_PAGE: Final = f"{PREFIX}/keys"
+_MAX_TARGET_LENGTH: Final = 500
+#: Printable ASCII without space, backslash, quotes or angle brackets: anything else
+#: in a target must arrive percent-encoded.
+_TARGET_CHARS: Final = frozenset(
+    chr(code) for code in range(0x21, 0x7F) if chr(code) not in '\\"<>`{}|^'
+)
 
-    target = f"{PREFIX}{path}"
-    if query:
-        target += "?" + urlencode(query)
-    return RedirectResponse(target, status_code=303)
+
+def redirect_target(target: str | None) -> str | None:
+    """``target`` if it is a console path on this origin that is safe to put in a
+    ``Location`` header, else ``None``. Every console redirect goes through here.
+
+    Refused: anything not starting ``/console/`` (absolute URLs, ``//host``,
+    ``/\\host``), control characters (CR/LF would split the header), characters
+    outside printable ASCII (a header is Latin-1; browsers read ``\\`` as ``/``),
+    and dot segments or encoded slashes/backslashes/controls that a browser or
+    proxy might decode into one of the above.
+    """
+    if not isinstance(target, str) or not target or len(target) > _MAX_TARGET_LENGTH:
+        return None
+    if not set(target) <= _TARGET_CHARS:
+        return None
+    if not target.startswith(PREFIX + "/") or "//" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.fragment:
+        return None
+    decoded = unquote(parts.path)
+    if (
+        "//" in decoded
+        or "\\" in decoded
+        or any(ord(char) < 0x20 or ord(char) == 0x7F for char in unquote(target))
+        or any(segment in {".", ".."} for segment in decoded.split("/"))
+    ):
+        return None
+    return target
 
 
 def safe_next(path: str | None) -> str:
-    """Only a console path is a place to go back to after signing in (no open redirect)."""
-    if not path or not path.startswith(PREFIX + "/") or path.startswith("//"):
-        return f"{PREFIX}/keys"
-    parts = urlsplit(path)
-    if parts.scheme or parts.netloc or "\\" in path:
-        return f"{PREFIX}/keys"
-    return path
+    """A place to go back to after signing in: ``path`` if acceptable, else the keys page."""
+    return redirect_target(path) or DEFAULT_PAGE
+
+
+def redirect(path: str, **query: str) -> RedirectResponse:
+    """A 303 to a console path (after a form post), checked like every redirect."""
+    target = f"{PREFIX}{path}"
+    if query:
+        target += "?" + urlencode(query)
+    return RedirectResponse(safe_next(target), status_code=303)
+
+
+def redirect_to(target: str | None) -> RedirectResponse:
+    """A 303 to an already-built console URL (``next=``); the keys page if it is unsafe."""
+    return RedirectResponse(safe_next(target), status_code=303)
 
 
 def _local_path(request: Request) -> str:

@@ -11,7 +11,7 @@ from typing import Final
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,7 +33,7 @@ from keyplane.service.records import (
 )
 from keyplane.service.validation import check_name
 from keyplane.storage.database import Database
-from keyplane.storage.models import Membership, Organization, Project, User
+from keyplane.storage.models import ConsoleSession, Membership, Organization, Project, User
 
 _EMAIL_RE: Final = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 MIN_PASSWORD_LENGTH: Final = 10
@@ -70,13 +70,22 @@ class AccountService:
         owner_email: str,
         owner_password: str | None = None,
         actor: Actor,
+        unique_name: bool = True,
     ) -> Bootstrapped:
-        """Create an organization, its owner (or reuse the user) and a first project."""
+        """Create an organization, its owner (or reuse the user) and a first project.
+
+        An existing user's password is never replaced here (that is
+        :meth:`set_password`'s job, for the operator). ``unique_name`` refuses a
+        name another organization has: the operator names organizations in the
+        admin commands; sign-up passes ``False`` so a name reveals nothing.
+        """
         now = self._clock()
         organization_name = check_name(organization_name)
         project_name = check_name(project_name)
         email = check_email(owner_email)
-        if session.scalar(select(Organization).where(Organization.name == organization_name)):
+        if unique_name and session.scalar(
+            select(Organization.pk).where(Organization.name == organization_name)
+        ):
             raise Conflict(f"an organization named {organization_name!r} already exists")
         organization = Organization(id=new_id("org"), name=organization_name, created_at=now)
         session.add(organization)
@@ -85,6 +94,11 @@ class AccountService:
             user = User(id=new_id("usr"), email=email, created_at=now, password_hash=None)
             session.add(user)
         if owner_password is not None:
+            if user.password_hash is not None:
+                raise Conflict(
+                    f"{email} already has a console password; leave the password out "
+                    "(theirs stays) or change it with keyplane admin set-password"
+                )
             user.password_hash = self.hash_password(owner_password)
         session.flush()
         session.add(
@@ -123,15 +137,42 @@ class AccountService:
         )
 
     def hash_password(self, password: str) -> str:
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise InvalidInput(
-                f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
-            )
-        if len(password) > MAX_PASSWORD_LENGTH:
-            raise InvalidInput(
-                f"a password has at most {MAX_PASSWORD_LENGTH} characters", field="password"
-            )
-        return self._hasher.hash(password)
+        return self._hasher.hash(check_password(password))
+
+    def has_password(self, email: str) -> bool | None:
+        """Whether the user with ``email`` can sign in; ``None`` when there is no such user."""
+        with self._database.read() as session:
+            found = session.execute(
+                select(User.password_hash).where(User.email == check_email(email))
+            ).first()
+        return None if found is None else found.password_hash is not None
+
+    def set_password(self, email: str, password: str) -> UserRecord:
+        """The operator sets a user's console password (``keyplane admin set-password``)
+        and ends that user's console sessions, as a password change does."""
+        email = check_email(email)
+        new_hash = self.hash_password(password)
+        now = self._clock()
+        with self._database.write() as session:
+            user = session.scalar(select(User).where(User.email == email))
+            if user is None:
+                raise NotFound("user", email)
+            user.password_hash = new_hash
+            session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))
+            organizations = session.scalars(
+                select(Membership.organization_id).where(Membership.user_id == user.id)
+            ).all()
+            for organization_id in organizations:
+                record_event(
+                    session,
+                    organization_id=organization_id,
+                    actor=Actor.operator(),
+                    action="user.password_changed",
+                    target_type="user",
+                    target_id=user.id,
+                    at=now,
+                )
+            return UserRecord(user.id, user.email, user.created_at)
 
     def verify_password(self, password_hash: str | None, password: str) -> bool:
         """True if ``password`` matches; always spends one hash, so a missing user
@@ -214,14 +255,20 @@ class AccountService:
     def operator_caller(self, organization: str) -> Caller:
         """A caller acting for the operator in ``organization`` (id or name), with every scope."""
         with self._database.read() as session:
-            row = session.scalar(
-                select(Organization).where(
-                    (Organization.id == organization) | (Organization.name == organization)
-                )
-            )
-            if row is None:
+            rows = session.scalars(
+                select(Organization)
+                .where((Organization.id == organization) | (Organization.name == organization))
+                .limit(3)
+            ).all()
+            by_id = [row for row in rows if row.id == organization]
+            rows = by_id or rows
+            if not rows:
                 raise NotFound("organization", organization)
-            return Caller(row.id, (scope_rules.ALL,), Actor.operator())
+            if len(rows) > 1:  # sign-up does not keep names unique
+                raise Conflict(
+                    f"several organizations are named {organization!r}; give the id (org_...)"
+                )
+            return Caller(rows[0].id, (scope_rules.ALL,), Actor.operator())
 
     def find_project(self, caller: Caller, project: str) -> ProjectRecord:
         """A project of the caller's organization, by id or by name."""
@@ -235,6 +282,20 @@ class AccountService:
             if row is None:
                 raise NotFound("project", project)
             return _project_record(row)
+
+
+def check_password(password: str) -> str:
+    """``password`` if its length is allowed, else :class:`InvalidInput` (the same for
+    everyone, before any look-up, so the answer says nothing about the account)."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"a password has at most {MAX_PASSWORD_LENGTH} characters", field="password"
+        )
+    return password
 
 
 def check_email(email: str) -> str:

@@ -16,16 +16,29 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from keyplane.core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from keyplane.core.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from keyplane.core.ids import is_id, new_id
 from keyplane.service import access
-from keyplane.service.accounts import AccountService, check_email
+from keyplane.service.accounts import AccountService, check_email, check_password
 from keyplane.service.audit import record_event
-from keyplane.service.records import Actor, Caller, InvitationRecord, MemberRecord, Role
+from keyplane.service.records import (
+    Actor,
+    Caller,
+    InvitationRecord,
+    MemberRecord,
+    Role,
+    SessionRecord,
+)
 from keyplane.service.sessions import NewSession, SessionService, hash_token
 from keyplane.storage.database import Database
 from keyplane.storage.models import (
@@ -49,6 +62,15 @@ class SignupPolicy(StrEnum):
 
 class SignupClosed(Conflict):
     """Sign-up is not open on this server; join through an invitation."""
+
+
+class AccountExists(Conflict):
+    """The invited address has an account: it joins by signing in, not through the link."""
+
+
+_ACCOUNT_EXISTS: Final = (
+    "an account with this address exists: sign in as it, then open the invitation link again"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +116,27 @@ class MemberService:
         client_ip: str | None = None,
         user_agent: str | None = None,
     ) -> NewSession:
-        """Create an organization with this person as its owner, and sign them in."""
+        """Create an organization with this person as its owner, and sign them in.
+
+        The answer does not say whether the address has an account: for one that
+        has, sign-up is a sign-in (its throttle, its one "wrong e-mail address or
+        password" answer) that then creates the organization for that account;
+        it never sets a password on it. Organization names are not unique, so a
+        name taken elsewhere says nothing either.
+        """
         email = check_email(email)
-        password_hash = self._accounts.hash_password(password)
+        check_password(password)
+        self._sessions.throttle.check(email, client_ip)
+        with self._database.read() as session:
+            existing = session.execute(
+                select(User.id, User.password_hash).where(User.email == email)
+            ).first()
+        new_hash: str | None = None
+        if existing is None:
+            new_hash = self._accounts.hash_password(password)
+        elif not self._accounts.verify_password(existing.password_hash, password):
+            self._sessions.throttle.failed(email, client_ip)
+            raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
         actor = Actor("signup", client_ip, user_agent)
         try:
             with self._database.write() as session:
@@ -107,19 +147,22 @@ class MemberService:
                     raise SignupClosed(
                         "sign-up is closed on this server; ask an owner or admin for an invitation"
                     )
-                if session.scalar(select(User.pk).where(User.email == email)) is not None:
-                    raise Conflict("an account with this e-mail address exists; sign in instead")
+                user = session.scalar(select(User).where(User.email == email))
+                if (user is None) != (existing is None):  # created or deleted since the check
+                    raise Conflict("that e-mail address changed just now; try again")
                 created = self._accounts.bootstrap(
                     session,
                     organization_name=organization_name,
                     project_name=FIRST_PROJECT_NAME,
                     owner_email=email,
                     actor=actor,
+                    unique_name=False,
                 )
-                user = session.scalar(select(User).where(User.id == created.owner.id))
-                if user is None:  # pragma: no cover - bootstrap just created it
-                    raise NotFound("user", created.owner.id)
-                user.password_hash = password_hash
+                if new_hash is not None:
+                    row = session.scalar(select(User).where(User.id == created.owner.id))
+                    if row is None:  # pragma: no cover - bootstrap just created it
+                        raise NotFound("user", created.owner.id)
+                    row.password_hash = new_hash
                 return self._sessions.start_in(
                     session,
                     created.owner.id,
@@ -127,8 +170,8 @@ class MemberService:
                     client_ip=client_ip,
                     user_agent=user_agent,
                 )
-        except IntegrityError:  # a concurrent sign-up took the name or the e-mail
-            raise Conflict("that organization or e-mail address was just taken") from None
+        except IntegrityError:  # a concurrent sign-up or accept took the e-mail address
+            raise Conflict("that e-mail address changed just now; try again") from None
 
     # -- members -------------------------------------------------------------
 
@@ -287,65 +330,122 @@ class MemberService:
         with self._database.read() as session:
             return _invitation_record(session, self._open_invitation(session, token))
 
-    def accept(
+    def accept_new_account(
         self,
         token: str,
         password: str,
         *,
         client_ip: str | None = None,
         user_agent: str | None = None,
+        replacing: str | None = None,
     ) -> NewSession:
-        """Join the organization: a new account sets its password, an existing one proves it."""
-        with self._database.read() as session:
-            invitation = self._open_invitation(session, token)
-            user = session.scalar(select(User).where(User.email == invitation.email))
-            existing_hash = user.password_hash if user is not None else None
-        new_hash: str | None = None
-        if existing_hash is not None:
-            self._sessions.throttle.check(invitation.email, client_ip)
-            if not self._accounts.verify_password(existing_hash, password):
-                self._sessions.throttle.failed(invitation.email, client_ip)
-                raise AuthenticationFailed(
-                    "BAD_CREDENTIALS",
-                    "an account with this e-mail exists: enter its current password",
-                )
-        else:
-            new_hash = self._accounts.hash_password(password)
+        """Join with a new account for the invited address, choosing its password.
+
+        A link never sets or changes the credentials of an account that exists
+        (with or without a password): whoever holds the link is not thereby that
+        person. Such an account joins with :meth:`accept_signed_in`.
+        """
+        new_hash = self._accounts.hash_password(password)
         now = self._clock()
-        with self._database.write() as session:
-            row = self._open_invitation(session, token)
-            user = session.scalar(select(User).where(User.email == row.email))
-            if user is None:
-                user = User(id=new_id("usr"), email=row.email, created_at=now, password_hash=None)
-                session.add(user)
-            if new_hash is not None:
-                user.password_hash = new_hash
-            session.flush()
-            if _find_membership(session, row.organization_id, user.id) is None:
-                session.add(
-                    Membership(
-                        organization_id=row.organization_id,
-                        user_id=user.id,
-                        role=row.role,
-                        created_at=now,
-                    )
+        try:
+            with self._database.write() as session:
+                row = self._claim(session, token, now)
+                if session.scalar(select(User.pk).where(User.email == row.email)) is not None:
+                    raise AccountExists(_ACCOUNT_EXISTS)
+                user = User(
+                    id=new_id("usr"), email=row.email, created_at=now, password_hash=new_hash
                 )
-            row.accepted_at = now
-            actor = Actor(f"user:{user.id}", client_ip, user_agent)
-            record_event(
-                session,
-                organization_id=row.organization_id,
-                actor=actor,
-                action="member.added",
-                target_type="user",
-                target_id=user.id,
-                at=now,
-                details={"email": row.email, "role": row.role, "invitation_id": row.id},
+                session.add(user)
+                session.flush()
+                return self._join(session, row, user.id, now, (client_ip, user_agent, replacing))
+        except IntegrityError:  # a concurrent sign-up or accept created the address
+            raise AccountExists(_ACCOUNT_EXISTS) from None
+
+    def accept_signed_in(
+        self,
+        token: str,
+        current: SessionRecord,
+        *,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+        replacing: str | None = None,
+    ) -> NewSession:
+        """Join as the signed-in user, who must be the invited address (a link is
+        bound to its address: it adds no one else)."""
+        now = self._clock()
+        try:
+            with self._database.write() as session:
+                row = self._claim(session, token, now)
+                email = session.scalar(select(User.email).where(User.id == current.user_id))
+                if email is None or email != row.email:
+                    raise PermissionDenied(
+                        "WRONG_ACCOUNT",
+                        f"this invitation is for {row.email}; "
+                        "sign out, then sign in as that address",
+                    )
+                client = (client_ip, user_agent, replacing)
+                return self._join(session, row, current.user_id, now, client)
+        except IntegrityError:  # joined the same organization through another link just now
+            raise Conflict("you are already a member of this organization") from None
+
+    def _claim(self, session: Session, token: str, now: datetime) -> Invitation:
+        """Mark the open invitation accepted, once: the conditional UPDATE is the
+        single-use rule. A second accept of the same link waits for the first
+        one's row lock (PostgreSQL) or write lock (SQLite), then matches no row."""
+        row = self._open_invitation(session, token)
+        claimed = session.execute(
+            update(Invitation)
+            .where(
+                Invitation.pk == row.pk,
+                Invitation.accepted_at.is_(None),
+                Invitation.revoked_at.is_(None),
+                Invitation.expires_at > now,
             )
-            session.flush()
-            return self._sessions.start_in(
-                session, user.id, row.organization_id, client_ip=client_ip, user_agent=user_agent
+            .values(accepted_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            raise NotFound("invitation", "that link")
+        session.refresh(row)
+        return row
+
+    def _join(
+        self,
+        session: Session,
+        row: Invitation,
+        user_id: str,
+        now: datetime,
+        client: tuple[str | None, str | None, str | None],
+    ) -> NewSession:
+        client_ip, user_agent, replacing = client
+        if _find_membership(session, row.organization_id, user_id) is None:
+            session.add(
+                Membership(
+                    organization_id=row.organization_id,
+                    user_id=user_id,
+                    role=row.role,
+                    created_at=now,
+                )
             )
+        record_event(
+            session,
+            organization_id=row.organization_id,
+            actor=Actor(f"user:{user_id}", client_ip, user_agent),
+            action="member.added",
+            target_type="user",
+            target_id=user_id,
+            at=now,
+            details={"email": row.email, "role": row.role, "invitation_id": row.id},
+        )
+        session.flush()
+        return self._sessions.start_in(
+            session,
+            user_id,
+            row.organization_id,
+            client_ip=client_ip,
+            user_agent=user_agent,
+            replacing=replacing,
+        )
 
     def _open_invitation(self, session: Session, token: str) -> Invitation:
         if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:

@@ -49,7 +49,8 @@ class Organization(Base):
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    #: Not unique: sign-up would otherwise tell anyone which names exist (0007).
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
     created_at: Mapped[datetime]
 
 
