@@ -287,10 +287,14 @@ class MemberService:
         with self._database.write() as session:
             row = (
                 session.scalar(
-                    select(Invitation).where(
+                    select(Invitation)
+                    .where(
                         Invitation.id == invitation_id,
                         Invitation.organization_id == caller.organization_id,
                     )
+                    # Two revocations (or a revocation and an acceptance) wait for each other.
+                    .with_for_update(key_share=True)
+                    .execution_options(populate_existing=True)
                 )
                 if is_id(invitation_id, "inv")
                 else None
