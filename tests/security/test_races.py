@@ -380,3 +380,38 @@ def test_a_sign_in_checked_before_a_password_change_does_not_start_a_session_aft
     assert isinstance(outcome[0], AuthenticationFailed), "a session under the old password"
     with services.database.read() as session:
         assert session.scalar(select(func.count()).select_from(ConsoleSession)) == 1
+
+
+# -- sign-in throttle: a burst of guesses is counted as it arrives ------------
+
+
+def test_a_burst_of_concurrent_wrong_passwords_gets_no_more_tries_than_the_limit(
+    live: LiveServer,
+) -> None:
+    email = "target@example.test"
+    live.services.bootstrap(
+        organization_name="Target",
+        project_name="Default",
+        owner_email=email,
+        owner_password=PASSWORD,
+    )
+    limit = int(live.services.settings.login_account_limit.split()[0])  # "5 per 5 minutes"
+    clients = [httpx.Client(base_url=live.url, timeout=TIMEOUT) for _ in range(3 * limit)]
+    try:
+        calls = []
+        for number, client in enumerate(clients):
+            token = _CSRF.search(client.get("/console/signin").text)
+            assert token
+            data = {
+                "email": email,
+                "password": f"wrong guess {number}",
+                "csrf_token": token.group(1),
+            }
+            calls.append(partial(client.post, "/console/signin", data=data))
+        answers = at_once(*calls)
+    finally:
+        for client in clients:
+            client.close()
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {401, 429}, statuses
+    assert statuses.count(401) <= limit, statuses

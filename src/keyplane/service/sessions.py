@@ -88,14 +88,14 @@ class SessionService:
         (one message for every cause) when the e-mail or password is wrong.
         """
         email = email.strip().lower() if isinstance(email, str) else ""
-        self.throttle.check(email, client_ip)
-        with self._database.read() as session:
-            user = session.scalar(select(User).where(User.email == email)) if email else None
-            password_hash = user.password_hash if user is not None else None
-            user_id = user.id if user is not None else None
-        if not self._accounts.verify_password(password_hash, password) or user_id is None:
-            self.throttle.failed(email, client_ip)
-            raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
+        with self.throttle.attempt(email, client_ip):
+            with self._database.read() as session:
+                user = session.scalar(select(User).where(User.email == email)) if email else None
+                password_hash = user.password_hash if user is not None else None
+                user_id = user.id if user is not None else None
+            if not self._accounts.verify_password(password_hash, password) or user_id is None:
+                self.throttle.failed(email, client_ip)
+                raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
         with self._database.write() as session:
             if _locked_password_hash(session, user_id) != password_hash:
                 # The password changed since it was checked: the one given is not in force.
