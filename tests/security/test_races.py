@@ -104,6 +104,32 @@ def test_concurrent_rolls_of_one_key_make_one_successor(live: LiveServer) -> Non
             assert successors == 1
 
 
+def test_rolls_through_two_servers_on_one_database_make_one_successor(
+    live: LiveServer, settings: Settings, clock: Clock
+) -> None:
+    """Two instances (own engines, own pools): on SQLite two writers of one file, as a
+    server and the admin CLI are; on PostgreSQL two instances behind a load balancer."""
+    tenant = live.tenant()
+    other = Services.open(settings, clock=clock)
+    try:
+        with (
+            live_server(other) as second,
+            httpx.Client(base_url=live.url, headers=tenant.headers, timeout=TIMEOUT) as one,
+            httpx.Client(base_url=second.url, headers=tenant.headers, timeout=TIMEOUT) as two,
+        ):
+            for _ in range(TRIALS):
+                key_id, _value = live.key(tenant, "keys:read")
+                answers = at_once(
+                    partial(one.post, f"/api/v1/keys/{key_id}/roll"),
+                    partial(two.post, f"/api/v1/keys/{key_id}/roll"),
+                )
+                statuses = sorted(answer.status_code for answer in answers)
+                problems = [answer.text for answer in answers if answer.status_code != 201]
+                assert statuses == [201, 409], problems
+    finally:
+        other.close()
+
+
 def test_concurrent_revokes_succeed_and_record_one_event(live: LiveServer) -> None:
     tenant = live.tenant()
     with httpx.Client(base_url=live.url, headers=tenant.headers, timeout=TIMEOUT) as client:
