@@ -91,16 +91,28 @@ def test_if_tokens_are_not_keys_then_they_are_false_positives_and_nothing_change
     assert services.leaks.leaks(tenant.organization_id) == []
 
 
-def test_if_a_revoked_key_is_reported_again_then_it_is_a_true_positive_recorded_twice(
+def test_if_a_revoked_key_is_reported_again_elsewhere_then_it_is_a_true_positive_recorded_again(
     client: TestClient, tenant: Tenant, signer: GitHubSigner, services: Services
 ) -> None:
     created = _create(client, tenant)
-    body = report(created["key"])
-    for _ in range(2):
+    for url in ("https://github.com/octo/a/blob/1/x.py", "https://github.com/octo/b/blob/2/y.py"):
+        body = report(created["key"], url=url)
         response = client.post(URL, content=body, headers=signer.headers(body))
         assert response.json()[0]["label"] == "true_positive"
     leaks = services.leaks.leaks(tenant.organization_id)
     assert [leak.revoked for leak in leaks] == [False, True]  # newest first
+
+
+def test_if_the_same_leak_is_reported_again_then_it_is_a_true_positive_recorded_once(
+    client: TestClient, tenant: Tenant, signer: GitHubSigner, services: Services
+) -> None:
+    created = _create(client, tenant)
+    body = report(created["key"], created["key"])  # GitHub's retry, or a token found twice
+    for _ in range(2):
+        response = client.post(URL, content=body, headers=signer.headers(body))
+        assert [verdict["label"] for verdict in response.json()] == ["true_positive"] * 2
+    leaks = services.leaks.leaks(tenant.organization_id)
+    assert [leak.revoked for leak in leaks] == [True]
 
 
 @pytest.mark.parametrize(

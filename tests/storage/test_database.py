@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import stat
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import pytest
 from sqlalchemy import select, text
 
 from keyplane.config import ConfigError, Settings
+from keyplane.core.errors import Conflict
 from keyplane.service.services import Services
 from keyplane.storage.database import Database, DatabaseUnavailable
-from keyplane.storage.models import AuditEvent, Organization
+from keyplane.storage.models import AuditEvent, Organization, Project
 
 
 def test_sqlite_runs_in_wal_mode_with_full_sync_and_foreign_keys(tmp_path: Path) -> None:
@@ -69,6 +71,47 @@ def test_a_failed_transaction_leaves_nothing_behind(services: Services) -> None:
             session.scalars(select(Organization).where(Organization.id == "org_gone")).first()
             is None
         )
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        pytest.param(
+            lambda now: Organization(id="org_one", name="Acme again", created_at=now), id="unique"
+        ),
+        pytest.param(
+            lambda now: Project(
+                id="prj_orphan",
+                organization_id="org_missing",
+                name="P",
+                created_at=now,
+                created_by="operator",
+            ),
+            id="foreign-key",
+        ),
+    ],
+)
+def test_a_constraint_violation_is_a_write_conflict_and_commits_nothing(
+    services: Services, second: Callable[[datetime], object]
+) -> None:
+    """Whichever service hits it, a race lost at a constraint is a Conflict (409), not a 500."""
+    now = datetime.now(UTC)
+    with services.database.write() as session:
+        session.add(Organization(id="org_one", name="Acme", created_at=now))
+
+    def add_both() -> None:
+        with services.database.write() as session:
+            session.add(Organization(id="org_three", name="Other", created_at=now))
+            session.flush()
+            session.add(second(now))
+
+    with pytest.raises(Conflict) as raised:
+        add_both()
+    assert "INSERT" not in str(raised.value)
+    assert raised.value.__cause__ is None  # no SQL or driver text rides along
+    with services.database.read() as session:
+        ids = set(session.scalars(select(Organization.id)))
+    assert ids == {"org_one"}
 
 
 def test_concurrent_writers_from_separate_engines_all_commit(tmp_path: Path) -> None:

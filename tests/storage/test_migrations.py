@@ -9,6 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from keyplane.config import Settings, normalize_database_url
 from keyplane.service.services import Services
@@ -119,3 +120,89 @@ def test_sqlite_is_migrated_on_open(tmp_path: Path) -> None:
         assert migrate.current_revision(services.database.engine) == migrate.head_revision()
     finally:
         services.close()
+
+
+def test_0008_keeps_one_successor_of_a_key_rolled_twice_and_refuses_a_second(
+    empty_database: Database,
+) -> None:
+    """A database forked by the old roll race (two successors of one key) upgrades: the
+    oldest successor keeps its link, and from then on the schema refuses a second one."""
+    migrate.upgrade(empty_database.engine, "0005")
+    now = "2026-12-01 00:00:00+00:00"
+    with empty_database.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO organizations (id, name, created_at) VALUES ('org_1', 'A', :now)"),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO projects (id, organization_id, name, created_at, created_by) "
+                "VALUES ('prj_1', 'org_1', 'P', :now, 'operator')"
+            ),
+            {"now": now},
+        )
+        for number, rolled_from in ((1, None), (2, "key_1"), (3, "key_1"), (4, "key_2")):
+            connection.execute(
+                text(
+                    "INSERT INTO api_keys (id, organization_id, project_id, name, key_hash, "
+                    "hint, scopes, ip_allowlist, metadata, enabled, created_at, created_by, "
+                    "updated_at, rolled_from_id, quota_used, quota_period) VALUES "
+                    "(:id, 'org_1', 'prj_1', 'k', :hash, 'kp_...', '[]', '[]', '{}', true, "
+                    ":now, 'operator', :now, :rolled_from, 0, '')"
+                ),
+                {
+                    "id": f"key_{number}",
+                    "hash": f"{number:064d}",
+                    "now": now,
+                    "rolled_from": rolled_from,
+                },
+            )
+    migrate.upgrade(empty_database.engine)
+    with empty_database.engine.begin() as connection:
+        links = dict(connection.execute(text("SELECT id, rolled_from_id FROM api_keys")).all())
+    assert links == {"key_1": None, "key_2": "key_1", "key_3": None, "key_4": "key_2"}
+    with pytest.raises(IntegrityError), empty_database.engine.begin() as connection:
+        connection.execute(text("UPDATE api_keys SET rolled_from_id = 'key_1' WHERE id = 'key_3'"))
+    migrate.downgrade(empty_database.engine, "0005")
+    migrate.upgrade(empty_database.engine)
+
+
+def test_upgrading_a_populated_database_keeps_every_row(empty_database: Database) -> None:
+    """A migration that rebuilds a parent table on SQLite (0007 drops the unique name of
+    ``organizations``) must not cascade into its children: with foreign keys on during
+    the rebuild, every project and key of the organization was deleted."""
+    migrate.upgrade(empty_database.engine, "0005")
+    now = "2026-12-01 00:00:00+00:00"
+    with empty_database.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO organizations (id, name, created_at) VALUES ('org_1', 'A', :now)"),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO projects (id, organization_id, name, created_at, created_by) "
+                "VALUES ('prj_1', 'org_1', 'P', :now, 'operator')"
+            ),
+            {"now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO api_keys (id, organization_id, project_id, name, key_hash, "
+                "hint, scopes, ip_allowlist, metadata, enabled, created_at, created_by, "
+                "updated_at, quota_used, quota_period) VALUES "
+                "('key_1', 'org_1', 'prj_1', 'k', :hash, 'kp_...', '[]', '[]', '{}', true, "
+                ":now, 'operator', :now, 0, '')"
+            ),
+            {"hash": "1" * 64, "now": now},
+        )
+
+    def counts() -> dict[str, int]:
+        with empty_database.engine.connect() as connection:
+            return {
+                table: connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one()
+                for table in ("organizations", "projects", "api_keys")
+            }
+
+    before = counts()
+    migrate.upgrade(empty_database.engine)
+    assert counts() == before == {"organizations": 1, "projects": 1, "api_keys": 1}

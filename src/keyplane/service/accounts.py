@@ -12,7 +12,6 @@ from typing import Final
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyplane.core import scopes as scope_rules
@@ -32,7 +31,7 @@ from keyplane.service.records import (
     UserRecord,
 )
 from keyplane.service.validation import check_name
-from keyplane.storage.database import Database
+from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import ConsoleSession, Membership, Organization, Project, User
 
 _EMAIL_RE: Final = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
@@ -226,7 +225,7 @@ class AccountService:
                     details={"name": name},
                 )
                 return _project_record(project)
-        except IntegrityError:  # a concurrent create of the same name won the race
+        except WriteConflict:  # a concurrent create of the same name won the race
             raise Conflict(f"a project named {name!r} already exists") from None
 
     def get_project(self, caller: Caller, project_id: str) -> ProjectRecord:

@@ -3,6 +3,12 @@
 Each change runs in one transaction together with its audit event, and drops
 the key from this process's verification cache before returning, so a
 revocation through this instance takes effect at once.
+
+Every change first locks the key's row (``SELECT ... FOR NO KEY UPDATE`` on
+PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes writers), so the
+checks it makes (live, not rolled yet, not revoked) still hold when it writes:
+two concurrent rolls make one successor, two revokes one event. A unique index
+on ``rolled_from_id`` backs the one-successor rule in the schema itself.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from keyplane.core import quotas
@@ -245,7 +251,7 @@ class KeyService:
     def update(self, caller: Caller, key_id: str, changes: KeyChanges) -> KeyRecord:
         now = self._clock()
         with self._database.write() as session:
-            row = self._find(session, caller, key_id)
+            row = self._find(session, caller, key_id, lock=True)
             access.require_key_manager(caller, row.created_by)
             if row.revoked_at is not None:
                 raise Conflict("a revoked key cannot be changed")
@@ -306,7 +312,7 @@ class KeyService:
         """Revoke for good. Revoking a revoked key changes nothing and succeeds."""
         now = self._clock()
         with self._database.write() as session:
-            row = self._find(session, caller, key_id)
+            row = self._find(session, caller, key_id, lock=True)
             access.require_key_manager(caller, row.created_by)
             self.revoke_row(session, row, caller.actor, now)
             record = self._to_record(row, now)
@@ -325,8 +331,10 @@ class KeyService:
     ) -> bool:
         """Revoke ``row`` in the caller's transaction, with its audit event.
 
-        True if the key was live; False if it was already revoked (nothing
-        changes). After the commit the caller must :meth:`forget` the key's hash.
+        ``row`` must have been read with :func:`locked` (or ``_find(lock=True)``) in
+        this transaction, so that two revocations cannot both see it live. True if
+        the key was live; False if it was already revoked (nothing changes). After
+        the commit the caller must :meth:`forget` the key's hash.
         """
         if row.revoked_at is not None:
             return False
@@ -360,7 +368,7 @@ class KeyService:
         now = self._clock()
         secret = self._format.generate()
         with self._database.write() as session:
-            old = self._find(session, caller, key_id)
+            old = self._find(session, caller, key_id, lock=True)
             access.require_key_manager(caller, old.created_by)
             self._check_rollable(session, old, now)
             scopes = self._grantable_scopes(caller, old.scopes)
@@ -485,14 +493,14 @@ class KeyService:
         if successor is not None:
             raise Conflict(f"this key was already rolled into {successor}; roll that key instead")
 
-    def _find(self, session: Session, caller: Caller, key_id: str) -> ApiKey:
+    def _find(self, session: Session, caller: Caller, key_id: str, *, lock: bool = False) -> ApiKey:
+        """The caller's key; with ``lock``, its row locked until the transaction ends."""
         if not is_id(key_id, "key"):
             raise NotFound("key", key_id)
-        row = session.scalar(
-            select(ApiKey).where(
-                ApiKey.id == key_id, ApiKey.organization_id == caller.organization_id
-            )
+        query = select(ApiKey).where(
+            ApiKey.id == key_id, ApiKey.organization_id == caller.organization_id
         )
+        row = session.scalar(locked(query) if lock else query)
         if row is None:
             raise NotFound("key", key_id)
         return row
@@ -593,6 +601,22 @@ def _status_filter(status: KeyStatus, now: datetime) -> ColumnElement[bool]:
     )
 
 
+def locked(query: Select[ApiKey]) -> Select[ApiKey]:
+    """``query`` locking the keys it reads until the transaction ends, in id order.
+
+    ``FOR NO KEY UPDATE`` (not ``FOR UPDATE``): it serializes changes to the key
+    without blocking the foreign-key checks of rows that point at it (leak
+    reports). One order for every transaction that locks several keys (leak
+    reports; the usage flush updates in the same order) means no deadlock.
+    SQLite ignores the clause: its writers are serialized by ``BEGIN IMMEDIATE``.
+    """
+    return (
+        query.order_by(ApiKey.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
 def find_project(session: Session, organization_id: str, project_id: str) -> Project:
     """The organization's project, or :class:`NotFound`."""
     if not is_id(project_id, "prj"):
@@ -609,7 +633,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-__all__ = ["DEFAULT_ROLL_GRACE", "UNSET", "KeyChanges", "KeyService", "status_of"]
+__all__ = ["DEFAULT_ROLL_GRACE", "UNSET", "KeyChanges", "KeyService", "locked", "status_of"]
 
 
 def bucket_start(interval: str, at: datetime) -> datetime:

@@ -7,6 +7,13 @@ public keys that the operator saved to ``KEYPLANE_GITHUB_KEYS_FILE``), then
 for each reported token: checks its checksum offline, looks its hash up, and
 revokes the key it belongs to at once, recording where it leaked. The token
 itself is never stored or logged.
+
+GitHub may send a report again (a retry after a timeout) or two reports that
+name the same keys at once. A report locks every key it names first, in one
+statement and in one order (so two reports cannot deadlock), and a leak
+already recorded for the same key and URL is not recorded again: the same
+leak, however often and however concurrently reported, is one revocation and
+one record.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from keyplane.core.errors import AuthenticationFailed, InvalidInput, MalformedKe
 from keyplane.core.ids import new_id
 from keyplane.core.keys import KeyFormat, hash_key
 from keyplane.service.audit import record_event
-from keyplane.service.keys import KeyService
+from keyplane.service.keys import KeyService, locked
 from keyplane.service.records import Actor
 from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey, KeyLeak
@@ -168,9 +175,10 @@ class LeakService:
         revoked_hashes: list[str] = []
         actor = Actor(GITHUB_ACTOR)
         with self._database.write() as session:
+            rows = self._lock(session, tokens)
             for reported in tokens:
                 token_hash = hashlib.sha256(reported.token.encode("utf-8")).hexdigest()
-                row = self._find(session, reported.token)
+                row = rows.get(reported.token)
                 verdicts.append(
                     TokenVerdict(
                         token_hash,
@@ -181,6 +189,8 @@ class LeakService:
                 if row is None:
                     continue
                 url = reported.url[:MAX_URL_LENGTH]
+                if self._recorded(session, row.id, url):
+                    continue  # the same leak, reported again: already revoked and recorded
                 revoked_now = self._keys.revoke_row(
                     session, row, actor, now, details={"reason": "leaked", "url": url}
                 )
@@ -241,9 +251,27 @@ class LeakService:
                 for row in rows
             ]
 
-    def _find(self, session: Session, token: str) -> ApiKey | None:
-        try:
-            self._format.parse(token)
-        except MalformedKey:
-            return None
-        return session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(token)))
+    def _lock(self, session: Session, tokens: Sequence[ReportedToken]) -> dict[str, ApiKey]:
+        """The keys of the well-formed reported tokens, by token, locked (in id order)."""
+        hashes: dict[str, str] = {}
+        for reported in tokens:
+            try:
+                self._format.parse(reported.token)
+            except MalformedKey:
+                continue
+            hashes[hash_key(reported.token)] = reported.token
+        if not hashes:
+            return {}
+        found = session.scalars(locked(select(ApiKey).where(ApiKey.key_hash.in_(hashes)))).all()
+        return {hashes[row.key_hash]: row for row in found}
+
+    @staticmethod
+    def _recorded(session: Session, key_id: str, url: str) -> bool:
+        return (
+            session.scalar(
+                select(KeyLeak.pk)
+                .where(KeyLeak.key_id == key_id, KeyLeak.reporter == GITHUB, KeyLeak.url == url)
+                .limit(1)
+            )
+            is not None
+        )

@@ -5,19 +5,27 @@ only the first user of a fresh server create an organization; ``open`` lets
 anyone create their own; ``off`` lets nobody (the operator bootstraps with
 ``keyplane admin bootstrap``). Everyone else joins through an invitation link
 an owner or admin creates; only the SHA-256 of the link's token is stored.
+
+An organization always has an owner. Every change to its memberships (a role
+change, a removal) first locks the organization's row (``SELECT ... FOR NO KEY
+UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serializes writers), then
+re-reads the acting person's own role and counts the owners: two owners
+demoting or removing each other at once are serialized, and the second finds
+itself no longer an owner (403) or the last one standing (409). Under the
+``first`` policy a sign-up holds a lock on the organizations table while it
+checks that there is none yet, so two first sign-ups cannot both succeed.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from keyplane.core.errors import (
@@ -40,7 +48,7 @@ from keyplane.service.records import (
     SessionRecord,
 )
 from keyplane.service.sessions import NewSession, SessionService, hash_token
-from keyplane.storage.database import Database
+from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import (
     ConsoleSession,
     Invitation,
@@ -52,6 +60,7 @@ from keyplane.storage.models import (
 INVITATION_LIFETIME: Final = timedelta(days=7)
 FIRST_PROJECT_NAME: Final = "Default"
 _MAX_TOKEN_LENGTH: Final = 128
+_USER_ACTOR: Final = "user:"
 
 
 class SignupPolicy(StrEnum):
@@ -141,8 +150,7 @@ class MemberService:
         try:
             with self._database.write() as session:
                 if self.policy is SignupPolicy.OFF or (
-                    self.policy is SignupPolicy.FIRST
-                    and session.scalar(select(Organization.pk).limit(1)) is not None
+                    self.policy is SignupPolicy.FIRST and self._an_organization_exists(session)
                 ):
                     raise SignupClosed(
                         "sign-up is closed on this server; ask an owner or admin for an invitation"
@@ -170,8 +178,20 @@ class MemberService:
                     client_ip=client_ip,
                     user_agent=user_agent,
                 )
-        except IntegrityError:  # a concurrent sign-up or accept took the e-mail address
+        except WriteConflict:  # a concurrent sign-up or accept took the e-mail address
             raise Conflict("that e-mail address changed just now; try again") from None
+
+    def _an_organization_exists(self, session: Session) -> bool:
+        """True once any organization exists, checked so that two sign-ups cannot both
+        see none: while there is none, the check holds a lock that makes a concurrent
+        sign-up wait until this transaction ends, and then see its organization."""
+        if session.scalar(select(Organization.pk).limit(1)) is not None:
+            return True  # the usual answer, without a lock
+        if not self._database.is_sqlite:  # SQLite: BEGIN IMMEDIATE already holds the lock
+            # Blocks inserts into organizations (and this same lock), not reads, nor
+            # the foreign-key checks of other tables.
+            session.execute(text("LOCK TABLE organizations IN SHARE ROW EXCLUSIVE MODE"))
+        return session.scalar(select(Organization.pk).limit(1)) is not None
 
     # -- members -------------------------------------------------------------
 
@@ -189,6 +209,7 @@ class MemberService:
         new = _role(role)
         now = self._clock()
         with self._database.write() as session:
+            caller = _lock_organization(session, caller)
             membership = _membership(session, caller.organization_id, user_id)
             old = Role(membership.role)
             access.check_role_change(caller, old, new)
@@ -213,6 +234,7 @@ class MemberService:
         """Take a person out of the organization and end their sessions in it."""
         now = self._clock()
         with self._database.write() as session:
+            caller = _lock_organization(session, caller)
             membership = _membership(session, caller.organization_id, user_id)
             old = Role(membership.role)
             access.check_role_change(caller, old, Role.MEMBER)
@@ -302,10 +324,14 @@ class MemberService:
         with self._database.write() as session:
             row = (
                 session.scalar(
-                    select(Invitation).where(
+                    select(Invitation)
+                    .where(
                         Invitation.id == invitation_id,
                         Invitation.organization_id == caller.organization_id,
                     )
+                    # Two revocations (or a revocation and an acceptance) wait for each other.
+                    .with_for_update(key_share=True)
+                    .execution_options(populate_existing=True)
                 )
                 if is_id(invitation_id, "inv")
                 else None
@@ -358,7 +384,7 @@ class MemberService:
                 session.add(user)
                 session.flush()
                 return self._join(session, row, user.id, now, (client_ip, user_agent, replacing))
-        except IntegrityError:  # a concurrent sign-up or accept created the address
+        except WriteConflict:  # a concurrent sign-up or accept created the address
             raise AccountExists(_ACCOUNT_EXISTS) from None
 
     def accept_signed_in(
@@ -385,7 +411,7 @@ class MemberService:
                     )
                 client = (client_ip, user_agent, replacing)
                 return self._join(session, row, current.user_id, now, client)
-        except IntegrityError:  # joined the same organization through another link just now
+        except WriteConflict:  # joined the same organization through another link just now
             raise Conflict("you are already a member of this organization") from None
 
     def _claim(self, session: Session, token: str, now: datetime) -> Invitation:
@@ -481,6 +507,34 @@ def _membership(session: Session, organization_id: str, user_id: str) -> Members
     if found is None:
         raise NotFound("member", user_id)
     return found
+
+
+def _lock_organization(session: Session, caller: Caller) -> Caller:
+    """Lock the caller's organization until the transaction ends; the caller as it is now.
+
+    Every transaction that changes who is an owner takes this lock first, so the
+    owner count it reads cannot change before it commits. A person's role was read
+    when their request began; it is read again under the lock, so a person demoted
+    or removed a moment ago acts with the role they have now (or not at all).
+    """
+    session.execute(
+        select(Organization.pk)
+        .where(Organization.id == caller.organization_id)
+        .with_for_update(key_share=True)
+    )
+    if caller.role is None or not caller.actor.name.startswith(_USER_ACTOR):
+        return caller  # a key or the operator: its scopes decide, not a membership
+    role = session.scalar(
+        select(Membership.role).where(
+            Membership.organization_id == caller.organization_id,
+            Membership.user_id == caller.actor.name.removeprefix(_USER_ACTOR),
+        )
+    )
+    if role is None:
+        raise PermissionDenied(
+            access.INSUFFICIENT_ROLE, "you are no longer a member of this organization"
+        )
+    return replace(caller, role=Role(role))
 
 
 def _keep_an_owner(session: Session, organization_id: str) -> None:

@@ -5,6 +5,13 @@ and stored only as its SHA-256, like an API key. Signing in always issues a new
 token and deletes the one the browser held (no session fixation); signing out
 and changing the password delete sessions. The role is read afresh on every
 request, so a removed member's sessions stop working at once.
+
+A password is checked outside the write transaction (argon2 takes tens of
+milliseconds); the transaction then locks the user's row and goes on only if
+the hash it checked is still the one stored. A sign-in with the old password
+cannot start a session, or write its rehash back, after a password change
+committed, and of two concurrent changes from the same old password only one
+wins.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from keyplane.core.errors import AuthenticationFailed, InvalidInput
+from keyplane.core.errors import AuthenticationFailed, Conflict, InvalidInput
 from keyplane.core.ids import new_id
 from keyplane.service.accounts import AccountService, check_email
 from keyplane.service.audit import record_event
@@ -81,15 +88,19 @@ class SessionService:
         (one message for every cause) when the e-mail or password is wrong.
         """
         email = email.strip().lower() if isinstance(email, str) else ""
-        self.throttle.check(email, client_ip)
-        with self._database.read() as session:
-            user = session.scalar(select(User).where(User.email == email)) if email else None
-            password_hash = user.password_hash if user is not None else None
-            user_id = user.id if user is not None else None
-        if not self._accounts.verify_password(password_hash, password) or user_id is None:
-            self.throttle.failed(email, client_ip)
-            raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
+        with self.throttle.attempt(email, client_ip):
+            with self._database.read() as session:
+                user = session.scalar(select(User).where(User.email == email)) if email else None
+                password_hash = user.password_hash if user is not None else None
+                user_id = user.id if user is not None else None
+            if not self._accounts.verify_password(password_hash, password) or user_id is None:
+                self.throttle.failed(email, client_ip)
+                raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
         with self._database.write() as session:
+            if _locked_password_hash(session, user_id) != password_hash:
+                # The password changed since it was checked: the one given is not in force.
+                self.throttle.failed(email, client_ip)
+                raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
             membership = session.scalar(
                 select(Membership)
                 .where(Membership.user_id == user_id)
@@ -219,10 +230,14 @@ class SessionService:
             raise InvalidInput("choose a password different from the current one", field="password")
         new_hash = self._accounts.hash_password(new_password)
         with self._database.write() as session:
-            user = session.scalar(select(User).where(User.id == current.user_id))
-            if user is None:  # pragma: no cover - the session proves the user exists
-                raise AuthenticationFailed("BAD_CREDENTIALS", "no such user")
-            user.password_hash = new_hash
+            changed = session.execute(
+                update(User)
+                .where(User.id == current.user_id, User.password_hash == password_hash)
+                .values(password_hash=new_hash)
+                .execution_options(synchronize_session=False)
+            )
+            if int(getattr(changed, "rowcount", 0) or 0) != 1:
+                raise Conflict("the password was changed at the same time; sign in again")
             session.execute(
                 delete(ConsoleSession).where(
                     ConsoleSession.user_id == current.user_id, ConsoleSession.id != current.id
@@ -237,6 +252,13 @@ class SessionService:
                 target_id=current.user_id,
                 at=self._clock(),
             )
+
+
+def _locked_password_hash(session: Session, user_id: str) -> str | None:
+    """The user's stored password hash, the row locked until the transaction ends."""
+    return session.scalar(
+        select(User.password_hash).where(User.id == user_id).with_for_update(key_share=True)
+    )
 
 
 def _load(session: Session, row: ConsoleSession) -> SessionRecord | None:

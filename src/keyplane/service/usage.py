@@ -7,6 +7,11 @@ interval and once more at shutdown: one batched ``UPDATE`` for last-used
 times, one upsert per (key, hour|day, outcome) adding to the stored counter
 (no row per request), and one atomic ``quota_used = quota_used + n`` per key.
 No request waits on a database write; a crash loses at most one interval.
+
+Every process flushes its rows in one order (by key id, then counter), the
+order in which a request that locks several keys locks them
+(``service.keys.locked``): two flushes, or a flush and a leak report, wait for
+each other instead of deadlocking on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from keyplane.core.network import IPAddress
 from keyplane.service.records import Usage
 from keyplane.service.validation import clip_user_agent
-from keyplane.storage.database import Database
+from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import ApiKey, KeyUsage
 
 logger = logging.getLogger("keyplane.usage")
@@ -161,7 +166,7 @@ class UsageBuffer:
                             _ADD_QUOTA_USES,
                             [
                                 {"key_id": key_id, "period": period, "n": n}
-                                for (key_id, period), n in quota.items()
+                                for (key_id, period), n in sorted(quota.items())
                             ],
                         )
                         ids = sorted({key_id for key_id, _ in quota})
@@ -171,7 +176,7 @@ class UsageBuffer:
                             )
                         ):
                             stored[key_id] = (period, used)
-            except SQLAlchemyError as error:
+            except (SQLAlchemyError, WriteConflict) as error:
                 # Keep everything for the next try (a newer last use wins over an older one).
                 with self._swap_lock:
                     for key_id, usage in pending.items():
@@ -258,34 +263,20 @@ def _rows(pending: dict[str, UsageTuple]) -> list[dict[str, object]]:
             "ip": str(client_ip) if client_ip is not None else None,
             "user_agent": clip_user_agent(user_agent),
         }
-        for key_id, (at, client_ip, user_agent) in pending.items()
+        for key_id, (at, client_ip, user_agent) in sorted(pending.items())
     ]
 
 
 def _count_rows(counts: dict[CountKey, int]) -> list[dict[str, object]]:
-    """One row per (key, hour, outcome) and one per (key, day, outcome)."""
-    days: dict[CountKey, int] = {}
-    rows: list[dict[str, object]] = []
+    """One row per (key, hour, outcome) and one per (key, day, outcome), in lock order."""
+    totals: dict[tuple[str, str, datetime, str], int] = {}
     for (key_id, hour, outcome), count in counts.items():
-        rows.append(
-            {
-                "key_id": key_id,
-                "interval": "hour",
-                "bucket": datetime.fromtimestamp(hour * 3600, UTC),
-                "outcome": outcome,
-                "count": count,
-            }
-        )
-        day = (key_id, hour // 24, outcome)
-        days[day] = days.get(day, 0) + count
-    for (key_id, day_number, outcome), count in days.items():
-        rows.append(
-            {
-                "key_id": key_id,
-                "interval": "day",
-                "bucket": datetime.fromtimestamp(day_number * 86_400, UTC),
-                "outcome": outcome,
-                "count": count,
-            }
-        )
-    return rows
+        hour_slot = (key_id, "hour", datetime.fromtimestamp(hour * 3600, UTC), outcome)
+        day_slot = (key_id, "day", datetime.fromtimestamp(hour // 24 * 86_400, UTC), outcome)
+        totals[hour_slot] = totals.get(hour_slot, 0) + count
+        totals[day_slot] = totals.get(day_slot, 0) + count
+    # One lock order for every flush: by key, then the counter's unique columns.
+    return [
+        {"key_id": key_id, "interval": interval, "bucket": bucket, "outcome": outcome, "count": n}
+        for (key_id, interval, bucket, outcome), n in sorted(totals.items())
+    ]

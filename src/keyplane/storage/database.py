@@ -6,6 +6,11 @@ admin CLI can write while a server runs on the same file. Transactions that
 write start with ``BEGIN IMMEDIATE``: they take the write lock up front and
 wait for it, instead of failing when another process commits between their
 read and their write.
+
+A write that breaks a unique or foreign-key constraint (the database's last
+word when two requests race past the same check) is translated here, once,
+into :class:`WriteConflict`, a :class:`~keyplane.core.errors.Conflict`: the
+faces answer it with 409, never a 500, and the transaction is rolled back.
 """
 
 from __future__ import annotations
@@ -18,17 +23,33 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from keyplane.core.errors import KeyplaneError
+from keyplane.core.errors import Conflict, KeyplaneError
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 _WRITE = "keyplane_write"
+WRITE_CONFLICT_MESSAGE = (
+    "this change conflicts with another change made at the same time; reload and try again"
+)
 
 
 class DatabaseUnavailable(KeyplaneError):
     """The database cannot be opened; the message says which setting to check."""
+
+
+class WriteConflict(Conflict):
+    """A write broke a constraint: another change got there first. Nothing was committed.
+
+    Raised by :meth:`Database.write` in place of SQLAlchemy's ``IntegrityError``
+    (a unique, foreign-key, not-null or check violation), without its SQL or
+    parameters. Services that know which constraint a race can hit catch it to
+    say so in their own words.
+    """
+
+    def __init__(self, message: str = WRITE_CONFLICT_MESSAGE) -> None:
+        super().__init__(message)
 
 
 class Database:
@@ -85,9 +106,16 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits on success and rolls back on any error."""
-        with self._writer() as session, session.begin():
-            yield session
+        """A transaction that commits on success and rolls back on any error.
+
+        A constraint violation (at a flush or at the commit) rolls back and
+        raises :class:`WriteConflict`.
+        """
+        try:
+            with self._writer() as session, session.begin():
+                yield session
+        except IntegrityError:
+            raise WriteConflict() from None
 
     def lookup(self, statement: Any, parameters: dict[str, Any]) -> Any:
         """Run one read-only statement; the first row, or None.

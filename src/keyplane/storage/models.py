@@ -112,7 +112,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     revoked_by: Mapped[str | None] = mapped_column(String(80))
-    rolled_from_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
+    #: The key this one was rolled from. Unique: a key has at most one successor.
+    rolled_from_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True, unique=True)
     last_used_at: Mapped[datetime | None]
     last_used_ip: Mapped[str | None] = mapped_column(String(45))
     last_used_user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_LENGTH))
