@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from keyplane.api.hotpath import HotPathFront
 from keyplane.app import create_app
 from keyplane.core.errors import InvalidInput
 from keyplane.ionq import create_ionq_app
@@ -197,16 +198,16 @@ def _cases(endpoint: Endpoint) -> Iterator[tuple[str, bytes]]:
 
 @pytest.fixture
 def hostile_client(services: Services) -> Iterator[TestClient]:
-    with TestClient(
-        create_app(services), client=("203.0.113.9", 50000), raise_server_exceptions=False
-    ) as client:
+    """What ``keyplane serve`` runs: the hot path in front of the app (``create_server_app``)."""
+    served = HotPathFront(create_app(services, hot_path=False))
+    with TestClient(served, client=("203.0.113.9", 50000), raise_server_exceptions=False) as client:
         yield client
 
 
 def test_if_any_write_endpoint_gets_hostile_json_then_no_5xx_and_a_refusal_commits_nothing(
     hostile_client: TestClient, services: Services, tenant: Tenant
 ) -> None:
-    endpoints = _api_endpoints(hostile_client.app, tenant) + _ionq_endpoints()  # type: ignore[arg-type]
+    endpoints = _api_endpoints(create_app(), tenant) + _ionq_endpoints()
     assert {(e.method, e.path) for e in endpoints} >= {
         ("post", "/api/v1/projects/{project_id}/keys"),
         ("patch", "/api/v1/keys/{key_id}"),
