@@ -13,12 +13,14 @@ end, everything that was stored must still be listable and readable.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -30,7 +32,8 @@ from keyplane.service.jobs import JobOwner
 from keyplane.service.keys import KeyChanges
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
-from keyplane.storage.models import ApiKey, Base
+from keyplane.storage.models import ApiKey, Base, Project
+from tests.console.conftest import Browser
 from tests.support import Tenant
 
 WRITE_METHODS: Final = ("post", "put", "patch", "delete")
@@ -335,3 +338,78 @@ def test_if_metadata_is_exactly_at_the_depth_limit_then_it_is_stored_and_shown(
     )
     assert created.status_code == 201, created.text
     assert created.json()["metadata"] == _deep_value(31)
+
+
+#: Raw ``application/x-www-form-urlencoded`` values (already percent-encoded).
+HOSTILE_FORM_VALUES: Final[dict[str, str]] = {
+    "nul": "a%00b",
+    "lone-surrogate-utf8": "%ED%A0%80",
+    "invalid-utf8": "%FF%FE",
+    "bidi-control": "%E2%80%AEx",
+    "brackets": "%5B" * 5000,
+    "near-body-limit": "x" * (76_000),  # for each of the thirteen fields
+    "empty": "",
+}
+FORM_FIELDS: Final = (
+    "name",
+    "email",
+    "password",
+    "organization",
+    "scopes",
+    "expires_in",
+    "role",
+    "project_id",
+    "project",
+    "expires",
+    "other_scopes",
+    "current_password",
+    "new_password",
+)
+
+
+def test_if_any_console_form_gets_hostile_values_then_no_5xx_and_a_refusal_commits_nothing(
+    owner: Browser, services: Services
+) -> None:
+    console = next(
+        route for route in create_app().routes if getattr(route, "path", "") == "/console"
+    )
+    forms = sorted(
+        (context.path for context in iter_route_contexts(console.app.routes)  # type: ignore[attr-defined]
+         if context.methods and "POST" in context.methods),
+        key=lambda path: path == "/signout",  # signing out last
+    )  # fmt: skip
+    assert "/keys" in forms
+    project = owner.project_id()
+    with services.database.read() as session:
+        organization = session.scalars(
+            select(Project.organization_id).where(Project.id == project)
+        ).one()
+    caller = Caller(organization, ("*",), Actor("key:test"))
+    members = re.search(r"(usr_[A-Za-z0-9]+)", owner.client.get("/console/members").text)
+    user_id = members.group(1) if members else "usr_unknown"
+    failures = []
+    for form in forms:
+        for case, value in HOSTILE_FORM_VALUES.items():
+            path = "/console" + form.replace("{user_id}", user_id).replace(
+                "{invitation_id}", "inv_unknown"
+            )
+            if "{key_id}" in path:  # a fresh key each time: the form may revoke or roll it
+                victim = services.keys.create(caller, project, name="victim").record.id
+                path = path.replace("{key_id}", victim)
+            token = owner.csrf("/console/keys")
+            body = "&".join(f"{field}={value}" for field in FORM_FIELDS) + f"&csrf_token={token}"
+            before = _snapshot(services)
+            try:
+                response = owner.client.post(
+                    path,
+                    content=body.encode(),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
+            except Exception as error:  # the TestClient re-raises a server error
+                failures.append(f"POST {form} [{case}]: {type(error).__name__}")
+                continue
+            if response.status_code >= 500:
+                failures.append(f"POST {form} [{case}]: {response.status_code}")
+            elif response.status_code >= 400 and _snapshot(services) != before:
+                failures.append(f"POST {form} [{case}]: {response.status_code}, database changed")
+    assert not failures, "\n".join(failures)
