@@ -24,6 +24,7 @@ from typing import Final
 #: A JSON string, escapes included (the unrolled form: no backtracking blow-up).
 _STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET: Final = re.compile(rb"[^\[\]{}]+")
+_SLICE: Final = 65_536
 #: +1 for an opening bracket, -1 for a closing one, indexed by byte.
 _STEP: Final = tuple(1 if byte in b"[{" else -1 if byte in b"]}" else 0 for byte in range(256))
 #: A run of backslashes before ``u`` + a surrogate code unit: an escape when the run is odd.
@@ -56,10 +57,16 @@ def _depth_verdict(body: bytes, max_depth: int) -> Verdict:
     if brackets.count(b"[") + brackets.count(b"{") <= max_depth:
         return Verdict.OK
     # The deepest prefix, in C-implemented iterators (no list, no Python loop
-    # per byte). Mismatched brackets ("[}") count as a pair here: the parser
+    # per byte), a slice at a time so that a deep body stops at its first
+    # slice. Mismatched brackets ("[}") count as a pair here: the parser
     # refuses them without recursing further than this depth.
-    deepest = max(accumulate(map(_STEP.__getitem__, brackets)))
-    return Verdict.TOO_DEEP if deepest > max_depth else Verdict.OK
+    level = 0
+    for start in range(0, len(brackets), _SLICE):
+        part = brackets[start : start + _SLICE]
+        if max(accumulate(map(_STEP.__getitem__, part), initial=level)) > max_depth:
+            return Verdict.TOO_DEEP
+        level += part.count(b"[") + part.count(b"{") - part.count(b"]") - part.count(b"}")
+    return Verdict.OK
 
 
 def _has_lone_surrogate(body: bytes) -> bool:
