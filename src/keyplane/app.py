@@ -89,7 +89,10 @@ def create_app(
         running: Services | None = app.state.services
         if running is None:
             return SizeLimits(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES)
-        return SizeLimits(running.settings.max_body_bytes, running.settings.max_header_bytes)
+        settings = running.settings
+        return SizeLimits(
+            settings.max_body_bytes, settings.max_header_bytes, settings.max_json_depth
+        )
 
     def size_refusal(scope: Scope, problem: Problem) -> Response:
         path: str = scope.get("path", "")

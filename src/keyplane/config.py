@@ -28,6 +28,11 @@ SQLITE_FILENAME: Final = "keyplane.db"
 SIGNUP_POLICIES: Final = ("first", "open", "off")
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES: Final = 16 * 1024
+DEFAULT_MAX_JSON_DEPTH: Final = 32
+#: pydantic-core will not serialize a value nested deeper than 255, and answers
+#: wrap stored JSON a few levels deep (a page of keys, a key, its metadata):
+#: the setting stays well below, so everything accepted can be rendered.
+MAX_JSON_DEPTH_CEILING: Final = 128
 FAILED_KEY_LIMIT: Final = "20 per minute"
 LOGIN_ACCOUNT_LIMIT: Final = "5 per 5 minutes"
 LOGIN_IP_LIMIT: Final = "20 per 5 minutes"
@@ -97,6 +102,9 @@ class Settings:
     #: Largest request body and header block accepted (bytes); larger gets 413 / 431.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    #: Deepest nesting of arrays and objects in a JSON body, and in stored JSON
+    #: (key metadata, job input); deeper gets 400 / 422.
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
     #: Failed key attempts one client IP may make (a ``limits`` string); then 429.
     failed_key_limit: str = FAILED_KEY_LIMIT
     #: Failed console sign-ins per account and per client IP.
@@ -201,6 +209,14 @@ class Settings:
             ),
             max_header_bytes=_number(
                 env, "KEYPLANE_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES, int, 1024, 1024**2
+            ),
+            max_json_depth=_number(
+                env,
+                "KEYPLANE_MAX_JSON_DEPTH",
+                DEFAULT_MAX_JSON_DEPTH,
+                int,
+                2,
+                MAX_JSON_DEPTH_CEILING,
             ),
             failed_key_limit=_rate(env, "KEYPLANE_FAILED_KEY_LIMIT", FAILED_KEY_LIMIT),
             login_account_limit=_rate(env, "KEYPLANE_LOGIN_ACCOUNT_LIMIT", LOGIN_ACCOUNT_LIMIT),

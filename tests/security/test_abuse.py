@@ -182,6 +182,7 @@ def test_if_the_console_is_behind_a_trusted_proxy_then_sign_in_throttles_the_for
         ("KEYPLANE_LOGIN_IP_LIMIT", "-"),
         ("KEYPLANE_MAX_BODY_BYTES", "12"),
         ("KEYPLANE_MAX_HEADER_BYTES", "big"),
+        ("KEYPLANE_MAX_JSON_DEPTH", "1000"),
     ],
 )
 def test_if_a_limit_setting_is_wrong_then_start_fails_naming_it(name: str, value: str) -> None:
@@ -198,8 +199,10 @@ def test_limit_settings_are_read_from_the_environment() -> None:
             "KEYPLANE_LOGIN_IP_LIMIT": "9/hour",
             "KEYPLANE_MAX_BODY_BYTES": "4096",
             "KEYPLANE_MAX_HEADER_BYTES": "2048",
+            "KEYPLANE_MAX_JSON_DEPTH": "8",
         }
     )
+    assert settings.max_json_depth == 8
     assert settings.failed_key_limit == "7 per minute"
     assert settings.login_account_limit == "3 per 10 minutes"
     assert settings.login_ip_limit == "9/hour"

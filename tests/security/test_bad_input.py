@@ -151,3 +151,38 @@ def test_if_a_time_is_a_number_then_it_is_refused_not_read_as_unix_time(
         headers=tenant.headers,
     )
     assert created.status_code == 422
+
+
+def test_if_a_body_nests_deeper_than_the_setting_then_400_on_every_surface(
+    make_client: MakeClient,
+) -> None:
+    client, services = make_client(max_json_depth=4)
+    tenant = Tenant.of(
+        services.bootstrap(organization_name="A", project_name="P", owner_email="a@a.test")
+    )
+    deep = {"name": "x", "metadata": {"a": {"b": {"c": {}}}}}  # 5 deep with the body
+    response = client.post(
+        f"/api/v1/projects/{tenant.project_id}/keys", json=deep, headers=tenant.headers
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "JSON_TOO_DEEP"
+    assert response.json()["limit"] == 4
+    # Streamed (no Content-Length) and without a content type: scanned all the same.
+    streamed = client.post(
+        "/v0.4/jobs",
+        content=iter([b'{"input": {"a": [[', b"[[]]]}}"]),
+        headers=tenant.headers,
+    )
+    assert streamed.status_code == 400
+    assert set(streamed.json()) == {"statusCode", "error", "message"}  # IonQ's shape
+    shallow = {"name": "x", "metadata": {"a": {"b": {}}}}
+    accepted = client.post(
+        f"/api/v1/projects/{tenant.project_id}/keys", json=shallow, headers=tenant.headers
+    )
+    assert accepted.status_code == 201
+
+
+def test_if_a_form_has_brackets_then_the_json_scan_leaves_it_alone(make_client: MakeClient) -> None:
+    client, _ = make_client(max_json_depth=2)
+    response = client.post("/console/signin", data={"email": "[[[[[[", "password": "{{{{{{"})
+    assert response.status_code != 400

@@ -15,7 +15,10 @@ from starlette.routing import compile_path
 from keyplane.core.errors import KeyplaneError
 from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import Problem, problem_for
-from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, cause_name
+from keyplane.service.availability import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    cause_name,
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -100,15 +103,14 @@ def _allowed_methods(request: Request) -> set[str]:
     return methods
 
 
+def log_database_unavailable(method: str, path: str, error: BaseException) -> None:
+    """One line, no traceback: an outage would otherwise flood the log. Only the
+    driver's error class is named, never its message (it may quote SQL)."""
+    logger.warning("database unavailable during %s %s: %s", method, path, cause_name(error))
+
+
 async def _database_unavailable(request: Request, error: Exception) -> Response:
-    # One line, no traceback: an outage would otherwise flood the log. The
-    # exception's text never holds SQL parameters (engines hide them).
-    logger.warning(
-        "database unavailable during %s %s: %s",
-        request.method,
-        request.url.path,
-        cause_name(error),
-    )
+    log_database_unavailable(request.method, request.url.path, error)
     return _respond(request, database_unavailable())
 
 

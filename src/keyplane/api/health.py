@@ -1,12 +1,19 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+Ready means: the database answers and its schema is at the Alembic revision
+this Keyplane ships (an empty or older database fails every request, so it
+is not ready). A positive answer is reused for a second
+(``service/availability.py``); the hot path never runs this check.
+"""
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter
-from sqlalchemy.exc import SQLAlchemyError
 
 from keyplane.api.dependencies import ServicesDep
 from keyplane.http.problems import Problem
+from keyplane.service.availability import readiness_problem
 
 router = APIRouter(tags=["health"])
 
@@ -18,15 +25,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database answers",
-    responses={503: {"description": "The database is unreachable"}},
+    summary="The database answers and its schema is current",
+    responses={503: {"description": "The database is unreachable or not migrated"}},
     response_model=None,
 )
-def readyz(services: ServicesDep) -> object:
-    try:
-        services.database.ping()
-    except SQLAlchemyError:
+async def readyz(services: ServicesDep) -> object:
+    problem = await anyio.to_thread.run_sync(readiness_problem, services.database)
+    if problem is not None:
         return Problem(
-            503, "not-ready", "The database is unreachable.", {"code": "DATABASE_UNAVAILABLE"}
+            503, "not-ready", problem, {"code": "DATABASE_UNAVAILABLE"}, {"Retry-After": "1"}
         ).response()
     return {"status": "ok"}

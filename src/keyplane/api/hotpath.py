@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyplane.api.dependencies import Authenticated, check_key, check_scope
+from keyplane.api.errors import database_unavailable, log_database_unavailable
 from keyplane.api.schemas import VerifyRequest, WhoAmI
 from keyplane.api.verify import run_verify
 from keyplane.core import scopes
@@ -34,6 +35,7 @@ from keyplane.core.errors import KeyplaneError
 from keyplane.core.grant import KeyState
 from keyplane.http.access_log import log_request
 from keyplane.http.problems import problem_for
+from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS
 from keyplane.service.services import Services
 
 WHOAMI_PATH: Final = "/api/v1/whoami"
@@ -67,10 +69,17 @@ class HotPath:
     ) -> Receive | None:
         """Answer a hot request (see :func:`_is_hot`); None when answered, else the
         ``receive`` to hand the request on with (it replays what was read)."""
-        if scope["path"] == WHOAMI_PATH:
-            await self._whoami(services, scope, receive, send)
+        try:
+            if scope["path"] == WHOAMI_PATH:
+                await self._whoami(services, scope, receive, send)
+                return None
+            return await self._verify(services, scope, receive, send)
+        except DATABASE_UNAVAILABLE_ERRORS as error:
+            # As the API's handler: a 503 problem with Retry-After, one log line.
+            log_database_unavailable(scope["method"], scope["path"], error)
+            response = database_unavailable().response()
+            await response(scope, receive, send)
             return None
-        return await self._verify(services, scope, receive, send)
 
     async def _whoami(self, services: Services, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)

@@ -1,9 +1,16 @@
-"""Request size limits: a pure ASGI middleware that refuses oversized headers and bodies.
+"""Request size limits: a pure ASGI middleware that refuses oversized headers and bodies,
+and JSON bodies nested too deep.
 
 The body limit holds for streamed (chunked) bodies too: the bytes are counted
 as the application reads them, and the answer is a ``413`` problem as soon as
 the count passes the limit, before the rest is read. A declared
 ``Content-Length`` over the limit is refused before the application runs.
+
+Every body that a route may read as JSON (any content type but a form's) is
+scanned once complete, before the application sees its last chunk
+(``http/json_scan.py``): nested deeper than ``KEYPLANE_MAX_JSON_DEPTH``, or
+holding a lone surrogate escape, it is refused with a ``400`` problem. Being
+here, in front of every route of every surface, no route can skip the check.
 """
 
 from __future__ import annotations
@@ -14,7 +21,12 @@ from dataclasses import dataclass
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keyplane.config import DEFAULT_MAX_JSON_DEPTH
+from keyplane.http.json_scan import Verdict, scan
 from keyplane.http.problems import Problem
+
+#: Content types a route reads as a form, never as JSON: left unscanned.
+_FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 def body_too_large(limit: int) -> Problem:
@@ -44,12 +56,32 @@ def _bad_content_length() -> Problem:
     )
 
 
+def json_too_deep(limit: int) -> Problem:
+    return Problem(
+        400,
+        "json-too-deep",
+        f"The request body nests arrays and objects deeper than this server accepts ({limit}).",
+        {"code": "JSON_TOO_DEEP", "limit": limit},
+    )
+
+
+def lone_surrogate() -> Problem:
+    return Problem(
+        400,
+        "invalid-json",
+        "The request body is not valid JSON text: it escapes a lone UTF-16 surrogate.",
+        {"code": "INVALID_JSON"},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SizeLimits:
-    """``KEYPLANE_MAX_BODY_BYTES`` and ``KEYPLANE_MAX_HEADER_BYTES``; ``None`` means no limit."""
+    """``KEYPLANE_MAX_BODY_BYTES``, ``KEYPLANE_MAX_HEADER_BYTES`` and
+    ``KEYPLANE_MAX_JSON_DEPTH``; ``None`` means no limit."""
 
     max_body_bytes: int | None
     max_header_bytes: int | None
+    max_json_depth: int | None = DEFAULT_MAX_JSON_DEPTH
 
 
 class SizeLimitMiddleware:
@@ -85,11 +117,13 @@ class SizeLimitMiddleware:
                 await _answer(send, self.render(scope, headers_too_large(limits.max_header_bytes)))
                 return
         limit = limits.max_body_bytes
-        if limit is None:
-            await self.app(scope, receive, send)
-            return
+        depth = limits.max_json_depth
+        content_type = b""
         for name, value in headers:
-            if name.lower() == b"content-length":
+            lowered = name.lower()
+            if lowered == b"content-type":
+                content_type = value.lower()
+            elif lowered == b"content-length" and limit is not None:
                 try:
                     declared = int(value)
                 except ValueError:
@@ -98,24 +132,40 @@ class SizeLimitMiddleware:
                 if declared > limit:
                     await _answer(send, self.render(scope, body_too_large(limit)))
                     return
-        refusal = self.render(scope, body_too_large(limit))
-        await _LimitedRequest(self.app, limit, refusal, receive, send).run(scope)
+        if depth is not None and content_type.startswith(_FORM_TYPES):
+            depth = None
+        if limit is None and depth is None:
+            await self.app(scope, receive, send)
+            return
+        render = self.render
+        await _LimitedRequest(
+            self.app, limit, depth, lambda p: render(scope, p), receive, send
+        ).run(scope)
 
 
 class _LimitedRequest:
     """One request whose body is counted as it is read."""
 
     def __init__(
-        self, app: ASGIApp, limit: int, refusal: Response, receive: Receive, send: Send
+        self,
+        app: ASGIApp,
+        limit: int | None,
+        depth: int | None,
+        render: Callable[[Problem], Response],
+        receive: Receive,
+        send: Send,
     ) -> None:
         self.app = app
         self.limit = limit
-        self.refusal = refusal
+        self.depth = depth
+        self.render = render
         self.downstream_receive = receive
         self.downstream_send = send
         self.received = 0
+        #: The body so far, kept only while it is to be scanned as JSON.
+        self.chunks: list[bytes] = []
         self.response_started = False
-        #: Set once this middleware answered 413 itself: the app's own answer is dropped.
+        #: Set once this middleware answered (413, 400) itself: the app's own answer is dropped.
         self.refused = False
 
     async def run(self, scope: Scope) -> None:
@@ -124,21 +174,37 @@ class _LimitedRequest:
         except Exception:
             if not self.refused:
                 raise
-            # The app failed because its body was cut short; the client already has its 413.
+            # The app failed because its body was cut short; the client already has its 4xx.
 
     async def receive(self) -> Message:
         if self.refused:
             return {"type": "http.disconnect"}
         message = await self.downstream_receive()
-        if message["type"] == "http.request":
-            self.received += len(message.get("body", b""))
-            if self.received > self.limit:
-                self.refused = True
-                if not self.response_started:
-                    self.response_started = True
-                    await _answer(self.downstream_send, self.refusal)
-                return {"type": "http.disconnect"}
+        if message["type"] != "http.request":
+            return message
+        chunk: bytes = message.get("body", b"")
+        self.received += len(chunk)
+        if self.limit is not None and self.received > self.limit:
+            return await self.refuse(body_too_large(self.limit))
+        if self.depth is not None:
+            self.chunks.append(chunk)
+            if not message.get("more_body", False):
+                # The app has not seen the end yet, so it has parsed nothing.
+                body = b"".join(self.chunks)
+                self.chunks = []
+                verdict = scan(body, self.depth)
+                if verdict is Verdict.TOO_DEEP:
+                    return await self.refuse(json_too_deep(self.depth))
+                if verdict is Verdict.LONE_SURROGATE:
+                    return await self.refuse(lone_surrogate())
         return message
+
+    async def refuse(self, problem: Problem) -> Message:
+        self.refused = True
+        if not self.response_started:
+            self.response_started = True
+            await _answer(self.downstream_send, self.render(problem))
+        return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
         if self.refused:

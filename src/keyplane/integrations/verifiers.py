@@ -129,25 +129,31 @@ class LocalVerifier:
     def check(
         self, key: str, *, scopes: Iterable[str], client_ip: str | None, user_agent: str | None
     ) -> Outcome:
-        decision = self.services.verifier.verify(
-            key,
-            required_scopes=tuple(scopes),
-            client_ip=_ip(client_ip),
-            user_agent=user_agent,
-            organization_id=self.organization_id,
-        )
+        try:
+            decision = self.services.verifier.verify(
+                key,
+                required_scopes=tuple(scopes),
+                client_ip=_ip(client_ip),
+                user_agent=user_agent,
+                organization_id=self.organization_id,
+            )
+        except Exception as error:
+            return _local_outage(error)
         return _from_decision(decision)
 
     async def check_async(
         self, key: str, *, scopes: Iterable[str], client_ip: str | None, user_agent: str | None
     ) -> Outcome:
-        decision = await self.services.verifier.verify_async(
-            key,
-            required_scopes=tuple(scopes),
-            client_ip=_ip(client_ip),
-            user_agent=user_agent,
-            organization_id=self.organization_id,
-        )
+        try:
+            decision = await self.services.verifier.verify_async(
+                key,
+                required_scopes=tuple(scopes),
+                client_ip=_ip(client_ip),
+                user_agent=user_agent,
+                organization_id=self.organization_id,
+            )
+        except Exception as error:
+            return _local_outage(error)
         return _from_decision(decision)
 
     def close(self) -> None:
@@ -156,6 +162,20 @@ class LocalVerifier:
 
     async def aclose(self) -> None:
         self.close()
+
+
+def _local_outage(error: Exception) -> Outcome:
+    """The database is unavailable: a 503 for the request (one log line, no
+    traceback), as the remote mode answers when Keyplane cannot be reached.
+    Any other error is a bug and propagates."""
+    from keyplane.service.availability import cause_name, is_database_unavailable
+
+    if not is_database_unavailable(error):
+        raise error
+    logger.warning(
+        "cannot verify keys: the Keyplane database is unavailable (%s)", cause_name(error)
+    )
+    return Outcome(UNAVAILABLE)
 
 
 def _from_decision(decision: Decision) -> Outcome:

@@ -10,6 +10,7 @@ few retries are the right answer to it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Final
@@ -22,8 +23,14 @@ from starlette.responses import JSONResponse, Response
 from keyplane.core.errors import KeyplaneError, TooManyAttempts
 from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import problem_for
+from keyplane.service.availability import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    cause_name,
+)
 from keyplane.service.jobs import JobLimitReached
 from keyplane.service.services import Services
+
+logger = logging.getLogger("keyplane.ionq")
 
 #: Seconds a client at its open-job limit is asked to wait (about one budgeted job).
 JOB_LIMIT_RETRY_AFTER: Final = 5
@@ -76,10 +83,26 @@ def install_error_handlers(app: FastAPI, services: Callable[[], Services | None]
         assert isinstance(error, StarletteHTTPException)
         return error_response(error.status_code, str(error.detail), error.headers)
 
+    async def database_unavailable(request: Request, error: Exception) -> Response:
+        # A 503 with Retry-After (the clients retry it), one log line, no traceback.
+        logger.warning(
+            "database unavailable during %s %s: %s",
+            request.method,
+            request.url.path,
+            cause_name(error),
+        )
+        return error_response(
+            503,
+            "The database is unavailable right now; try again shortly.",
+            {"Retry-After": "1"},
+        )
+
     async def unexpected_error(request: Request, error: Exception) -> Response:
         return error_response(500, "Something went wrong on our side.")
 
     app.add_exception_handler(KeyplaneError, keyplane_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    for error_type in DATABASE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_type, database_unavailable)
     app.add_exception_handler(Exception, unexpected_error)

@@ -144,7 +144,8 @@ async def _json_body(request: Request) -> Any:
         chunks.append(chunk)
     try:
         return json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: only if mounted without the edge's depth limit (size_limits.py).
         raise InvalidInput("the request body is not valid JSON") from None
 
 

@@ -15,11 +15,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from keyplane.config import JobLimits
+from keyplane.config import DEFAULT_MAX_JSON_DEPTH, MAX_JSON_DEPTH_CEILING, JobLimits
 from keyplane.core.errors import InvalidInput
 from keyplane.quantum import simulator
 from keyplane.quantum.circuit import InvalidCircuit, Program, parse_circuit
-from keyplane.service.validation import MAX_METADATA_BYTES, check_metadata
+from keyplane.service.validation import MAX_METADATA_BYTES, check_json, check_metadata, is_text
 from keyplane.storage.models import NAME_LENGTH
 
 CIRCUIT_JOB: Final = "ionq.circuit.v1"
@@ -42,10 +42,18 @@ class Submission:
     settings: dict[str, Any] | None
 
 
-def parse_submission(body: Mapping[str, Any], *, max_qubits: int, limits: JobLimits) -> Submission:
+def parse_submission(
+    body: Mapping[str, Any],
+    *,
+    max_qubits: int,
+    limits: JobLimits,
+    max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> Submission:
     """Check a job request as IonQ's clients send it; :class:`InvalidInput` on any fault."""
     if not isinstance(body, Mapping):
         raise InvalidInput("the body must be a JSON object")
+    # All of it is stored and parts are rendered back: plain, shallow JSON only.
+    check_json(body, "the body", max_depth=max_depth)
     job_type = body.get("type", CIRCUIT_JOB)
     if job_type not in JOB_TYPES:
         raise InvalidInput(
@@ -78,7 +86,7 @@ def parse_submission(body: Mapping[str, Any], *, max_qubits: int, limits: JobLim
 def _name(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > NAME_LENGTH:
+    if not isinstance(value, str) or len(value) > NAME_LENGTH or not is_text(value):
         raise InvalidInput(f"name is a string of at most {NAME_LENGTH} characters", field="name")
     return value
 
@@ -101,7 +109,8 @@ def _object(value: Any, field: str) -> dict[str, Any] | None:
     if value is None:
         return None
     try:
-        checked = check_metadata(value)
+        # Its depth was checked with the whole body's (parse_submission).
+        checked = check_metadata(value, max_depth=MAX_JSON_DEPTH_CEILING)
     except InvalidInput:
         raise InvalidInput(
             f"{field} must be a JSON object of at most {MAX_METADATA_BYTES} bytes", field=field

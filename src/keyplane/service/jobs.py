@@ -36,7 +36,7 @@ from typing import Any, Final
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, defer
 
-from keyplane.config import JobLimits
+from keyplane.config import DEFAULT_MAX_JSON_DEPTH, JobLimits
 from keyplane.core.errors import Conflict, InvalidInput, NotFound
 from keyplane.core.ids import is_id, new_id
 from keyplane.quantum import simulator
@@ -51,6 +51,7 @@ from keyplane.service.job_requests import (
 from keyplane.service.keys import find_project
 from keyplane.service.pagination import decode_cursor, encode_cursor
 from keyplane.service.records import Caller, Page
+from keyplane.service.validation import renderable
 from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey, Job, Project
 
@@ -147,17 +148,21 @@ class JobService:
         clock: Callable[[], datetime],
         max_qubits: int,
         limits: JobLimits | None = None,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> None:
         self._database = database
         self._clock = clock
         self.max_qubits = max_qubits
         self.limits = limits or JobLimits()
+        self.max_json_depth = max_json_depth
 
     # -- the IonQ surface ------------------------------------------------------
 
     def submit(self, owner: JobOwner, body: Mapping[str, Any]) -> JobRecord:
         """Check a job request (the JSON body IonQ's clients send) and queue it."""
-        submission = parse_submission(body, max_qubits=self.max_qubits, limits=self.limits)
+        submission = parse_submission(
+            body, max_qubits=self.max_qubits, limits=self.limits, max_depth=self.max_json_depth
+        )
         now = self._clock()
         row = Job(
             id=new_id("job"),
@@ -651,9 +656,9 @@ def _record(row: Job, key_name: str | None = None) -> JobRecord:
         shots=row.shots,
         qubits=row.qubits,
         circuits=row.circuits,
-        metadata=row.meta,
-        noise=row.noise,
-        settings=row.settings,
+        metadata=renderable(row.meta, "metadata"),
+        noise=renderable(row.noise, "noise"),
+        settings=renderable(row.settings, "settings"),
         gate_counts=dict(row.gate_counts),
         submitted_at=row.submitted_at,
         started_at=row.started_at,

@@ -22,6 +22,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
+from keyplane.config import DEFAULT_MAX_JSON_DEPTH
 from keyplane.core import quotas
 from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -52,6 +53,7 @@ from keyplane.service.validation import (
     check_name,
     check_quota,
     check_rate_limit,
+    renderable,
 )
 from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey, KeyUsage, Project
@@ -95,8 +97,10 @@ class KeyService:
         changes: ChangeFeed,
         usage: UsageBuffer,
         clock: Callable[[], datetime],
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> None:
         self._database = database
+        self._max_json_depth = max_json_depth
         self._format = key_format
         self._changes = changes
         self._usage = usage
@@ -203,7 +207,7 @@ class KeyService:
         quota = check_quota(quota)
         granted = self._grantable_scopes(caller, scopes)
         networks = [str(network) for network in parse_allowlist(ip_allowlist)]
-        metadata = check_metadata(metadata or {})
+        metadata = check_metadata(metadata or {}, max_depth=self._max_json_depth)
         check_expiry(expires_at, now)
         secret = self._format.generate()
         project = find_project(session, caller.organization_id, project_id)
@@ -266,7 +270,7 @@ class KeyService:
                 row.expires_at = changes.expires_at
                 changed["expires_at"] = _iso(changes.expires_at)
             if not isinstance(changes.metadata, _Unset):
-                row.meta = dict(check_metadata(changes.metadata))
+                row.meta = dict(check_metadata(changes.metadata, max_depth=self._max_json_depth))
                 changed["metadata"] = True
             if not isinstance(changes.enabled, _Unset):
                 changed["enabled"] = row.enabled = bool(changes.enabled)
@@ -539,7 +543,7 @@ class KeyService:
             enabled=row.enabled,
             scopes=tuple(row.scopes),
             ip_allowlist=tuple(row.ip_allowlist),
-            metadata=dict(row.meta),
+            metadata=dict(renderable(row.meta, "metadata")),
             created_at=row.created_at,
             created_by=row.created_by,
             updated_at=row.updated_at,

@@ -71,7 +71,12 @@ class Services:
         self.limiter = Limiter(self.usage, redis_url=settings.redis_url)
         key_format = settings.key_format
         self.keys = KeyService(
-            database, key_format=key_format, changes=self.changes, usage=self.usage, clock=clock
+            database,
+            key_format=key_format,
+            changes=self.changes,
+            usage=self.usage,
+            clock=clock,
+            max_json_depth=settings.max_json_depth,
         )
         self.accounts = AccountService(database, clock=clock)
         if limit_storage is None:  # with KEYPLANE_REDIS_URL, every instance counts together
@@ -108,7 +113,11 @@ class Services:
             limiter=self.limiter,
         )
         self.jobs = JobService(
-            database, clock=clock, max_qubits=settings.ionq_max_qubits, limits=settings.jobs
+            database,
+            clock=clock,
+            max_qubits=settings.ionq_max_qubits,
+            limits=settings.jobs,
+            max_json_depth=settings.max_json_depth,
         )
         self.job_runner = JobRunner(self.jobs, workers=settings.ionq_workers)
 

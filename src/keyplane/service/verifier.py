@@ -24,6 +24,7 @@ from keyplane.core.network import IPAddress, parse_allowlist
 from keyplane.service.cache import KeyCache
 from keyplane.service.limiter import Limiter
 from keyplane.service.usage import UsageBuffer
+from keyplane.service.validation import renderable
 from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey
 
@@ -259,7 +260,7 @@ def _to_state(row: tuple[Any, ...]) -> KeyState:
         revoked_at=revoked_at,
         expires_at=expires_at,
         ip_allowlist=parse_allowlist(allowlist),
-        metadata=meta,
+        metadata=renderable(meta, "metadata"),
         rate_limit=rate_limit,
         rate_limit_window=rate_limit_window or 60,
         quota_limit=quota_limit,

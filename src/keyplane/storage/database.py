@@ -22,13 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyplane.core.errors import Conflict, KeyplaneError
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+#: PostgreSQL SQLSTATEs meaning the schema is gone (the database dropped and
+#: recreated empty, or never migrated): undefined_table, invalid_catalog_name.
+_SCHEMA_GONE = frozenset({"42P01", "3D000"})
 _WRITE = "keyplane_write"
 WRITE_CONFLICT_MESSAGE = (
     "this change conflicts with another change made at the same time; reload and try again"
@@ -78,6 +81,7 @@ class Database:
         # hashes, emails or metadata.
         engine_options.setdefault("hide_parameters", True)
         self.engine: Engine = create_engine(url, **engine_options)
+        event.listen(self.engine, "handle_error", _schema_gone_is_unavailable)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
@@ -97,6 +101,7 @@ class Database:
                 pool_size=engine_options.get("pool_size", 5),
                 max_overflow=engine_options.get("max_overflow", 10),
             )
+            event.listen(self._lookup_engine, "handle_error", _schema_gone_is_unavailable)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -141,6 +146,14 @@ class Database:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the schema is at; None for an empty database (one query)."""
+        with self.engine.connect() as connection:
+            if not self.engine.dialect.has_table(connection, "alembic_version"):
+                return None
+            row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+            return str(row[0]) if row is not None else None
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self._lookup_engine is not None:
@@ -148,6 +161,19 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+
+def _schema_gone_is_unavailable(context: ExceptionContext) -> BaseException | None:
+    """A missing table is an outage, as SQLite already says ("no such table" is an
+    ``OperationalError``): PostgreSQL's ``ProgrammingError`` for it becomes an
+    ``OperationalError`` here, so every face answers 503 and logs one line."""
+    original = context.original_exception
+    if getattr(original, "sqlstate", None) not in _SCHEMA_GONE:
+        return None
+    if isinstance(context.sqlalchemy_exception, OperationalError):
+        return None
+    error = OperationalError(context.statement, context.parameters, original, hide_parameters=True)
+    return error
 
 
 def _prepare_sqlite_file(url: str) -> None:
