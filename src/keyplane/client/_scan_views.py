@@ -13,9 +13,10 @@ decodes only where a cheap signal says a decoding could hold a key:
 - **a run of base64 characters** long enough to encode a key (52 for ``kp``):
   the run is decoded at each of its 4 character offsets, so a key starting at
   any byte offset of the encoded data (or a run glued to other characters) is
-  found; wrapped lines (PEM, ``base64`` output) are joined first;
-- **escapes** ``\\u00XX``, ``\\/``, ``%XX``: one unescaped view, searched in
-  place of the raw one (it holds every key the raw bytes do);
+  found; wrapped lines (PEM, ``base64`` output) are joined first, and JSON's
+  ``\\/`` and ``\\n`` inside a run are undone;
+- **escapes** ``\\u00XX`` and ``%XX`` of key characters: one unescaped view,
+  searched in place of the raw one (it holds every key the raw bytes do);
 - **the gzip magic** at the start of a view: it is decompressed.
 
 Every decoded view is searched the same way, up to :data:`MAX_LAYERS` deep
@@ -28,11 +29,13 @@ that wrong decodings produce from raising false alarms.
 from __future__ import annotations
 
 import binascii
+import codecs
 import re
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Final
 
 from keyplane.core.errors import MalformedKey
@@ -47,12 +50,13 @@ BUDGET_FLOOR: Final = 1024 * 1024
 _BASE64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
 # Base64 characters become b"A", everything else b" ": a run is then found by
 # bytes.find (C speed) instead of a regex trying every position.
-_RUN_MARKS: Final = bytes(0x41 if byte in _BASE64 else 0x20 for byte in range(256))
-_NOT_MARKED: Final = re.compile(rb"[^A]")
+# A backslash counts as part of a run: JSON writes base64's "/" as "\\/" (PHP's
+# json_encode) and its line breaks as "\\n"; both are dropped before decoding.
+_RUN_MARKS: Final = bytes(0x41 if byte in _BASE64 + b"\\" else 0x20 for byte in range(256))
 _URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
 # Wrapped base64 has full lines of a multiple of 4 characters (64 in PEM, 76 in MIME).
 _WRAPPED_LINE: Final = 60
-_LINE_BREAKS: Final = (b"\r\n", b"\n", b"\\n")
+_LINE_BREAKS: Final = (b"\r\n", b"\n")
 _GZIP_MAGIC: Final = b"\x1f\x8b\x08"
 _SNIFF_BYTES: Final = 8192
 # Only escapes of characters a key or base64 text is made of are decoded
@@ -64,11 +68,7 @@ _KEY_CHARACTER_HEX: Final = rb"(?:2[BbDdFf]|3[0-9Dd]|4[1-9A-Fa-f]|5[0-9AaFf]|6[1
 _ESCAPES: Final = (
     re.compile(rb"\\u00(%s)" % _KEY_CHARACTER_HEX),
     re.compile(rb"%%(%s)" % _KEY_CHARACTER_HEX),
-    re.compile(rb"\\/"),
 )
-#: Decoded bytes this short and not ASCII are almost surely a digest (lock files,
-#: integrity hashes): only a plain key, UTF-16 or gzip is looked for in them.
-_SMALL_BLOB: Final = 1024
 
 Origin = Callable[[int], int]
 Local = Callable[[int, int], tuple[str, ...]]
@@ -153,6 +153,7 @@ class KeySearch:
             for prefix in prefixes
             for codec in ("utf-16-le", "utf-16-be")
         ]
+        self._utf16_literal = re.compile(b"|".join(map(re.escape, self._utf16_literals)))
         shortest = min(len(prefix) for prefix in prefixes) + 1 + BODY_LENGTH
         #: The fewest base64 characters that can encode a key.
         self.shortest_run = -(-shortest * 4 // 3)
@@ -203,14 +204,9 @@ class KeySearch:
         )
 
     def _promising(self, data: bytes) -> bool:
-        """Is a decoded view worth a search: could it hold a key, or a further encoding?
-
-        Most base64 runs are digests: random bytes, refused by a few C-speed checks.
-        """
+        """Is a decoded view worth a search: could it hold a key, or a further encoding?"""
         if self._literal.search(data) or data.startswith(_GZIP_MAGIC) or self._utf16_signal(data):
             return True
-        if len(data) < _SMALL_BLOB and not data.isascii():
-            return False
         return _has_escape(data) or data.translate(_RUN_MARKS).find(self._run_needle) >= 0
 
     def _key(self, match: re.Match[bytes]) -> SecretKey | None:
@@ -221,26 +217,57 @@ class KeySearch:
             return None
 
     def _base64_views(self, view: _View, state: _State) -> Iterator[_View]:
-        literal, promising = self._literal.search, self._promising
-        for segments in _base64_runs(view.data, self.shortest_run):
-            start, end = segments[0][0], segments[-1][1]
-            text = b"".join(view.data[a:b] for a, b in segments).translate(_URLSAFE_TO_STANDARD)
-            for shift in range(min(4, len(text) - self.shortest_run + 1)):
-                decoded = _decode_base64(text[shift:])
-                # This loop runs for every digest in a lock file: the common
-                # refusal (small, random, no key) comes first and costs little.
-                if (
-                    len(decoded) < _SMALL_BLOB
-                    and not decoded.isascii()
-                    and b"\x00" not in decoded
-                    and not literal(decoded)
-                    and not decoded.startswith(_GZIP_MAGIC)
-                ) or not promising(decoded):
+        """The decoded runs of ``view`` worth a search.
+
+        A lock file holds thousands of digests, and each run must be decoded
+        at 4 character offsets: decoding them one by one in Python would
+        dominate the scan. So all runs are joined (each padded to whole
+        groups), the whole is decoded at each offset in one call, searched
+        once for anything promising, and only the runs holding a hit are
+        decoded again on their own and searched.
+        """
+        runs = list(_base64_runs(view.data, self.shortest_run))
+        if not runs:
+            return
+        raw = [b"".join(view.data[a:b] for a, b in segments) for segments in runs]
+        texts = [_unescaped_run(text) if b"\\" in text else text for text in raw]
+        texts = [text + b"A" * (-len(text) % 4) for text in texts]  # "A": zero bits
+        joined = b"".join(texts).translate(_URLSAFE_TO_STANDARD)
+        ends = list(accumulate(len(text) for text in texts))
+        for shift in range(4):
+            decoded = _decode_base64(joined[shift:])
+            candidates = sorted(
+                {bisect_right(ends, offset // 3 * 4 + shift) for offset in self._hints(decoded)}
+            )
+            for index in candidates:
+                text = texts[index][shift:].translate(_URLSAFE_TO_STANDARD)
+                if index >= len(runs) or len(text) < self.shortest_run:
                     continue
-                if not state.spend(len(decoded)):
+                one = _decode_base64(text)
+                if not self._promising(one):
+                    continue
+                if not state.spend(len(one)):
                     return
-                layers = (*view.layers, *view.local(start, end), "base64")
-                yield _View(decoded, layers, view.depth + 1, origin=_fixed(view.origin(start)))
+                start, end = runs[index][0][0], runs[index][-1][1]
+                escaped = ("json-escaped",) * (b"\\/" in raw[index])
+                layers = (*view.layers, *view.local(start, end), *escaped, "base64")
+                yield _View(one, layers, view.depth + 1, origin=_fixed(view.origin(start)))
+
+    def _hints(self, data: bytes) -> Iterator[int]:
+        """Offsets in ``data`` where something worth decoding further may start."""
+        for pattern in (self._literal, self._utf16_literal, *_ESCAPES):
+            for match in pattern.finditer(data):
+                yield match.start()
+        for needle in (_GZIP_MAGIC, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            position = data.find(needle)
+            while position >= 0:
+                yield position
+                position = data.find(needle, position + 1)
+        marks = data.translate(_RUN_MARKS)
+        position = marks.find(self._run_needle)
+        while position >= 0:
+            yield position
+            position = marks.find(self._run_needle, _run_end(marks, position))
 
     @staticmethod
     def _unescaped(view: _View, state: _State) -> _View:
@@ -261,8 +288,7 @@ class KeySearch:
             start, end = match.span()
             pieces.append(data[position:start])
             produced += start - position
-            digits = match.group(1) if match.re.groups else None
-            pieces.append(bytes((int(digits, 16),)) if digits else b"/")
+            pieces.append(bytes((int(match.group(1), 16),)))
             decoded_at += [produced, produced + 1]
             original_at += [start, end]
             produced += 1
@@ -341,8 +367,13 @@ def _base64_runs(data: bytes, shortest: int) -> Iterator[list[tuple[int, int]]]:
 
 
 def _run_end(marks: bytes, position: int) -> int:
-    match = _NOT_MARKED.search(marks, position)
-    return match.start() if match else len(marks)
+    end = marks.find(b" ", position)
+    return end if end >= 0 else len(marks)
+
+
+def _unescaped_run(text: bytes) -> bytes:
+    """A run's text without JSON's escapes: ``\\n`` and ``\\r`` dropped, ``\\/`` made ``/``."""
+    return text.replace(b"\\n", b"").replace(b"\\r", b"").replace(b"\\", b"")
 
 
 def _next_line(data: bytes, position: int) -> int | None:
