@@ -187,6 +187,10 @@ def test_keyplane_scan_says_where_how_and_what_it_skipped(tmp_path: Path) -> Non
     assert as_json["skipped_counts"] == {"too large": 1, "symlink": 1, "not a regular file": 1}
     assert (as_json["files_scanned"], as_json["bytes_scanned"]) == (2, size)
 
+    from_env = run_scan(tmp_path, tmp_path, "tree", KEYPLANE_SCAN_MAX_BYTES="64KiB")
+    assert "skipped tree/c.txt: too large" in from_env.stderr
+    assert "too large" not in run_scan(tmp_path, tmp_path, "tree").stderr  # 10 MiB by default
+
     bad_size = run_scan(tmp_path, tmp_path, "tree", "--max-bytes", "lots")
     assert bad_size.returncode == 2
     assert "--max-bytes" in bad_size.stderr

@@ -26,6 +26,7 @@ def scan(
     max_bytes: str = typer.Option(
         f"{DEFAULT_MAX_BYTES // 1024 // 1024}MiB",
         "--max-bytes",
+        envvar="KEYPLANE_SCAN_MAX_BYTES",
         help="Skip (and list) files larger than this: bytes, or with KiB, MiB, GiB.",
     ),
     no_git: bool = typer.Option(
