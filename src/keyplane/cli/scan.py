@@ -40,7 +40,8 @@ def scan(
     url: str | None = URL_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Report every checksum-valid Keyplane key in PATHS as file:line (masked); exit 1 if any."""
+    """Report every checksum-valid Keyplane key in PATHS, plain or encoded (UTF-16, base64,
+    escapes, gzip), as file:line or file@offset (masked), and what was skipped; exit 1 if any."""
     try:
         scanner = Scanner(prefix, max_bytes=parse_size(max_bytes), use_git=not no_git)
     except (KeyplaneError, ValueError) as error:
