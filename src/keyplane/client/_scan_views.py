@@ -153,7 +153,6 @@ class KeySearch:
             for prefix in prefixes
             for codec in ("utf-16-le", "utf-16-be")
         ]
-        self._utf16_literal = re.compile(b"|".join(map(re.escape, self._utf16_literals)))
         shortest = min(len(prefix) for prefix in prefixes) + 1 + BODY_LENGTH
         #: The fewest base64 characters that can encode a key.
         self.shortest_run = -(-shortest * 4 // 3)
@@ -192,6 +191,8 @@ class KeySearch:
         """Could ``data`` hold UTF-16 text with a key (or base64 of one)?"""
         if b"\x00" not in data:
             return False
+        # Two `in` tests beat one regex: an alternation starting with NUL would
+        # try a match at every NUL of a binary.
         if data.startswith((b"\xff\xfe", b"\xfe\xff")) or any(
             literal in data for literal in self._utf16_literals
         ):
@@ -240,8 +241,10 @@ class KeySearch:
                 {bisect_right(ends, offset // 3 * 4 + shift) for offset in self._hints(decoded)}
             )
             for index in candidates:
+                if index >= len(runs):
+                    continue
                 text = texts[index][shift:].translate(_URLSAFE_TO_STANDARD)
-                if index >= len(runs) or len(text) < self.shortest_run:
+                if len(text) < self.shortest_run:
                     continue
                 one = _decode_base64(text)
                 if not self._promising(one):
@@ -255,10 +258,15 @@ class KeySearch:
 
     def _hints(self, data: bytes) -> Iterator[int]:
         """Offsets in ``data`` where something worth decoding further may start."""
-        for pattern in (self._literal, self._utf16_literal, *_ESCAPES):
+        for pattern in (self._literal, *_ESCAPES):
             for match in pattern.finditer(data):
                 yield match.start()
-        for needle in (_GZIP_MAGIC, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        for needle in (
+            *self._utf16_literals,
+            _GZIP_MAGIC,
+            codecs.BOM_UTF16_LE,
+            codecs.BOM_UTF16_BE,
+        ):
             position = data.find(needle)
             while position >= 0:
                 yield position
