@@ -118,6 +118,12 @@ PLANTS: list[tuple[str, Plant, str, int | None]] = [
         1,
     ),
     (
+        "json-escaped-wrapped-base64",  # a PEM-style blob in a JSON string: lines joined by \n
+        lambda key: json.dumps({"pem": wrapped(b64("x" * 50 + key + "y" * 30), 64)}).encode(),
+        "json-escaped/base64",
+        1,
+    ),
+    (
         "url-encoded",
         lambda key: f"GET /hook?key={key.replace('_', '%5F')}&x=%20 HTTP/1.1\n".encode(),
         "url-encoded",

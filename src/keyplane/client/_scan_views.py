@@ -252,7 +252,7 @@ class KeySearch:
                 if not state.spend(len(one)):
                     return
                 start, end = runs[index][0][0], runs[index][-1][1]
-                escaped = ("json-escaped",) * (b"\\/" in raw[index])
+                escaped = ("json-escaped",) * (b"\\" in raw[index])
                 layers = (*view.layers, *view.local(start, end), *escaped, "base64")
                 yield _View(one, layers, view.depth + 1, origin=_fixed(view.origin(start)))
 
