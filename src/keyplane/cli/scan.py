@@ -131,7 +131,7 @@ def _print(report: ScanReport, revoked: list[dict[str, str | None]]) -> None:
     scanned = f"{count} file{'s' * (count != 1)}, {_megabytes(report.bytes_scanned)} scanned"
     counts = report.skipped_counts()
     if counts:
-        reasons = ", ".join(f"{count} {reason}" for reason, count in counts.items())
+        reasons = ", ".join(f"{number} {reason}" for reason, number in counts.items())
         scanned += f"; skipped: {reasons}"
     if report.findings:
         stderr.print(

@@ -148,11 +148,8 @@ class KeySearch:
         # followed by more letters are all still keys; the checksum rules out noise.
         self._pattern = re.compile(rb"(%s)_[0-9A-Za-z]{%d}" % (alternatives, BODY_LENGTH))
         self._literal = re.compile(b"|".join(re.escape(p.encode("ascii") + b"_") for p in prefixes))
-        self._utf16_literals = [
-            (prefix + "_").encode(codec)
-            for prefix in prefixes
-            for codec in ("utf-16-le", "utf-16-be")
-        ]
+        # "k\0p\0_" is in both byte orders of "kp_" (LE adds a NUL after, BE before).
+        self._utf16_literals = [(prefix + "_").encode("utf-16-le")[:-1] for prefix in prefixes]
         shortest = min(len(prefix) for prefix in prefixes) + 1 + BODY_LENGTH
         #: The fewest base64 characters that can encode a key.
         self.shortest_run = -(-shortest * 4 // 3)
@@ -191,8 +188,8 @@ class KeySearch:
         """Could ``data`` hold UTF-16 text with a key (or base64 of one)?"""
         if b"\x00" not in data:
             return False
-        # Two `in` tests beat one regex: an alternation starting with NUL would
-        # try a match at every NUL of a binary.
+        # `in` beats a regex: an alternation starting with NUL would try a
+        # match at every NUL of a binary.
         if data.startswith((b"\xff\xfe", b"\xfe\xff")) or any(
             literal in data for literal in self._utf16_literals
         ):
