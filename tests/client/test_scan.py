@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -54,18 +56,33 @@ def test_a_git_work_tree_is_read_through_git_ls_files(tmp_path: Path) -> None:
     git(repo, "init", "-q")
     (repo / "src" / "app.py").write_text(f"KEY = '{leaked}'\n")
     (repo / ".env").write_text(f"KEYPLANE_API_KEY={ignored}\n")
-    (repo / ".gitignore").write_text(".env\n")
+    (repo / ".gitignore").write_text(".env\nbuild/\n")
+    (repo / "build").mkdir()
+    (repo / "build" / "out.txt").write_text(ignored)
     (repo / "image.bin").write_bytes(b"\x00\x01" + leaked.encode())
     (repo / "big.txt").write_text("x" * 200 + "\n" + leaked)
     git(repo, "add", "src/app.py", ".gitignore", "image.bin")
     report = Scanner(max_bytes=100).scan([repo])
-    assert [(Path(f.path).relative_to(repo).as_posix(), f.line) for f in report.findings] == [
-        ("src/app.py", 1)
+    assert [
+        (Path(f.path).relative_to(repo).as_posix(), f.line, f.offset) for f in report.findings
+    ] == [
+        ("image.bin", None, 2),  # binaries are read too: byte offset, no line
+        ("src/app.py", 1, 7),
     ]
-    assert any("big.txt" in path for path, _ in report.skipped)
+    skipped = {Path(item.path).relative_to(repo).as_posix(): item.reason for item in report.skipped}
+    assert skipped == {"big.txt": "too large", ".env": "ignored by git", "build": "ignored by git"}
     # Without git, the ignored .env counts too.
     everything = Scanner(use_git=False).scan([repo])
-    assert {Path(f.path).name for f in everything.findings} == {".env", "app.py", "big.txt"}
+    assert {Path(f.path).name for f in everything.findings} == {
+        ".env",
+        "app.py",
+        "big.txt",
+        "image.bin",
+        "out.txt",
+    }
+    assert [(Path(item.path).name, item.reason) for item in everything.skipped] == [
+        (".git", "version control data")
+    ]
 
 
 def run_scan(
@@ -97,7 +114,7 @@ def test_keyplane_scan_reports_exactly_the_real_key_masked_and_exits_1(tmp_path:
     clean = run_scan(tmp_path, tree)  # no PATH: the working directory
     assert clean.returncode == 0, clean.stderr
     assert clean.stdout == ""
-    assert "No keys found (2 files scanned)" in clean.stderr
+    assert "No keys found (2 files, 90 bytes scanned)." in clean.stderr
 
     bad_prefix = run_scan(tmp_path, tree, "--prefix", "Not-A-Prefix")
     assert bad_prefix.returncode == 2
@@ -128,8 +145,80 @@ def test_keyplane_scan_revoke_revokes_what_it_found(server: LiveServer, tmp_path
     assert server.services.keys.get(operator, tenant.key_id).status == "active"
 
 
+def test_keyplane_scan_says_where_how_and_what_it_skipped(tmp_path: Path) -> None:
+    keys = [KeyFormat().generate().reveal() for _ in range(3)]
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.yaml").write_text(
+        f"kind: Secret\ndata:\n  token: {base64.b64encode(keys[0].encode()).decode()}\n"
+    )
+    (tree / "b.bin").write_bytes(b"\x00" * 10 + keys[1].encode("utf-16-le"))
+    (tree / "c.txt").write_text(keys[2] * 2000)  # over --max-bytes 64KiB
+    (tree / "link.txt").symlink_to(tree / "a.yaml")
+    os.mkfifo(tree / "pipe")
+    done = run_scan(tmp_path, tmp_path, "tree", "--max-bytes", "64KiB")
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines() == [
+        f"tree/a.yaml:3: kp_...{keys[0][-4:]} (base64)",
+        f"tree/b.bin@10: kp_...{keys[1][-4:]} (utf-16le)",
+    ]
+    assert "skipped tree/c.txt: too large (78000 bytes, over --max-bytes 65536)" in done.stderr
+    assert "skipped tree/link.txt: symlink (not followed)" in done.stderr
+    assert "skipped tree/pipe: not a regular file" in done.stderr
+    size = (tree / "a.yaml").stat().st_size + (tree / "b.bin").stat().st_size
+    assert (
+        f"Found 2 keys in 2 files (2 files, {size} bytes scanned; skipped: 1 too large, "
+        "1 symlink, 1 not a regular file)"
+    ) in done.stderr
+    assert not any(key in done.stdout + done.stderr for key in keys)
+
+    as_json = json.loads(
+        run_scan(tmp_path, tmp_path, "tree", "--max-bytes", "64KiB", "--json").stdout
+    )
+    assert [(f["path"], f["line"], f["offset"], f["encoding"]) for f in as_json["findings"]] == [
+        ("tree/a.yaml", 3, 28, "base64"),
+        ("tree/b.bin", None, 10, "utf-16le"),
+    ]
+    assert {item["path"]: item["reason"] for item in as_json["skipped"]} == {
+        "tree/c.txt": "too large",
+        "tree/link.txt": "symlink",
+        "tree/pipe": "not a regular file",
+    }
+    assert as_json["skipped_counts"] == {"too large": 1, "symlink": 1, "not a regular file": 1}
+    assert (as_json["files_scanned"], as_json["bytes_scanned"]) == (2, size)
+
+    from_env = run_scan(tmp_path, tmp_path, "tree", KEYPLANE_SCAN_MAX_BYTES="64KiB")
+    assert "skipped tree/c.txt: too large" in from_env.stderr
+    assert "too large" not in run_scan(tmp_path, tmp_path, "tree").stderr  # 10 MiB by default
+
+    bad_size = run_scan(tmp_path, tmp_path, "tree", "--max-bytes", "lots")
+    assert bad_size.returncode == 2
+    assert "--max-bytes" in bad_size.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_an_unreadable_file_is_listed_as_skipped(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("nothing")
+    secret.chmod(0)
+    report = Scanner(use_git=False).scan([tmp_path])
+    assert [(item.path, item.reason) for item in report.skipped] == [(str(secret), "unreadable")]
+
+
+def test_keyplane_scan_finds_nothing_in_keyplanes_own_repository(tmp_path: Path) -> None:
+    """The docs and the tests hold no real key: examples fail the checksum, tests make keys."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout: the repository's files cannot be told from the rest")
+    done = run_scan(tmp_path, root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == ""
+
+
 def test_the_pre_commit_hook_runs_keyplane_scan() -> None:
     hooks = (Path(__file__).parents[2] / ".pre-commit-hooks.yaml").read_text()
     assert "- id: keyplane-scan" in hooks
     assert "entry: keyplane scan" in hooks
     assert "language: python" in hooks
+    # Binaries and UTF-16 files are not `text` to pre-commit: they must reach the scanner too.
+    assert "types: [text]" not in hooks

@@ -1,0 +1,240 @@
+"""The leak scanner finds keys however a file holds them, and only real keys.
+
+Issue 11: an outside test planted 14 keys and ``keyplane scan`` found 4. Each
+way of holding a key below is one of theirs (or a close relative): glued to
+other words, UTF-16 of both byte orders with and without a BOM, base64 at each
+byte offset and nested, JSON and URL escapes, binaries, gzip. Each must be
+found, with its encoding, line (or byte offset in a binary) and masked hint,
+and the same file holding a lookalike (right shape, wrong checksum) must give
+nothing. Keys are generated at run time, so this file holds none.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from keyplane.client.scan import Scanner
+from keyplane.core.keys import KeyFormat
+
+Plant = Callable[[str], bytes]
+NL = "\n"
+
+
+def lookalike(value: str) -> str:
+    """The same key with its last checksum character changed: right shape, wrong checksum."""
+    return value[:-1] + ("B" if value[-1] != "B" else "C")
+
+
+def b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def k8s_secret(value: str) -> str:
+    return f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: api\ndata:\n  token: {value}\n"
+
+
+def json_unicode_escaped(key: str) -> str:
+    return "".join(f"\\u{ord(character):04x}" for character in key)
+
+
+def wrapped(text: str, width: int, newline: str = "\n") -> str:
+    return newline.join(text[i : i + width] for i in range(0, len(text), width))
+
+
+def helm_release(key: str) -> str:
+    """Helm 3 keeps a release as base64(gzip(json)), and Kubernetes base64s that again."""
+    release = json.dumps({"name": "api", "config": {"apiKey": key}}).encode()
+    return b64(b64(gzip.compress(release)))
+
+
+# (id, how the file is made from the key, encoding reported, line or None for binary)
+PLANTS: list[tuple[str, Plant, str, int | None]] = [
+    ("plain", lambda key: f"API_KEY = '{key}'\n".encode(), "plain", 1),
+    ("word-before", lambda key: f"# a\ntoken=x{key}\n".encode(), "plain", 2),
+    ("underscore-before", lambda key: f"MY_TOKEN_{key}\n".encode(), "plain", 1),
+    ("word-after", lambda key: f"{key}deadbeef and more\n".encode(), "plain", 1),
+    (
+        "utf-16le-bom",  # PowerShell 5: `echo ... > file`
+        lambda key: f"\ufeffline one\r\nKEY={key}\r\n".encode("utf-16-le"),
+        "utf-16le",
+        2,
+    ),
+    ("utf-16le", lambda key: f"line one\nKEY={key}\n".encode("utf-16-le"), "utf-16le", 2),
+    (
+        "utf-16be-bom",
+        lambda key: f"\ufeffone\ntwo\nKEY={key}\n".encode("utf-16-be"),
+        "utf-16be",
+        3,
+    ),
+    ("utf-16be", lambda key: f"KEY={key}\n".encode("utf-16-be"), "utf-16be", 1),
+    ("base64-k8s-secret", lambda key: k8s_secret(b64(key)).encode(), "base64", 6),
+    ("base64-offset-1", lambda key: k8s_secret(b64("x" + key)).encode(), "base64", 6),
+    ("base64-offset-2", lambda key: k8s_secret(b64(f"K={key}\n")).encode(), "base64", 6),
+    ("base64-of-base64", lambda key: k8s_secret(b64(b64(key))).encode(), "base64/base64", 6),
+    (
+        "base64-glued",  # a run that does not start where the encoding does
+        lambda key: f"sha512-{b64('ab' + key)}\n".encode(),
+        "base64",
+        1,
+    ),
+    (
+        "base64url",
+        lambda key: b"t=" + base64.urlsafe_b64encode(b"\xfb\xff" + key.encode()) + b"\n",
+        "base64",
+        1,
+    ),
+    (
+        "base64-wrapped-76",  # GNU base64's default output; the key straddles a line break
+        lambda key: (wrapped(b64("x" * 50 + key + "y" * 60), 76) + "\n").encode(),
+        "base64",
+        1,
+    ),
+    (
+        "base64-wrapped-crlf-indented",
+        lambda key: ("data: |\r\n  " + wrapped(b64("x" * 40 + key), 64, "\r\n  ")).encode(),
+        "base64",
+        2,
+    ),
+    (
+        "json-unicode-escapes",
+        lambda key: (
+            json.dumps({"a": 1}).encode() + f'\n{{"key": "{json_unicode_escaped(key)}"}}\n'.encode()
+        ),
+        "json-escaped",
+        2,
+    ),
+    (
+        "json-escaped-slash-in-base64",  # PHP's json_encode writes / as \/
+        lambda key: (
+            '{"b": "' + b64(b"\xff\xff\xff" + key.encode()).replace("/", "\\/") + '"}'
+        ).encode(),
+        "json-escaped/base64",
+        1,
+    ),
+    (
+        "json-escaped-wrapped-base64",  # a PEM-style blob in a JSON string: lines joined by \n
+        lambda key: json.dumps({"pem": wrapped(b64("x" * 50 + key + "y" * 30), 64)}).encode(),
+        "json-escaped/base64",
+        1,
+    ),
+    (
+        "url-encoded",
+        lambda key: f"GET /hook?key={key.replace('_', '%5F')}&x=%20 HTTP/1.1\n".encode(),
+        "url-encoded",
+        1,
+    ),
+    (
+        "url-encoded-base64",
+        lambda key: (
+            "callback=" + b64(b"\xfb\xef" + key.encode()).replace("+", "%2B").replace("/", "%2f")
+        ).encode(),
+        "url-encoded/base64",
+        1,
+    ),
+    ("binary", lambda key: b"\x7fELF\x00\x01" * 50 + key.encode() + b"\x00" * 8, "plain", None),
+    (
+        "binary-utf-16le",  # a Windows executable's string resources
+        lambda key: b"MZ\x90\x00" + bytes(range(256)) + key.encode("utf-16-le") + b"\x00\x00",
+        "utf-16le",
+        None,
+    ),
+    ("gzip", lambda key: gzip.compress(f"export KEY={key}\n".encode()), "gzip", None),
+    ("helm-release", lambda key: k8s_secret(helm_release(key)).encode(), "base64/base64/gzip", 6),
+    (
+        "utf-16le-k8s-secret",  # `kubectl get secret -o yaml > s.yaml` in PowerShell 5
+        lambda key: ("\ufeff" + k8s_secret(b64(key))).encode("utf-16-le"),
+        "utf-16le/base64",
+        6,
+    ),
+    (
+        "base64-of-utf-16le",  # powershell -EncodedCommand
+        lambda key: (
+            f"powershell -EncodedCommand {b64(f'$k = {key!r}'.encode('utf-16-le'))}\n".encode()
+        ),
+        "base64/utf-16le",
+        1,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("plant", "encoding", "line"),
+    [pytest.param(plant, encoding, line, id=name) for name, plant, encoding, line in PLANTS],
+)
+def test_every_planted_key_is_found_with_where_and_how(
+    plant: Plant, encoding: str, line: int | None
+) -> None:
+    key = KeyFormat().generate().reveal()
+    data = plant(key)
+    assert key.encode() not in data or encoding == "plain"
+    findings, cut_short = Scanner().scan_bytes(data, "planted")
+    assert [(f.encoding, f.line, f.hint) for f in findings] == [
+        (encoding, line, f"kp_...{key[-4:]}")
+    ]
+    assert not cut_short
+    assert findings[0].key.reveal() == key
+    assert key not in repr(findings) + str(findings[0])
+    if line is None:
+        assert str(findings[0]).startswith(f"planted@{findings[0].offset}: kp_...")
+
+
+@pytest.mark.parametrize("plant", [pytest.param(plant, id=name) for name, plant, _, _ in PLANTS])
+def test_a_lookalike_held_the_same_way_is_not_a_key(plant: Plant) -> None:
+    fake = lookalike(KeyFormat().generate().reveal())
+    assert Scanner().scan_bytes(plant(fake), "planted")[0] == []
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2])
+def test_a_key_at_each_byte_offset_of_base64_is_found(offset: int) -> None:
+    key = KeyFormat().generate().reveal()
+    blob = b"\x00\x01"[:offset] + key.encode() + b"\x02"
+    findings, _ = Scanner().scan_bytes(f"value: {b64(blob)}\n".encode(), "s.yaml")
+    assert [(f.encoding, f.line, f.column) for f in findings] == [("base64", 1, 8)]
+
+
+def test_the_fourteen_style_plant_set_in_a_tree_is_found_whole(tmp_path: Path) -> None:
+    keys = {name: KeyFormat().generate().reveal() for name, *_ in PLANTS}
+    for name, plant, _, _ in PLANTS:
+        (tmp_path / f"{name}.dat").write_bytes(plant(keys[name]))
+    report = Scanner(use_git=False).scan([tmp_path])
+    found = {Path(f.path).stem: (f.encoding, f.hint) for f in report.findings}
+    assert found == {
+        name: (encoding, f"kp_...{keys[name][-4:]}") for name, _, encoding, _ in PLANTS
+    }
+    assert report.files_scanned == len(PLANTS)
+    assert report.skipped == []
+
+
+def test_line_and_column_stay_true_after_escapes_and_many_findings() -> None:
+    keys = [KeyFormat().generate().reveal() for _ in range(3)]
+    text = (
+        f"caf\\u00e9 %20 \\/ {keys[0]}\n"
+        f"  é {keys[1].replace('_', '%5F')}\n"
+        f"\n\t{json_unicode_escaped(keys[2])} {keys[0]}\n"
+    )
+    findings, _ = Scanner().scan_bytes(text.encode(), "f")
+    assert [(f.line, f.column, f.encoding, f.hint[-4:]) for f in findings] == [
+        (1, 18, "plain", keys[0][-4:]),
+        (2, 5, "url-encoded", keys[1][-4:]),
+        (4, 2, "json-escaped", keys[2][-4:]),
+        (4, 2 + 6 * 39 + 1, "plain", keys[0][-4:]),
+    ]
+
+
+def test_nesting_and_compression_cannot_make_the_scan_hang() -> None:
+    """Decoding stops at a budget (reported as cut short), whatever the input."""
+    bomb = gzip.compress(b"\x00" * (64 * 1024 * 1024))
+    findings, cut_short = Scanner().scan_bytes(bomb, "bomb.gz")
+    assert findings == []
+    assert cut_short
+    deep = KeyFormat().generate().reveal().encode()
+    for _ in range(8):
+        deep = base64.b64encode(deep)
+    findings, _ = Scanner().scan_bytes(deep, "deep")
+    assert findings == []  # 8 layers: beyond MAX_LAYERS, and said so in the docs
