@@ -17,7 +17,7 @@ import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -25,10 +25,11 @@ from typing import Literal, TypeVar
 import httpx
 import pytest
 from argon2 import PasswordHasher, profiles
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from keyplane.config import Settings
 from keyplane.core.errors import AuthenticationFailed
+from keyplane.service.jobs import JobOwner, JobStatus
 from keyplane.service.members import SignupPolicy
 from keyplane.service.records import Actor, Caller, Role
 from keyplane.service.services import Services
@@ -36,6 +37,7 @@ from keyplane.storage.models import (
     ApiKey,
     AuditEvent,
     ConsoleSession,
+    Job,
     KeyLeak,
     Membership,
     Organization,
@@ -441,3 +443,42 @@ def test_a_burst_of_concurrent_wrong_passwords_gets_no_more_tries_than_the_limit
     statuses = [answer.status_code for answer in answers]
     assert set(statuses) <= {401, 429}, statuses
     assert statuses.count(401) <= limit, statuses
+
+
+def test_a_cancel_while_a_worker_finishes_the_job_leaves_the_result(
+    services: Services, tenant: Tenant
+) -> None:
+    """A cancel that read the job as running must not overwrite the result a worker is
+    committing at that moment: the worker's transaction holds the row, the cancel waits
+    for it, then sees the job completed and leaves it so. (The original cancel read
+    without the row's lock, then wrote ``canceled`` over ``completed`` on PostgreSQL.)"""
+    caller = Caller(tenant.organization_id, ("*",), Actor.operator())
+    key = services.keys.create(caller, tenant.project_id, name="jobs", scopes=("jobs:*",))
+    owner = JobOwner(tenant.organization_id, tenant.project_id, key.record.id)
+    job = services.jobs.submit(
+        owner,
+        {
+            "type": "ionq.circuit.v1",
+            "input": {"qubits": 1, "circuit": [{"gate": "h", "target": 0}]},
+        },
+    )
+    assert services.jobs.claim() is not None
+    finishing = services.database.engine.connect()
+    transaction = finishing.begin()
+    finishing.execute(update(Job).where(Job.id == job.id).values(status=JobStatus.COMPLETED.value))
+    with ThreadPoolExecutor(1) as pool:
+        canceled = pool.submit(services.jobs.cancel, owner, job.id)
+        # SQLite: the cancel waits for the write lock; PostgreSQL: for the row's lock.
+        assert not _finished_within(canceled, 0.5)
+        transaction.commit()
+        finishing.close()
+        assert canceled.result(timeout=TIMEOUT).status == JobStatus.COMPLETED.value
+    assert services.jobs.get(owner, job.id).status == JobStatus.COMPLETED.value
+
+
+def _finished_within(future: Future[object], seconds: float) -> bool:
+    try:
+        future.result(timeout=seconds)
+    except TimeoutError:
+        return False
+    return True

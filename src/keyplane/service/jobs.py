@@ -288,6 +288,9 @@ class JobService:
         now = self._clock()
         with self._database.write() as session:
             row = self._find(session, owner, job_id)
+            # Read the status again under the row's lock: a worker finishing the
+            # job at this moment must not have its result overwritten by a cancel.
+            session.refresh(row, with_for_update=True)
             if row.status in OPEN_STATUSES:
                 row.status = JobStatus.CANCELED.value
                 row.completed_at = now
