@@ -3,13 +3,17 @@
 The body limit holds for streamed (chunked) bodies too: the bytes are counted
 as the application reads them, and the answer is a ``413`` problem as soon as
 the count passes the limit, before the rest is read. A declared
-``Content-Length`` over the limit is refused before the application runs.
+``Content-Length`` over the limit is refused before the application runs; one
+within it bounds an HTTP/1.x body already (the server reads no more), so such
+a request, and one with no body, is passed on uncounted: this runs in front
+of the hot path on every request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,35 +82,55 @@ class SizeLimitMiddleware:
             return
         limits = self.limits()
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-        if limits.max_header_bytes is not None:
-            # Counted as on the wire: "name: value\r\n".
-            size = sum(len(name) + len(value) + 4 for name, value in headers)
-            if size > limits.max_header_bytes:
-                await _answer(send, self.render(scope, headers_too_large(limits.max_header_bytes)))
-                return
+        size = 0  # counted as on the wire: "name: value\r\n"
+        declared: bytes | None = None
+        chunked = False
+        for name, value in headers:
+            size += len(name) + len(value) + 4
+            if name == b"content-length" and declared is None:
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if limits.max_header_bytes is not None and size > limits.max_header_bytes:
+            await _answer(send, self.render(scope, headers_too_large(limits.max_header_bytes)))
+            return
         limit = limits.max_body_bytes
         if limit is None:
             await self.app(scope, receive, send)
             return
-        for name, value in headers:
-            if name.lower() == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _answer(send, self.render(scope, _bad_content_length()))
-                    return
-                if declared > limit:
-                    await _answer(send, self.render(scope, body_too_large(limit)))
-                    return
-        refusal = self.render(scope, body_too_large(limit))
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await _answer(send, self.render(scope, _bad_content_length()))
+                return
+            if length > limit:
+                await _answer(send, self.render(scope, body_too_large(limit)))
+                return
+        if not chunked and scope.get("http_version") in _FRAMED_BY_LENGTH:
+            # HTTP/1.x without Transfer-Encoding: the server hands over exactly
+            # Content-Length bytes (checked above), or none without one. Only a
+            # chunked body (or HTTP/2's unframed ones) must be counted as read.
+            await self.app(scope, receive, send)
+            return
+        refusal = lambda: self.render(scope, body_too_large(limit))  # noqa: E731 - only if refused
         await _LimitedRequest(self.app, limit, refusal, receive, send).run(scope)
+
+
+#: HTTP versions whose request body is Content-Length bytes, or none, unless chunked.
+_FRAMED_BY_LENGTH: Final = frozenset({"1.0", "1.1"})
 
 
 class _LimitedRequest:
     """One request whose body is counted as it is read."""
 
     def __init__(
-        self, app: ASGIApp, limit: int, refusal: Response, receive: Receive, send: Send
+        self,
+        app: ASGIApp,
+        limit: int,
+        refusal: Callable[[], Response],
+        receive: Receive,
+        send: Send,
     ) -> None:
         self.app = app
         self.limit = limit
@@ -136,7 +160,7 @@ class _LimitedRequest:
                 self.refused = True
                 if not self.response_started:
                     self.response_started = True
-                    await _answer(self.downstream_send, self.refusal)
+                    await _answer(self.downstream_send, self.refusal())
                 return {"type": "http.disconnect"}
         return message
 
