@@ -1,10 +1,12 @@
 """Assembly: the one Keyplane application, what ``keyplane serve`` runs and the tests test.
 
 :func:`create_app` builds it: a FastAPI app (the routers, the console, the
-IonQ surface, the services' lifecycle) whose middleware stack is built in
-one place, :meth:`KeyplaneApp.build_middleware_stack`, in this order::
+IonQ surface, the services' lifecycle) behind a serving stack built in one
+place, :meth:`KeyplaneApp.build_serving_stack` (as Starlette builds its
+middleware stack), in this order::
 
-    access log -> size limits -> hot path -> FastAPI (its error handling, the routes)
+    access log -> size limits -> hot path -> FastAPI (all of it: telemetry,
+                                             error handling, the routes)
 
 so every request, the hot ones included, is logged and held to the size
 limits. There is no second assembly: ``keyplane serve`` names

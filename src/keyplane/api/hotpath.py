@@ -8,7 +8,7 @@ times the work itself. This middleware answers them directly and hands every
 other request to the app unchanged.
 
 It sits between the size limits and FastAPI (``app.py``
-``KeyplaneApp.build_middleware_stack``): the access log and the size limits
+``KeyplaneApp.build_serving_stack``): the access log and the size limits
 hold for it, and FastAPI's own outer layers (server errors, telemetry, its
 body limit), which would cost about as much as the hot request, do not run
 for it; it answers an unexpected error with the 500 problem FastAPI's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -65,22 +66,30 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        access_log=False,  # uvicorn's would print query strings; ours never does
-        proxy_headers=False,  # client IPs come from KEYPLANE_TRUSTED_PROXIES only
-        server_header=False,
-        log_config=None,
-        timeout_keep_alive=settings.keep_alive_timeout,
-        backlog=listen_backlog(settings.max_connections),
-        # h11's bound on a request head that arrives in pieces (16 KiB by default,
-        # whatever KEYPLANE_MAX_HEADER_BYTES says): past it, h11 refuses with 400.
-        h11_max_incomplete_event_size=settings.max_header_bytes + REQUEST_LINE_ALLOWANCE,
-        timeout_graceful_shutdown=10,
+        **server_options(settings),
         # A worker imports the whole stack and checks the schema before it
         # answers; on a busy 2-core machine that can pass uvicorn's 5 s default.
         timeout_worker_healthcheck=30,
     )
     if not started:
         raise typer.Exit(3)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The Uvicorn options ``serve`` takes from the settings (and the fixed ones); the
+    test suite's in-thread servers (tests/live.py) run with them too."""
+    return {
+        "access_log": False,  # uvicorn's would print query strings; ours never does
+        "proxy_headers": False,  # client IPs come from KEYPLANE_TRUSTED_PROXIES only
+        "server_header": False,
+        "log_config": None,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "backlog": listen_backlog(settings.max_connections),
+        # h11's bound on a request head that arrives in pieces (16 KiB by default,
+        # whatever KEYPLANE_MAX_HEADER_BYTES says): past it, h11 refuses with 400.
+        "h11_max_incomplete_event_size": settings.max_header_bytes + REQUEST_LINE_ALLOWANCE,
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 def run_uvicorn(app: str, *, limits: ConnectionLimits, workers: int = 1, **options: Any) -> bool:
@@ -125,7 +134,9 @@ class ServingConfig(NoDelayConfig):
     travel with it.
     """
 
-    def __init__(self, app: str, *, limits: ConnectionLimits, **options: Any) -> None:
+    def __init__(
+        self, app: str | Callable[..., Any], *, limits: ConnectionLimits, **options: Any
+    ) -> None:
         super().__init__(app, http=GuardedH11Protocol, loop=LOOP_FACTORY, **options)
         self.connection_limits = limits
 
