@@ -219,6 +219,28 @@ def test_headers_trickled_byte_by_byte_are_cut_off_at_the_header_timeout(
     assert 1.4 < elapsed < 4
 
 
+def test_a_kept_alive_connection_that_starts_a_request_and_stalls_is_cut_off(
+    tmp_path: Path,
+) -> None:
+    """Uvicorn's keep-alive timeout stops at the first byte of the next request;
+    the header deadline, started by the previous answer, does not."""
+    with (
+        server(tmp_path / "data", tmp_path / "server.log", header_timeout="1.5") as base,
+        socket.create_connection(("127.0.0.1", _port(base)), timeout=5) as connection,
+    ):
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: keyplane\r\n\r\n")
+        first = b""
+        while not first.endswith(b"}"):  # the whole answer: headers, then the JSON body
+            first += connection.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        connection.sendall(b"GET /healthz HTTP/1.1\r\n")  # and nothing more
+        started = time.monotonic()
+        [answer] = read_until_closed([connection], 5)
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert elapsed < 3
+
+
 @pytest.mark.parametrize("path", ["/api/v1/verify", "/api/v1/projects"])
 def test_a_body_slower_than_the_body_timeout_gets_408_and_the_connection_closes(
     tmp_path: Path, path: str
