@@ -71,11 +71,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 if __name__ == "__main__":
     import sys
 
+    from keyplane.cli.connections import ConnectionLimits
     from keyplane.cli.server import run_uvicorn
+    from keyplane.config import Settings
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     run_uvicorn(
         "ceiling_app:app",
+        limits=ConnectionLimits.of(Settings.from_env()),
         host="127.0.0.1",
         port=int(sys.argv[1]),
         workers=int(sys.argv[2]),

@@ -1,5 +1,6 @@
-"""Every Keyplane benchmark in one run: in-process verification, HTTP against the
-peers, revocation propagation and cache memory. See bench/README.md.
+"""Every Keyplane benchmark in one run: in-process verification and requests through
+the served app, HTTP against the peers, revocation propagation and cache memory.
+See bench/README.md.
 
     .venv/bin/python bench/run_all.py [--quick] [--postgres URL] [--redis URL] [--json FILE]
 
@@ -23,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import asgi
 import http_load
 import memory
 import propagation
@@ -49,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if options.postgres:
         arguments += ["--postgres", options.postgres]
     results["verify"] = asdict(verify.main(arguments))
+
+    print("\n== 1b. in-process whoami and verify through the served app ==", flush=True)
+    calls = ["--calls", "2000", "--rounds", "1"] if quick else ["--calls", "10000", "--rounds", "3"]
+    results["asgi"] = [asdict(result) for result in asgi.main(calls)]
 
     print("\n== 2. HTTP: Keyplane, the bare-ASGI ceiling, drf-api-key ==", flush=True)
     report = http_load.run(

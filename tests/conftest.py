@@ -22,11 +22,12 @@ import pytest
 # depth mismatch", a CPython bug fixed in 3.11.8). Importing it here, while the
 # stack is shallow, avoids it.
 import schemathesis.specs.openapi._hypothesis  # noqa: F401
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from uvicorn.importer import import_from_string
 
-from keyplane.app import create_app
+from keyplane.app import KeyplaneApp
+from keyplane.cli.server import APP_FACTORY
 from keyplane.config import Settings, normalize_database_url
 from keyplane.service.services import Services
 from keyplane.storage import migrate
@@ -138,14 +139,23 @@ def other_tenant(services: Services) -> Tenant:
     )
 
 
+def served_app() -> KeyplaneApp:
+    """A new app, built by the factory ``keyplane serve`` names (``APP_FACTORY``), the way
+    its workers build theirs: the one assembly, nothing test-only around it."""
+    app = import_from_string(APP_FACTORY)()
+    assert isinstance(app, KeyplaneApp)
+    return app
+
+
 @pytest.fixture(scope="session")
-def app() -> FastAPI:
-    """One app for the whole run (building one costs ~80 ms); each test plugs in its services."""
-    return create_app()
+def app() -> KeyplaneApp:
+    """One served app for the whole run (building one costs ~80 ms); each test plugs in
+    its services."""
+    return served_app()
 
 
 @pytest.fixture
-def client(app: FastAPI, services: Services) -> Iterator[TestClient]:
+def client(app: KeyplaneApp, services: Services) -> Iterator[TestClient]:
     app.state.services = services
     try:
         with TestClient(app, client=("203.0.113.7", 50000)) as test_client:

@@ -23,6 +23,8 @@ import pytest
 import uvicorn
 
 from keyplane.app import create_app
+from keyplane.cli.connections import ConnectionLimits
+from keyplane.cli.server import ServingConfig, server_options
 from keyplane.config import Settings
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
@@ -30,15 +32,17 @@ from tests.support import Tenant
 
 
 @contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on 127.0.0.1 (a free port) until the block ends; yields its URL."""
+def serve_in_thread(app: Any, settings: Settings | None = None) -> Iterator[str]:
+    """Serve an ASGI app on 127.0.0.1 (a free port) until the block ends; yields its URL.
+    Uvicorn runs as ``keyplane serve`` runs it (``cli/server.py``), in a thread."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
-    )
+    # The Uvicorn of ``keyplane serve``: its options and connection guard.
+    settings = settings or Settings(data_dir=Path("unused"), database_url="sqlite:///unused")
+    options = {**server_options(settings), "timeout_graceful_shutdown": 5}
+    config = ServingConfig(app, limits=ConnectionLimits.of(settings), lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -86,7 +90,7 @@ class LiveServer:
 @contextmanager
 def live_server(services: Services) -> Iterator[LiveServer]:
     services.start()
-    with serve_in_thread(create_app(services)) as url:
+    with serve_in_thread(create_app(services), services.settings) as url:
         yield LiveServer(url, services)
 
 

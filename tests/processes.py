@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,9 +41,23 @@ def sqlite_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+def file_limit(files: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that lowers the child's open-file limit to ``files``."""
+    if files is None:
+        return None
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
+    return lower
+
+
 @contextmanager
-def serve(env: Mapping[str, str], log: Path, *, workers: int = 1) -> Iterator[str]:
-    """Run ``keyplane serve`` with ``env`` until the block ends; yields its base URL."""
+def serve(
+    env: Mapping[str, str], log: Path, *, workers: int = 1, files: int | None = None
+) -> Iterator[str]:
+    """Run ``keyplane serve`` with ``env`` until the block ends; yields its base URL.
+    ``files``: the server's open-file limit (RLIMIT_NOFILE), when lowered."""
     port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -50,6 +65,7 @@ def serve(env: Mapping[str, str], log: Path, *, workers: int = 1) -> Iterator[st
             env=dict(env),
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=file_limit(files),
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -74,9 +90,14 @@ def serve(env: Mapping[str, str], log: Path, *, workers: int = 1) -> Iterator[st
 
 
 @contextmanager
-def server(data_dir: Path, log: Path, *, workers: int = 1) -> Iterator[str]:
-    """``keyplane serve`` on SQLite in ``data_dir``, no other configuration."""
-    with serve(sqlite_env(data_dir), log, workers=workers) as base:
+def server(
+    data_dir: Path, log: Path, *, workers: int = 1, files: int | None = None, **settings: str
+) -> Iterator[str]:
+    """``keyplane serve`` on SQLite in ``data_dir``; ``settings`` are KEYPLANE_*
+    variables (``max_header_bytes="2048"``), no other configuration."""
+    env = sqlite_env(data_dir)
+    env.update({f"KEYPLANE_{name.upper()}": value for name, value in settings.items()})
+    with serve(env, log, workers=workers, files=files) as base:
         yield base
 
 

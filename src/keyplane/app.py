@@ -1,4 +1,17 @@
-"""Assembly: the FastAPI application with the API mounted and the services' lifecycle."""
+"""Assembly: the one Keyplane application, what ``keyplane serve`` runs and the tests test.
+
+:func:`create_app` builds it: a FastAPI app (the routers, the console, the
+IonQ surface, the services' lifecycle) behind a serving stack built in one
+place, :meth:`KeyplaneApp.build_serving_stack` (as Starlette builds its
+middleware stack), in this order::
+
+    access log -> size limits -> hot path -> FastAPI (all of it: telemetry,
+                                             error handling, the routes)
+
+so every request, the hot ones included, is logged and held to the size
+limits. There is no second assembly: ``keyplane serve`` names
+:data:`keyplane.cli.server.APP_FACTORY`, this module's ``create_app``.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +20,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.responses import RedirectResponse, Response
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import keyplane
 from keyplane.api import audit, health, keys, leaks, projects, verify, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
-from keyplane.api.hotpath import HotPath, HotPathFront
+from keyplane.api.hotpath import HotPath
 from keyplane.api.schemas import problem_responses
 from keyplane.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, Settings
 from keyplane.console import create_console
@@ -30,13 +43,65 @@ API_PREFIX = "/api/v1"
 CONSOLE_PREFIX = "/console"
 
 
-def create_app(
-    services: Services | None = None, *, settings: Settings | None = None, hot_path: bool = True
-) -> FastAPI:
-    """Build the app.
+class KeyplaneApp(FastAPI):
+    """FastAPI, behind the serving layers Keyplane puts in front of it (see the module)."""
 
-    ``hot_path`` serves whoami and verify as plain ASGI (``api/hotpath.py``);
-    off, FastAPI serves them (the tests compare the two).
+    _serving_stack: ASGIApp | None = None
+    _known_limits: tuple[Services | None, SizeLimits] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self  # as Starlette does: the hot path finds the services on it
+        stack = self._serving_stack
+        if stack is None:
+            stack = self._serving_stack = self.build_serving_stack()
+        await stack(scope, receive, send)
+
+    def build_serving_stack(self) -> ASGIApp:
+        """The whole stack, outermost first: access log, size limits, hot path, FastAPI.
+
+        The one place the layers are put together. FastAPI here is all of it:
+        its entry (``FastAPI.__call__``: lifespan, its telemetry) and its own
+        middleware stack (server errors, its body limit, the exception handlers,
+        the routes). The hot path sits in front of FastAPI, whose layers would
+        cost about as much as the hot request itself (its telemetry check alone
+        ~3 µs), and answers an unexpected error with the same 500 problem
+        (``api/hotpath.py``); it sits behind the size limits and the access log,
+        so they hold for it as for every other route.
+        """
+        fastapi: ASGIApp = super().__call__
+        hot = HotPath(fastapi)
+        limited = SizeLimitMiddleware(hot, limits=self._size_limits, render=_size_refusal)
+        return AccessLogMiddleware(limited)
+
+    def _size_limits(self) -> SizeLimits:
+        """The running services' limits (asked on every request: kept per services)."""
+        running: Services | None = getattr(self.state, "services", None)
+        known = self._known_limits
+        if known is not None and known[0] is running:
+            return known[1]
+        if running is None:
+            limits = SizeLimits(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES)
+        else:
+            settings = running.settings
+            limits = SizeLimits(
+                settings.max_body_bytes, settings.max_header_bytes, settings.max_json_depth
+            )
+        self._known_limits = (running, limits)
+        return limits
+
+
+def _size_refusal(scope: Scope, problem: Problem) -> Response:
+    path: str = scope.get("path", "")
+    if path == IONQ_PREFIX or path.startswith(IONQ_PREFIX + "/"):
+        return ionq_error_response(problem.status, problem.detail, problem.headers)
+    return problem.response()
+
+
+def create_app(
+    services: Services | None = None, *, settings: Settings | None = None
+) -> KeyplaneApp:
+    """Build the app: the one assembly (``keyplane serve``'s workers call this, with no
+    arguments; so does the tests' ``app`` fixture).
 
     Given ``services``, the app uses them and their owner starts and closes them.
     Without, it opens its own from ``settings`` (or the environment) at start-up
@@ -59,7 +124,7 @@ def create_app(
             owned.close()
             app.state.services = None
 
-    app = FastAPI(
+    app = KeyplaneApp(
         title="Keyplane",
         version=keyplane.__version__,
         summary="Issue, verify, track and revoke API keys.",
@@ -82,31 +147,5 @@ def create_app(
     # IonQ's clients expect IonQ's error shape everywhere under /v0.4 (404s
     # included), so the surface is an app of its own with its own handlers.
     app.mount(IONQ_PREFIX, create_ionq_app(lambda: getattr(app.state, "services", None)))
-    if hot_path:
-        app.add_middleware(HotPath)  # inside the access log, which is added last (outermost)
-
-    def size_limits() -> SizeLimits:
-        running: Services | None = app.state.services
-        if running is None:
-            return SizeLimits(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES)
-        settings = running.settings
-        return SizeLimits(
-            settings.max_body_bytes, settings.max_header_bytes, settings.max_json_depth
-        )
-
-    def size_refusal(scope: Scope, problem: Problem) -> Response:
-        path: str = scope.get("path", "")
-        if path == IONQ_PREFIX or path.startswith(IONQ_PREFIX + "/"):
-            return ionq_error_response(problem.status, problem.detail, problem.headers)
-        return problem.response()
-
-    app.add_middleware(SizeLimitMiddleware, limits=size_limits, render=size_refusal)
-    app.add_middleware(AccessLogMiddleware)
     app.state.services = services
     return app
-
-
-def create_server_app() -> HotPathFront:
-    """What ``keyplane serve``'s workers run: the app with the hot path in front of it
-    (``api/hotpath.py`` ``HotPathFront``), not inside it."""
-    return HotPathFront(create_app(hot_path=False))

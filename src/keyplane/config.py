@@ -7,6 +7,7 @@ Every setting is optional. A wrong one fails at start with a
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -36,6 +37,17 @@ MAX_JSON_DEPTH_CEILING: Final = 128
 FAILED_KEY_LIMIT: Final = "20 per minute"
 LOGIN_ACCOUNT_LIMIT: Final = "5 per 5 minutes"
 LOGIN_IP_LIMIT: Final = "20 per 5 minutes"
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+DEFAULT_BODY_TIMEOUT: Final = 30.0
+DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
+#: Open files a worker keeps for itself beyond its connections (database, logs,
+#: the event loop, Redis, imports, and the connections asyncio accepts in one go
+#: before the bound sees them): at least this many, or a quarter of the limit.
+FILE_RESERVE: Final = 128
+#: The least KEYPLANE_MAX_CONNECTIONS leaves of the open-file limit.
+FILE_MARGIN: Final = 16
+#: The open-file limit assumed when the process has none (RLIM_INFINITY).
+UNLIMITED_FILES: Final = 65_536
 
 
 N = TypeVar("N", int, float)
@@ -105,6 +117,19 @@ class Settings:
     #: Deepest nesting of arrays and objects in a JSON body, and in stored JSON
     #: (key metadata, job input); deeper gets 400 / 422.
     max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    #: Seconds a connection has to send a whole request line and headers (from
+    #: its opening, or from the previous answer); then it is closed.
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    #: Seconds a request has to send its whole body once its headers are in; then 408.
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    #: Seconds an idle keep-alive connection stays open (Uvicorn's timeout_keep_alive).
+    keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
+    #: Open connections per worker process; more are answered 503 and closed at
+    #: once. Default: below the process's open-file limit (:func:`default_max_connections`).
+    max_connections: int = field(default_factory=lambda: default_max_connections())
+    #: Open connections per worker from one client address (0: no per-address
+    #: cap); trusted proxies are exempt. Default: a quarter of ``max_connections``.
+    max_connections_per_ip: int | None = None
     #: Failed key attempts one client IP may make (a ``limits`` string); then 429.
     failed_key_limit: str = FAILED_KEY_LIMIT
     #: Failed console sign-ins per account and per client IP.
@@ -129,6 +154,13 @@ class Settings:
             )
         )
         return f"Settings({fields}, ...)"
+
+    @property
+    def connections_per_ip(self) -> int:
+        """``max_connections_per_ip``, its default resolved (0: no cap)."""
+        if self.max_connections_per_ip is not None:
+            return self.max_connections_per_ip
+        return max(1, self.max_connections // 4)
 
     @cached_property
     def key_format(self) -> KeyFormat:
@@ -184,6 +216,7 @@ class Settings:
                 "open (anyone may create an organization) or off (invitations only)"
             )
         github_keys = _get(env, "KEYPLANE_GITHUB_KEYS_FILE")
+        max_connections = _max_connections(env)
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -218,12 +251,64 @@ class Settings:
                 2,
                 MAX_JSON_DEPTH_CEILING,
             ),
+            header_timeout=_number(
+                env, "KEYPLANE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, float, 0.5, 300.0
+            ),
+            body_timeout=_number(
+                env, "KEYPLANE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, float, 0.5, 3600.0
+            ),
+            keep_alive_timeout=_number(
+                env, "KEYPLANE_KEEP_ALIVE_TIMEOUT", DEFAULT_KEEP_ALIVE_TIMEOUT, int, 1, 300
+            ),
+            max_connections=max_connections,
+            max_connections_per_ip=_optional_number(
+                env, "KEYPLANE_MAX_CONNECTIONS_PER_IP", int, 0, max_connections
+            ),
             failed_key_limit=_rate(env, "KEYPLANE_FAILED_KEY_LIMIT", FAILED_KEY_LIMIT),
             login_account_limit=_rate(env, "KEYPLANE_LOGIN_ACCOUNT_LIMIT", LOGIN_ACCOUNT_LIMIT),
             login_ip_limit=_rate(env, "KEYPLANE_LOGIN_IP_LIMIT", LOGIN_IP_LIMIT),
             github_keys_file=Path(github_keys).expanduser() if github_keys else None,
             jobs=_job_limits(env),
         )
+
+
+def open_file_limit() -> int:
+    """This process's soft RLIMIT_NOFILE (:data:`UNLIMITED_FILES` when unlimited)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return UNLIMITED_FILES if soft == resource.RLIM_INFINITY else soft
+
+
+def default_max_connections() -> int:
+    """Connections a worker may hold and still have files left for everything else."""
+    files = open_file_limit()
+    return max(1, files - max(FILE_RESERVE, files // 4))
+
+
+def listen_backlog(max_connections: int) -> int:
+    """The listening socket's backlog: asyncio also accepts up to this many connections
+    in one go, before the bound on connections sees any of them, so it is half the
+    files left beyond ``max_connections`` (16 to Uvicorn's default, 2048)."""
+    return max(16, min(2048, (open_file_limit() - max_connections) // 2))
+
+
+def _max_connections(env: Mapping[str, str]) -> int:
+    """``KEYPLANE_MAX_CONNECTIONS``: above the open-file limit, accepting a connection
+    would fail with EMFILE before the bound could refuse it."""
+    files = open_file_limit()
+    ceiling = max(1, files - FILE_MARGIN)
+    raw = _get(env, "KEYPLANE_MAX_CONNECTIONS")
+    if raw is None:
+        return default_max_connections()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= ceiling:
+        raise ConfigError(
+            f"KEYPLANE_MAX_CONNECTIONS must be a number from 1 to {ceiling} (this process may "
+            f"open {files} files: raise `ulimit -n` for more), got {raw!r}"
+        )
+    return value
 
 
 def hide_password(url: str) -> str:
@@ -296,6 +381,10 @@ def _job_limits(env: Mapping[str, str]) -> JobLimits:
             1 << 22,
         ),
     )
+
+
+def _optional_number(env: Mapping[str, str], name: str, kind: type[N], low: N, high: N) -> N | None:
+    return None if _get(env, name) is None else _number(env, name, low, kind, low, high)
 
 
 def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], low: N, high: N) -> N:

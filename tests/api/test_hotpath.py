@@ -1,4 +1,11 @@
-"""The pure-ASGI hot path answers exactly as the FastAPI routes do: status, headers, body."""
+"""The pure-ASGI hot path answers exactly as the FastAPI routes do: status, headers, body.
+
+``fast`` is the served app (the ``client`` fixture: what ``keyplane serve`` runs).
+``plain`` is NOT served anywhere: it is the served app's FastAPI part alone
+(``FastAPI.__call__`` of a served app, without the access log, size limits and
+hot path in front), built here only to compare the hot path with the routes
+it stands in for.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +17,37 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
+from starlette.types import Receive, Scope, Send
 
-from keyplane.api.hotpath import HotPath, HotPathFront
-from keyplane.app import create_app
+from keyplane.api.hotpath import HotPath
+from keyplane.app import KeyplaneApp
+from keyplane.http.access_log import AccessLogMiddleware
+from keyplane.http.size_limits import SizeLimitMiddleware
 from keyplane.service.services import Services
+from tests.conftest import served_app
 from tests.support import Clock, Tenant, bearer
 
 MakeKey = Callable[..., dict[str, object]]
 
 
+class FastAPIOnly:
+    """NOT what is served: a served app's FastAPI part, without the layers in front."""
+
+    def __init__(self, app: KeyplaneApp) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await FastAPI.__call__(self.app, scope, receive, send)
+
+
 @pytest.fixture(scope="module")
-def plain_app() -> FastAPI:
-    return create_app(hot_path=False)
+def plain_app() -> FastAPIOnly:
+    return FastAPIOnly(served_app())
 
 
 @pytest.fixture
-def plain(plain_app: FastAPI, services: Services) -> Iterator[TestClient]:
+def plain(plain_app: FastAPIOnly, services: Services) -> Iterator[TestClient]:
     plain_app.state.services = services
     try:
         with TestClient(plain_app, client=("203.0.113.7", 50000)) as test_client:
@@ -34,18 +56,10 @@ def plain(plain_app: FastAPI, services: Services) -> Iterator[TestClient]:
         plain_app.state.services = None
 
 
-@pytest.fixture(params=["middleware", "front"])
-def fast(
-    request: pytest.FixtureRequest, client: TestClient, plain_app: FastAPI, services: Services
-) -> Iterator[TestClient]:
-    """The hot path as FastAPI middleware (``create_app()``), or in front of the app
-    (``HotPathFront``, what ``keyplane serve`` runs)."""
-    if request.param == "middleware":
-        yield client
-        return
-    plain_app.state.services = services
-    with TestClient(HotPathFront(plain_app), client=("203.0.113.7", 50000)) as test_client:
-        yield test_client
+@pytest.fixture
+def fast(client: TestClient) -> TestClient:
+    """The served app (``client``): the hot path in its place in the one assembly."""
+    return client
 
 
 def same(fast: Response, slow: Response) -> None:
@@ -54,8 +68,18 @@ def same(fast: Response, slow: Response) -> None:
     assert fast.content == slow.content
 
 
-def test_the_app_serves_whoami_and_verify_through_the_hot_path(app: FastAPI) -> None:
-    assert any(middleware.cls is HotPath for middleware in app.user_middleware)
+def test_the_served_stack_is_access_log_then_size_limits_then_hot_path_then_fastapi(
+    app: KeyplaneApp,
+) -> None:
+    stack = app.build_serving_stack()
+    assert isinstance(stack, AccessLogMiddleware)
+    limits = stack.app
+    assert isinstance(limits, SizeLimitMiddleware)
+    hot = limits.app
+    assert isinstance(hot, HotPath)
+    # Behind the hot path: all of FastAPI (its entry, then its own middleware stack).
+    assert getattr(hot.app, "__func__", None) is FastAPI.__call__
+    assert getattr(hot.app, "__self__", None) is app
     paths = app.openapi()["paths"]
     assert "get" in paths["/api/v1/whoami"]
     assert "post" in paths["/api/v1/verify"]
@@ -202,30 +226,32 @@ def test_the_common_cases_never_reach_fastapi(services: Services, tenant: Tenant
         test_client.post("/api/v1/verify", content=b"{", headers=tenant.headers)
 
 
-def test_the_front_logs_each_request_once_and_answers_500_like_starlette(
-    plain_app: FastAPI,
+def test_the_served_app_logs_each_hot_request_once_and_answers_500_like_starlette(
+    app: KeyplaneApp,
     services: Services,
     tenant: Tenant,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    plain_app.state.services = services
-    front = TestClient(HotPathFront(plain_app), raise_server_exceptions=False)
-    with caplog.at_level("INFO", logger="keyplane.access"):
-        assert front.get("/api/v1/whoami", headers=tenant.headers).status_code == 200
-        assert front.post("/api/v1/verify", content=b"{", headers=tenant.headers).status_code
-    lines = [record.getMessage() for record in caplog.records if record.name == "keyplane.access"]
-    assert len(lines) == 2  # the fallback is logged by the app, not twice
-    assert '"GET /api/v1/whoami" 200' in lines[0]
-    assert '"POST /api/v1/verify" 4' in lines[1]
-    assert tenant.key not in "".join(lines)
+    app.state.services = services
+    try:
+        served = TestClient(app, raise_server_exceptions=False)
+        with caplog.at_level("INFO", logger="keyplane.access"):
+            assert served.get("/api/v1/whoami", headers=tenant.headers).status_code == 200
+            assert served.post("/api/v1/verify", content=b"{", headers=tenant.headers).status_code
+        lines = [r.getMessage() for r in caplog.records if r.name == "keyplane.access"]
+        assert len(lines) == 2  # the fallback to FastAPI is logged once, not twice
+        assert '"GET /api/v1/whoami" 200' in lines[0]
+        assert '"POST /api/v1/verify" 4' in lines[1]
+        assert tenant.key not in "".join(lines)
 
-    async def broken(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("the database went away")
+        async def broken(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(services.verifier, "verify_async", broken)
-    answer = front.get("/api/v1/whoami", headers=tenant.headers)
-    assert answer.status_code == 500
-    assert answer.json()["code"] == "INTERNAL_ERROR"
-    assert answer.headers["content-type"] == "application/problem+json"
-    plain_app.state.services = None
+        monkeypatch.setattr(services.verifier, "verify_async", broken)
+        answer = served.get("/api/v1/whoami", headers=tenant.headers)
+        assert answer.status_code == 500
+        assert answer.json()["code"] == "INTERNAL_ERROR"
+        assert answer.headers["content-type"] == "application/problem+json"
+    finally:
+        app.state.services = None

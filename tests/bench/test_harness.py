@@ -35,11 +35,19 @@ def bench() -> Iterator[dict[str, ModuleType]]:
     try:
         yield {
             name: importlib.import_module(name)
-            for name in ("servers", "http_load", "memory", "propagation", "ceiling_app")
+            for name in ("servers", "http_load", "memory", "propagation", "ceiling_app", "asgi")
         }
     finally:
         sys.path.remove(str(BENCH))
-        for name in ("servers", "http_load", "memory", "propagation", "ceiling_app", "verify"):
+        for name in (
+            "servers",
+            "http_load",
+            "memory",
+            "propagation",
+            "ceiling_app",
+            "verify",
+            "asgi",
+        ):
             sys.modules.pop(name, None)
 
 
@@ -108,3 +116,16 @@ def test_propagation_runs_end_to_end_on_sqlite(bench: dict[str, ModuleType]) -> 
     assert report.revocations == 2
     assert len(report.delays_ms) == 2
     assert report.max_ms >= report.p50_ms >= 0
+
+
+def test_asgi_bench_calls_the_served_app_and_checks_its_answers(
+    bench: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asgi = bench["asgi"]
+    for name in ("KEYPLANE_DATA_DIR", "KEYPLANE_DATABASE_URL", "KEYPLANE_LOG_LEVEL"):
+        monkeypatch.setenv(name, "")  # the bench sets them for its app: restored after
+    from keyplane.cli.server import APP_FACTORY
+
+    assert asgi.factory_name() == APP_FACTORY
+    results = asgi.main(["--calls", "20", "--rounds", "1"])
+    assert [result.endpoint for result in results] == ["whoami", "verify"]

@@ -7,7 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+from uvicorn.importer import import_from_string
 
+import keyplane.app
+from keyplane.app import KeyplaneApp
+from keyplane.cli import server as cli_server
+from keyplane.cli.main import app as cli_app
 from tests.processes import admin, fresh, server
 
 pytestmark = pytest.mark.slow
@@ -113,3 +119,38 @@ def test_a_revocation_reaches_every_worker_within_a_second(
             fresh.get(f"{base}/api/v1/whoami", headers=headers).status_code for _ in range(40)
         }
         assert statuses == {401}
+
+
+def test_serve_runs_the_factory_the_tests_app_fixture_builds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, app: KeyplaneApp
+) -> None:
+    """One assembly: what ``keyplane serve`` hands Uvicorn is the factory the ``app``
+    fixture calls (``tests/conftest.py`` ``served_app``), and there is no other."""
+    handed: dict[str, object] = {}
+
+    def record(name: str, /, **options: object) -> bool:
+        handed.update(options, name=name)
+        return True
+
+    monkeypatch.setattr(cli_server, "run_uvicorn", record)
+    monkeypatch.setenv("KEYPLANE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("KEYPLANE_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(cli_app, ["serve", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert handed["name"] == cli_server.APP_FACTORY
+    assert handed["factory"] is True
+    assert import_from_string(cli_server.APP_FACTORY) is keyplane.app.create_app
+    assert type(app) is type(import_from_string(cli_server.APP_FACTORY)())
+    assert not hasattr(keyplane.app, "create_server_app")
+
+
+def test_a_served_whoami_and_verify_refuse_oversized_headers(tmp_path: Path) -> None:
+    filler = {"X-Filler": "a" * 4000}
+    with server(tmp_path / "data", tmp_path / "server.log", max_header_bytes="2048") as base:
+        whoami = fresh.get(f"{base}/api/v1/whoami", headers=filler)
+        verify = fresh.post(f"{base}/api/v1/verify", json={"key": "kp_x"}, headers=filler)
+        for refused in (whoami, verify):
+            assert refused.status_code == 431
+            assert refused.json()["code"] == "HEADERS_TOO_LARGE"
+        small = fresh.get(f"{base}/api/v1/whoami", headers={"X-Filler": "a" * 500})
+        assert small.status_code == 401  # through the size limit, refused for the key

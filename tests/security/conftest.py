@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from keyplane.app import create_app
 from keyplane.config import Settings
 from keyplane.service.services import Services
+from tests.conftest import served_app
 from tests.console.conftest import (  # noqa: F401 - the console's fixtures, shared here
     browser,
     make_browser,
@@ -24,14 +24,17 @@ MakeClient = Callable[..., tuple[TestClient, Services]]
 
 @pytest.fixture
 def make_client(settings: Settings, clock: Clock) -> Iterator[MakeClient]:
-    """An app of its own on the test database, with some settings changed."""
+    """A served app of its own (``served_app``: what ``keyplane serve`` runs) on the test
+    database, with some settings changed."""
     with ExitStack() as stack:
 
         def make(peer: str = "203.0.113.7", **changes: Any) -> tuple[TestClient, Services]:
             services = Services.open(dataclasses.replace(settings, **changes), clock=clock)
             stack.callback(services.close)
+            app = served_app()
+            app.state.services = services
             client = stack.enter_context(
-                TestClient(create_app(services), client=(peer, 50000), follow_redirects=False)
+                TestClient(app, client=(peer, 50000), follow_redirects=False)
             )
             return client, services
 

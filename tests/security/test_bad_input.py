@@ -66,10 +66,37 @@ def test_if_a_console_form_is_too_large_then_413(make_client: MakeClient) -> Non
 
 def test_if_the_headers_are_too_large_then_431(make_client: MakeClient) -> None:
     client, _ = make_client(max_header_bytes=2048)
-    response = client.get("/api/v1/whoami", headers={"X-Filler": "a" * 4000})
-    assert response.status_code == 431
-    assert response.json()["code"] == "HEADERS_TOO_LARGE"
+    # whoami and verify are the hot path's: the limit holds in front of it too.
+    for response in (
+        client.get("/api/v1/whoami", headers={"X-Filler": "a" * 4000}),
+        client.post("/api/v1/verify", json={"key": "kp_x"}, headers={"X-Filler": "a" * 4000}),
+        client.get("/api/v1/projects", headers={"X-Filler": "a" * 4000}),
+    ):
+        assert response.status_code == 431
+        assert response.json()["code"] == "HEADERS_TOO_LARGE"
     assert client.get("/healthz", headers={"X-Filler": "a" * 500}).status_code == 200
+
+
+def test_if_a_hot_request_declares_a_body_over_the_limit_then_413(
+    make_client: MakeClient,
+) -> None:
+    client, services = make_client(max_body_bytes=2048)
+    tenant = Tenant.of(
+        services.bootstrap(organization_name="A", project_name="P", owner_email="a@a.test")
+    )
+    body = json.dumps({"key": tenant.key, "user_agent": "x" * 4000}).encode()
+    response = client.post(
+        "/api/v1/verify",
+        content=body,
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    streamed = client.post(
+        "/api/v1/verify",
+        content=_chunks(10_000),
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    assert streamed.status_code == 413
 
 
 def test_if_content_length_is_not_a_number_then_400(make_client: MakeClient) -> None:

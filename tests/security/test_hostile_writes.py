@@ -24,7 +24,6 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from keyplane.api.hotpath import HotPathFront
 from keyplane.app import create_app
 from keyplane.core.errors import InvalidInput
 from keyplane.ionq import create_ionq_app
@@ -33,6 +32,7 @@ from keyplane.service.keys import KeyChanges
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from keyplane.storage.models import ApiKey, Base, Project
+from tests.conftest import served_app
 from tests.console.conftest import Browser
 from tests.support import Tenant
 
@@ -201,8 +201,9 @@ def _cases(endpoint: Endpoint) -> Iterator[tuple[str, bytes]]:
 
 @pytest.fixture
 def hostile_client(services: Services) -> Iterator[TestClient]:
-    """What ``keyplane serve`` runs: the hot path in front of the app (``create_server_app``)."""
-    served = HotPathFront(create_app(services, hot_path=False))
+    """What ``keyplane serve`` runs: the one assembly, built by the factory it names."""
+    served = served_app()
+    served.state.services = services
     with TestClient(served, client=("203.0.113.9", 50000), raise_server_exceptions=False) as client:
         yield client
 

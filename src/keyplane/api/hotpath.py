@@ -7,6 +7,13 @@ response models, the thread-pool hop of its serializer) would cost several
 times the work itself. This middleware answers them directly and hands every
 other request to the app unchanged.
 
+It sits between the size limits and FastAPI (``app.py``
+``KeyplaneApp.build_serving_stack``): the access log and the size limits
+hold for it, and FastAPI's own outer layers (server errors, telemetry, its
+body limit), which would cost about as much as the hot request, do not run
+for it; it answers an unexpected error with the 500 problem FastAPI's
+server-error layer would have sent.
+
 The answers are the routes' answers, byte for byte: the same functions decide
 (``dependencies.check_key``, ``verify.run_verify``), the same models
 serialize, the same ``Problem`` objects render errors, and the headers come in
@@ -19,10 +26,9 @@ describe them. ``tests/api/test_hotpath.py`` compares both paths.
 
 from __future__ import annotations
 
-import time
+import contextlib
 from typing import Any, Final
 
-from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,7 +39,6 @@ from keyplane.api.verify import run_verify
 from keyplane.core import scopes
 from keyplane.core.errors import KeyplaneError
 from keyplane.core.grant import KeyState
-from keyplane.http.access_log import log_request
 from keyplane.http.problems import problem_for
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS
 from keyplane.service.services import Services
@@ -58,11 +63,27 @@ class HotPath:
         if scope["type"] == "http" and _is_hot(scope):
             services = _services(scope)
             if services is not None:
-                rest = await self.answer(services, scope, receive, send)
+                rest = await self._answer_or_fail(services, scope, receive, send)
                 if rest is None:
                     return
                 receive = rest
         await self.app(scope, receive, send)
+
+    async def _answer_or_fail(
+        self, services: Services, scope: Scope, receive: Receive, send: Send
+    ) -> Receive | None:
+        """:meth:`answer`; an unexpected error gets a 500 problem, then is raised, as
+        Starlette's ServerErrorMiddleware does (the hot path runs outside it)."""
+        try:
+            return await self.answer(services, scope, receive, send)
+        except Exception as error:
+            # An answer starts only at its last step (``_send_json``, ``_problem``),
+            # so an error almost always comes before it. If it came after, the
+            # server refuses this second start; the error is raised all the same.
+            response = problem_for(error).redacted(services.settings.key_format).response()
+            with contextlib.suppress(Exception):
+                await response(scope, receive, send)
+            raise
 
     async def answer(
         self, services: Services, scope: Scope, receive: Receive, send: Send
@@ -126,58 +147,6 @@ class HotPath:
             return None
         await _send_json(send, _dump(answer), limit_headers)
         return None
-
-
-class HotPathFront:
-    """The hot path in front of the whole app: what ``keyplane serve`` runs.
-
-    As middleware inside FastAPI (:class:`HotPath`), a hot request still pays
-    for FastAPI's own outer layers (telemetry, body limit, server errors): about
-    as much as the rest of the request. In front, it pays for none of them, and
-    does itself what they would have done for it: the access log line and a
-    500 problem for an unexpected error. ``app`` must be built with
-    ``hot_path=False``; every other request, and every hot request out of the
-    ordinary, goes to it unchanged.
-    """
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.hot = HotPath(app)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _is_hot(scope):
-            services: Services | None = getattr(self.app.state, "services", None)
-            if services is not None:
-                rest = await self._answer(services, scope, receive, send)
-                if rest is None:
-                    return
-                receive = rest
-        await self.app(scope, receive, send)
-
-    async def _answer(
-        self, services: Services, scope: Scope, receive: Receive, send: Send
-    ) -> Receive | None:
-        started = time.perf_counter()
-        status = 0
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            rest = await self.hot.answer(services, scope, receive, send_status)
-        except Exception as error:
-            if not status:  # as Starlette's ServerErrorMiddleware: a 500 problem, then raise
-                status = 500
-                response = problem_for(error).redacted(services.settings.key_format).response()
-                await response(scope, receive, send)
-            log_request(scope, status, started)
-            raise
-        if rest is None:
-            log_request(scope, status, started)
-        return rest
 
 
 def _is_hot(scope: Scope) -> bool:

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import typer
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from keyplane.cli.connections import ConnectionLimits, GuardedH11Protocol
 from keyplane.cli.output import errors_as_messages, stderr, stdout
-from keyplane.config import Settings, hide_password
+from keyplane.config import Settings, hide_password, listen_backlog
 from keyplane.logs import configure_logging
 from keyplane.service.leaks import GitHubKeyring
 from keyplane.storage import migrate
 from keyplane.storage.database import Database
+
+#: What every worker runs: the one assembly (``app.py``), which the tests' ``app`` fixture
+#: builds too. Named as a string, so each worker process imports the app itself.
+APP_FACTORY = "keyplane.app:create_app"
+#: Uvicorn's ``loop``: its usual event loop, with repeated errors logged once per interval.
+LOOP_FACTORY = "keyplane.cli.connections:new_event_loop"
+#: Bytes of request line and headers h11 may buffer beyond KEYPLANE_MAX_HEADER_BYTES
+#: (the request line, which that limit does not count): past them, h11 refuses with 400.
+REQUEST_LINE_ALLOWANCE = 8192
 
 db_app = typer.Typer(help="Database schema: upgrade, current.", no_args_is_help=True)
 
@@ -49,16 +60,13 @@ def serve(
     # Workers are new processes: hand them the same settings through the environment.
     os.environ.setdefault("KEYPLANE_DATA_DIR", str(settings.data_dir))
     started = run_uvicorn(
-        "keyplane.app:create_server_app",
+        APP_FACTORY,
+        limits=ConnectionLimits.of(settings),
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        access_log=False,  # uvicorn's would print query strings; ours never does
-        proxy_headers=False,  # client IPs come from KEYPLANE_TRUSTED_PROXIES only
-        server_header=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
+        **server_options(settings),
         # A worker imports the whole stack and checks the schema before it
         # answers; on a busy 2-core machine that can pass uvicorn's 5 s default.
         timeout_worker_healthcheck=30,
@@ -67,10 +75,28 @@ def serve(
         raise typer.Exit(3)
 
 
-def run_uvicorn(app: str, *, workers: int = 1, **options: Any) -> bool:
-    """What ``uvicorn.run`` does, with :class:`NoDelayConfig`; False if a single
-    server failed to start. (bench/ceiling_app.py runs the same way, for a fair ceiling.)"""
-    config = NoDelayConfig(app, workers=workers, **options)
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The Uvicorn options ``serve`` takes from the settings (and the fixed ones); the
+    test suite's in-thread servers (tests/live.py) run with them too."""
+    return {
+        "access_log": False,  # uvicorn's would print query strings; ours never does
+        "proxy_headers": False,  # client IPs come from KEYPLANE_TRUSTED_PROXIES only
+        "server_header": False,
+        "log_config": None,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "backlog": listen_backlog(settings.max_connections),
+        # h11's bound on a request head that arrives in pieces (16 KiB by default,
+        # whatever KEYPLANE_MAX_HEADER_BYTES says): past it, h11 refuses with 400.
+        "h11_max_incomplete_event_size": settings.max_header_bytes + REQUEST_LINE_ALLOWANCE,
+        "timeout_graceful_shutdown": 10,
+    }
+
+
+def run_uvicorn(app: str, *, limits: ConnectionLimits, workers: int = 1, **options: Any) -> bool:
+    """What ``uvicorn.run`` does, with :class:`ServingConfig` (the connection guard of
+    ``cli/connections.py`` holding ``limits``); False if a single server failed to
+    start. (bench/ceiling_app.py runs the same way, for a fair ceiling.)"""
+    config = ServingConfig(app, limits=limits, workers=workers, **options)
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:
@@ -98,6 +124,21 @@ class NoDelayConfig(uvicorn.Config):
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             return sock  # pragma: no cover - Keyplane binds TCP only
         return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+
+
+class ServingConfig(NoDelayConfig):
+    """The config ``keyplane serve`` runs: the guarded h11 protocol and its limits, and
+    the event loop that logs repeated errors once per interval (``cli/connections.py``).
+
+    Workers are other processes that receive this config pickled: the limits
+    travel with it.
+    """
+
+    def __init__(
+        self, app: str | Callable[..., Any], *, limits: ConnectionLimits, **options: Any
+    ) -> None:
+        super().__init__(app, http=GuardedH11Protocol, loop=LOOP_FACTORY, **options)
+        self.connection_limits = limits
 
 
 @db_app.command("upgrade")

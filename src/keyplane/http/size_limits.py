@@ -4,7 +4,10 @@ and JSON bodies nested too deep.
 The body limit holds for streamed (chunked) bodies too: the bytes are counted
 as the application reads them, and the answer is a ``413`` problem as soon as
 the count passes the limit, before the rest is read. A declared
-``Content-Length`` over the limit is refused before the application runs.
+``Content-Length`` over the limit is refused before the application runs; one
+within it bounds an HTTP/1.x body already (the server reads no more), so such
+a body is not counted again: this runs in front of the hot path on every
+request, and a request with no body passes straight through.
 
 Every body that a route may read as JSON (any content type but a form's) is
 scanned once complete, before the application sees its last chunk
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -110,37 +114,53 @@ class SizeLimitMiddleware:
             return
         limits = self.limits()
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-        if limits.max_header_bytes is not None:
-            # Counted as on the wire: "name: value\r\n".
-            size = sum(len(name) + len(value) + 4 for name, value in headers)
-            if size > limits.max_header_bytes:
-                await _answer(send, self.render(scope, headers_too_large(limits.max_header_bytes)))
-                return
+        size = 0  # counted as on the wire: "name: value\r\n"
+        declared: bytes | None = None
+        chunked = False
+        content_type = b""
+        for name, value in headers:  # ASGI servers give header names in lower case
+            size += len(name) + len(value) + 4
+            if name == b"content-length" and declared is None:
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"content-type":
+                content_type = value.lower()
+        if limits.max_header_bytes is not None and size > limits.max_header_bytes:
+            await _answer(send, self.render(scope, headers_too_large(limits.max_header_bytes)))
+            return
         limit = limits.max_body_bytes
         depth = limits.max_json_depth
-        content_type = b""
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered == b"content-type":
-                content_type = value.lower()
-            elif lowered == b"content-length" and limit is not None:
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _answer(send, self.render(scope, _bad_content_length()))
-                    return
-                if declared > limit:
-                    await _answer(send, self.render(scope, body_too_large(limit)))
-                    return
         if depth is not None and content_type.startswith(_FORM_TYPES):
             depth = None
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await _answer(send, self.render(scope, _bad_content_length()))
+                return
+            if limit is not None and length > limit:
+                await _answer(send, self.render(scope, body_too_large(limit)))
+                return
+        framed = not chunked and scope.get("http_version") in _FRAMED_BY_LENGTH
+        if framed:
+            # HTTP/1.x without Transfer-Encoding: the server hands over exactly
+            # Content-Length bytes (checked above), or none without one. Only a
+            # chunked body (or HTTP/2's unframed ones) must be counted as read.
+            limit = None
+            if declared is None:
+                depth = None  # no body at all: nothing to scan
         if limit is None and depth is None:
             await self.app(scope, receive, send)
             return
         render = self.render
         await _LimitedRequest(
-            self.app, limit, depth, lambda p: render(scope, p), receive, send
+            self.app, limit, depth, lambda problem: render(scope, problem), receive, send
         ).run(scope)
+
+
+#: HTTP versions whose request body is Content-Length bytes, or none, unless chunked.
+_FRAMED_BY_LENGTH: Final = frozenset({"1.0", "1.1"})
 
 
 class _LimitedRequest:
