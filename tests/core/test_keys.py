@@ -515,3 +515,21 @@ def test_redacted_text_never_contains_a_valid_key(
     redacted = key_format.redact(text)
     assert value not in redacted
     assert make_hint(value, key_format.prefix) in redacted
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param("x{}", id="glued-to-a-letter-before"),
+        pytest.param("_{}", id="glued-to-an-underscore-before"),
+        pytest.param("Bearer{}", id="no-space-after-the-scheme"),
+        pytest.param("{}a", id="letters-after"),
+        pytest.param("{}0", id="digits-after"),
+        pytest.param("x{}x", id="both-sides"),
+    ],
+)
+def test_redact_masks_a_key_glued_to_other_characters(template: str) -> None:
+    key = DEFAULT.generate()
+    redacted = DEFAULT.redact(template.format(key.reveal()))
+    assert key.reveal() not in redacted
+    assert redacted == template.format(key.hint)

@@ -168,13 +168,20 @@ class KeyFormat:
         )
 
     def redact(self, text: str) -> str:
-        """Replace every checksum-valid key in ``text`` with its hint."""
+        """Replace every checksum-valid key in ``text`` with its hint.
+
+        Unlike :meth:`pattern`, this looks at every place a key could start,
+        glued to other characters too (``Bearerkp_...``, ``xkp_...``, a key
+        followed by more letters): what is masked must not depend on its
+        neighbours. The checksum keeps ordinary words from being touched.
+        """
 
         def hint_if_key(match: re.Match[str]) -> str:
             value = match.group()
             return make_hint(value, self.prefix) if self.is_key(value) else value
 
-        return self.pattern().sub(hint_if_key, text)
+        anywhere = re.compile(rf"{re.escape(self.prefix)}_[0-9A-Za-z]{{{BODY_LENGTH}}}")
+        return anywhere.sub(hint_if_key, text)
 
 
 def hash_key(value: str) -> str:
