@@ -28,7 +28,12 @@ from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
 from keyplane.api.hotpath import HotPath
 from keyplane.api.schemas import problem_responses
-from keyplane.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, Settings
+from keyplane.config import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_JSON_DEPTH,
+    Settings,
+)
 from keyplane.console import create_console
 from keyplane.http.access_log import AccessLogMiddleware
 from keyplane.http.problems import Problem
@@ -80,7 +85,9 @@ class KeyplaneApp(FastAPI):
         if known is not None and known[0] is running:
             return known[1]
         if running is None:
-            limits = SizeLimits(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES)
+            limits = SizeLimits(
+                DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_JSON_DEPTH
+            )
         else:
             settings = running.settings
             limits = SizeLimits(

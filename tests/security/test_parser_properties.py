@@ -67,7 +67,7 @@ async def _echo_length(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _run(limit: int, chunks: list[bytes], declared: bool) -> list[Message]:
-    middleware = SizeLimitMiddleware(_echo_length, limits=lambda: SizeLimits(limit, 8192))
+    middleware = SizeLimitMiddleware(_echo_length, limits=lambda: SizeLimits(limit, 8192, None))
     headers = [(b"content-length", str(sum(map(len, chunks))).encode())] if declared else []
     incoming: list[Message] = [
         {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}

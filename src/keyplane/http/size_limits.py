@@ -25,7 +25,6 @@ from typing import Final
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyplane.config import DEFAULT_MAX_JSON_DEPTH
 from keyplane.http.json_scan import Verdict, scan
 from keyplane.http.problems import Problem
 
@@ -85,7 +84,7 @@ class SizeLimits:
 
     max_body_bytes: int | None
     max_header_bytes: int | None
-    max_json_depth: int | None = DEFAULT_MAX_JSON_DEPTH
+    max_json_depth: int | None
 
 
 class SizeLimitMiddleware:
