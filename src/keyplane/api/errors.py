@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,7 +16,7 @@ from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import Problem, problem_for
 from keyplane.service.availability import (
     DATABASE_UNAVAILABLE_ERRORS,
-    cause_name,
+    log_database_unavailable,
 )
 
 
@@ -28,9 +27,6 @@ def install_error_handlers(app: FastAPI) -> None:
     for error_type in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
-
-
-logger = logging.getLogger("keyplane.api")
 
 
 def database_unavailable() -> Problem:
@@ -101,12 +97,6 @@ def _allowed_methods(request: Request) -> set[str]:
         if pattern.match(request.url.path):
             methods |= set(context.methods)
     return methods
-
-
-def log_database_unavailable(method: str, path: str, error: BaseException) -> None:
-    """One line, no traceback: an outage would otherwise flood the log. Only the
-    driver's error class is named, never its message (it may quote SQL)."""
-    logger.warning("database unavailable during %s %s: %s", method, path, cause_name(error))
 
 
 async def _database_unavailable(request: Request, error: Exception) -> Response:

@@ -33,14 +33,14 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyplane.api.dependencies import Authenticated, check_key, check_scope
-from keyplane.api.errors import database_unavailable, log_database_unavailable
+from keyplane.api.errors import database_unavailable
 from keyplane.api.schemas import VerifyRequest, WhoAmI
 from keyplane.api.verify import run_verify
 from keyplane.core import scopes
 from keyplane.core.errors import KeyplaneError
 from keyplane.core.grant import KeyState
 from keyplane.http.problems import problem_for
-from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS
+from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, log_database_unavailable
 from keyplane.service.services import Services
 
 WHOAMI_PATH: Final = "/api/v1/whoami"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Final
@@ -35,11 +34,9 @@ from keyplane.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, cause_name
+from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, log_database_unavailable
 from keyplane.service.services import Services
 from keyplane.service.throttle import TooManyAttempts
-
-logger = logging.getLogger("keyplane.console")
 
 #: Scripts, styles and images from this origin only; no inline script or style,
 #: no framing, forms post only here.
@@ -137,12 +134,7 @@ def _install_error_pages(console: FastAPI) -> None:
         return error_page(request, 422, "The form was incomplete. Go back and try again.")
 
     async def database_unavailable(request: Request, error: Exception) -> Response:
-        logger.warning(
-            "database unavailable during %s %s: %s",
-            request.method,
-            request.url.path,
-            cause_name(error),
-        )
+        log_database_unavailable(request.method, request.url.path, error)
         return error_page(
             request,
             503,

@@ -10,7 +10,6 @@ few retries are the right answer to it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Final
@@ -25,12 +24,10 @@ from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import problem_for
 from keyplane.service.availability import (
     DATABASE_UNAVAILABLE_ERRORS,
-    cause_name,
+    log_database_unavailable,
 )
 from keyplane.service.jobs import JobLimitReached
 from keyplane.service.services import Services
-
-logger = logging.getLogger("keyplane.ionq")
 
 #: Seconds a client at its open-job limit is asked to wait (about one budgeted job).
 JOB_LIMIT_RETRY_AFTER: Final = 5
@@ -85,12 +82,7 @@ def install_error_handlers(app: FastAPI, services: Callable[[], Services | None]
 
     async def database_unavailable(request: Request, error: Exception) -> Response:
         # A 503 with Retry-After (the clients retry it), one log line, no traceback.
-        logger.warning(
-            "database unavailable during %s %s: %s",
-            request.method,
-            request.url.path,
-            cause_name(error),
-        )
+        log_database_unavailable(request.method, request.url.path, error)
         return error_response(
             503,
             "The database is unavailable right now; try again shortly.",

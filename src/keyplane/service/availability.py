@@ -10,6 +10,7 @@ migrated) counts as unavailable too, and readiness says so.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import weakref
 from typing import Final
@@ -26,6 +27,16 @@ DATABASE_UNAVAILABLE_ERRORS: Final[tuple[type[Exception], ...]] = (
     database_errors.TimeoutError,
     database_errors.DisconnectionError,
 )
+
+
+logger = logging.getLogger("keyplane.availability")
+
+
+def log_database_unavailable(method: str, path: str, error: BaseException) -> None:
+    """The one log line of a request that met an outage, on every surface: no traceback
+    (an outage would otherwise flood the log), and only the driver's error class,
+    never its message (it may quote SQL)."""
+    logger.warning("database unavailable during %s %s: %s", method, path, cause_name(error))
 
 
 def cause_name(error: BaseException) -> str:
