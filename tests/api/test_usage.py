@@ -120,6 +120,13 @@ def test_usage_needs_keys_read(client: TestClient, tenant: Tenant, make_key: Mak
         "since=2026-01-01T00:00:00",  # no time zone
         "since=2030-01-02T00:00:00Z&until=2030-01-01T00:00:00Z",
         "interval=hour&since=2000-01-01T00:00:00Z",  # too many buckets
+        # the edges of what a datetime holds: the arithmetic must not overflow (was a 500)
+        "until=0001-01-01T00:00:00Z",
+        "interval=hour&until=0001-01-01T05:00:00Z",
+        "since=9999-12-31T00:00:00Z&until=9999-12-31T23:59:59Z&interval=day",
+        "since=9999-12-31T22:00:00Z&interval=hour&until=9999-12-31T23:00:00Z",
+        "since=0001-01-01T00:00:00+05:00",
+        "until=9999-12-31T23:59:59-05:00",
     ],
 )
 def test_bad_queries_are_422(client: TestClient, tenant: Tenant, query: str) -> None:

@@ -445,7 +445,14 @@ class KeyService:
             raise InvalidInput("interval is hour or day", field="interval")
         now = self._clock()
         end = bucket_start(interval, until or now)
-        start = bucket_start(interval, since or end - step * (30 if interval == "day" else 47))
+        # The last bucket must be followed by another that a datetime can hold, and
+        # the default range must fit before the first: else the arithmetic overflows.
+        if end > datetime.max.replace(tzinfo=end.tzinfo) - step:
+            raise InvalidInput("until is too far in the future", field="until")
+        default_span = step * (30 if interval == "day" else 47)
+        if since is None and end < datetime.min.replace(tzinfo=end.tzinfo) + default_span:
+            raise InvalidInput("until is too far in the past", field="until")
+        start = bucket_start(interval, since or end - default_span)
         if start > end:
             raise InvalidInput("since must be before until", field="since")
         if (end - start) // step >= MAX_USAGE_BUCKETS:
@@ -473,12 +480,8 @@ class KeyService:
                 outcomes[outcome] = outcomes.get(outcome, 0) + count
         if not zero_fill:
             return [UsageBucket(at, counts[at]) for at in sorted(counts)]
-        buckets = []
-        at = start
-        while at <= end:
-            buckets.append(UsageBucket(at, counts.get(at, {})))
-            at += step
-        return buckets
+        buckets = (start + step * index for index in range((end - start) // step + 1))
+        return [UsageBucket(at, counts.get(at, {})) for at in buckets]
 
     # -- helpers -------------------------------------------------------------
 
@@ -642,7 +645,10 @@ __all__ = ["DEFAULT_ROLL_GRACE", "UNSET", "KeyChanges", "KeyService", "locked", 
 
 def bucket_start(interval: str, at: datetime) -> datetime:
     """The start of the hour or (UTC) day holding ``at``."""
-    at = at.astimezone(UTC)
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 with a positive offset, 9999-12-31 with a negative one
+        raise InvalidInput("that date is out of range") from None
     if interval == "hour":
         return at.replace(minute=0, second=0, microsecond=0)
     return at.replace(hour=0, minute=0, second=0, microsecond=0)
