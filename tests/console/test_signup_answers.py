@@ -3,6 +3,7 @@ existing account's password (issue 11, finding 8)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -71,3 +72,28 @@ def test_a_known_address_with_a_wrong_password_gets_the_sign_in_answer_and_its_t
         for _ in range(30)  # the sign-in budget (KEYPLANE_LOGIN_*_LIMIT) runs out
     }
     assert 429 in codes
+
+
+def test_closed_sign_up_gives_one_answer_for_a_known_and_an_unknown_address(
+    owner: Browser, make_browser: MakeBrowser
+) -> None:
+    """With sign-up closed (the default once an organization exists), a known address
+    with a wrong password got the sign-in answer (401) and an unknown one the closed
+    page (403): the difference told which addresses have accounts."""
+    known = make_browser("192.0.2.66").post(
+        "/console/signup",
+        {"email": "owner@acme.test", "password": "not the password", "organization": "X"},
+        token_from="/console/signin",  # the closed page has no form
+    )
+    unknown = make_browser("192.0.2.67").post(
+        "/console/signup",
+        {"email": "nobody@acme.test", "password": "not the password", "organization": "X"},
+        token_from="/console/signin",  # the closed page has no form
+    )
+    assert (known.status_code, unknown.status_code) == (403, 403)
+    assert _without_tokens(known.text) == _without_tokens(unknown.text)
+
+
+def _without_tokens(page: str) -> str:
+    """The page without its per-visitor CSRF token."""
+    return re.sub(r'name="csrf_token" value="[^"]*"', "", page)

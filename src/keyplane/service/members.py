@@ -59,6 +59,9 @@ from keyplane.storage.models import (
 
 INVITATION_LIFETIME: Final = timedelta(days=7)
 FIRST_PROJECT_NAME: Final = "Default"
+_SIGNUP_CLOSED: Final = (
+    "sign-up is closed on this server; ask an owner or admin for an invitation"
+)
 _MAX_TOKEN_LENGTH: Final = 128
 _USER_ACTOR: Final = "user:"
 
@@ -131,10 +134,13 @@ class MemberService:
         has, sign-up is a sign-in (its throttle, its one "wrong e-mail address or
         password" answer) that then creates the organization for that account;
         it never sets a password on it. Organization names are not unique, so a
-        name taken elsewhere says nothing either.
+        name taken elsewhere says nothing either. Closed sign-up is refused before
+        any account is looked at, so its one answer says nothing of addresses.
         """
         email = check_email(email)
         check_password(password)
+        if not self.signup_open():  # checked again, under a lock, when writing
+            raise SignupClosed(_SIGNUP_CLOSED)
         self._sessions.throttle.check(email, client_ip)
         with self._database.read() as session:
             existing = session.execute(
@@ -152,9 +158,7 @@ class MemberService:
                 if self.policy is SignupPolicy.OFF or (
                     self.policy is SignupPolicy.FIRST and self._an_organization_exists(session)
                 ):
-                    raise SignupClosed(
-                        "sign-up is closed on this server; ask an owner or admin for an invitation"
-                    )
+                    raise SignupClosed(_SIGNUP_CLOSED)
                 user = session.scalar(select(User).where(User.email == email))
                 if (user is None) != (existing is None):  # created or deleted since the check
                     raise Conflict("that e-mail address changed just now; try again")
