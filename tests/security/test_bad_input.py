@@ -213,3 +213,33 @@ def test_if_a_form_has_brackets_then_the_json_scan_leaves_it_alone(make_client: 
     client, _ = make_client(max_json_depth=2)
     response = client.post("/console/signin", data={"email": "[[[[[[", "password": "{{{{{{"})
     assert response.status_code != 400
+
+
+def test_if_a_json_body_also_claims_to_be_a_form_then_it_is_scanned_all_the_same(
+    make_client: MakeClient,
+) -> None:
+    """The edge leaves forms unscanned, so it must read the content type the routes read
+    (the first one), and no route may read a form as JSON: a second ``Content-Type``
+    header, or a form type on ``/v0.4`` (which parses bodies itself), skipped the scan."""
+    client, services = make_client(max_json_depth=4)
+    tenant = Tenant.of(
+        services.bootstrap(organization_name="A", project_name="P", owner_email="a@a.test")
+    )
+    deep = json.dumps({"name": "x", "metadata": {"a": {"b": {"c": {}}}}}).encode()
+    two_types = [
+        *tenant.headers.items(),
+        ("Content-Type", "application/json"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ]
+    response = client.post(
+        f"/api/v1/projects/{tenant.project_id}/keys", content=deep, headers=two_types
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "JSON_TOO_DEEP")
+    for form_type in ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        job = client.post(
+            "/v0.4/jobs",
+            content=b'{"input": {"a": [[[[[]]]]]}}',
+            headers={**tenant.headers, "Content-Type": form_type},
+        )
+        assert job.status_code == 400
+        assert "as JSON" in job.json()["message"]

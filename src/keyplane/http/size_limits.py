@@ -29,7 +29,8 @@ from keyplane.http.json_scan import Verdict, scan
 from keyplane.http.problems import Problem
 
 #: Content types a route reads as a form, never as JSON: left unscanned.
-_FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+FORM_CONTENT_TYPES: Final = ("application/x-www-form-urlencoded", "multipart/form-data")
+_FORM_TYPES: Final = tuple(kind.encode() for kind in FORM_CONTENT_TYPES)
 
 
 def body_too_large(limit: int) -> Problem:
@@ -123,8 +124,8 @@ class SizeLimitMiddleware:
                 declared = value
             elif name == b"transfer-encoding":
                 chunked = True
-            elif name == b"content-type":
-                content_type = value.lower()
+            elif name == b"content-type" and not content_type:
+                content_type = value.lower()  # the first, as Starlette and FastAPI read it
         if limits.max_header_bytes is not None and size > limits.max_header_bytes:
             await _answer(send, self.render(scope, headers_too_large(limits.max_header_bytes)))
             return

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from keyplane.core import scopes
 from keyplane.core.errors import InvalidInput, NotFound
 from keyplane.core.grant import KeyState
+from keyplane.http.size_limits import FORM_CONTENT_TYPES
 from keyplane.ionq.dependencies import get_services, owner_of, require
 from keyplane.ionq.errors import PayloadTooLarge
 from keyplane.service.job_requests import SIMULATOR
@@ -135,6 +136,11 @@ def job_json(job: JobRecord) -> dict[str, Any]:
 
 
 async def _json_body(request: Request) -> Any:
+    # A form is never read as JSON (the edge's depth scan relies on it, as FastAPI's
+    # routes do): IonQ's clients send application/json, or no content type.
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith(FORM_CONTENT_TYPES):
+        raise InvalidInput("send the request body as JSON (Content-Type: application/json)")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

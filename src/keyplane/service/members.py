@@ -59,9 +59,7 @@ from keyplane.storage.models import (
 
 INVITATION_LIFETIME: Final = timedelta(days=7)
 FIRST_PROJECT_NAME: Final = "Default"
-_SIGNUP_CLOSED: Final = (
-    "sign-up is closed on this server; ask an owner or admin for an invitation"
-)
+_SIGNUP_CLOSED: Final = "sign-up is closed on this server; ask an owner or admin for an invitation"
 _MAX_TOKEN_LENGTH: Final = 128
 _USER_ACTOR: Final = "user:"
 
