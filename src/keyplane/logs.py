@@ -1,9 +1,15 @@
-"""Logging set-up, with a filter that masks any key that reaches a log record."""
+"""Logging set-up, with a filter that masks any key that reaches a log record, and
+:class:`Throttled`, the one rule for a warning that can repeat (an outage, a flood).
+"""
 
 from __future__ import annotations
 
 import logging
 import logging.config
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
 
 from keyplane.core.keys import KeyFormat
 
@@ -28,6 +34,62 @@ class RedactKeys(logging.Filter):
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = self._format.redact(text)
         return True
+
+
+#: Seconds between two lines about the same repeated event.
+REPEAT_INTERVAL: Final = 10.0
+
+
+class Throttled:
+    """At most one log line per kind of event per interval, with the count since the last.
+
+    What can fail over and over (a database or Redis outage seen by a loop that
+    retries every half second, a flood of refused connections) logs its first
+    occurrence at once, then one line per interval saying how many more there
+    were, and one line when it recovers: an outage is a few lines, never a
+    flood. Thread-safe: the service's loops run on threads of their own.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = REPEAT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        #: kind -> (when it was last logged, occurrences not logged since)
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def due(self, kind: str) -> int | None:
+        """None if ``kind`` was logged less than an interval ago (the occurrence is
+        counted); else how many went unlogged since (the caller logs now)."""
+        now = self.clock()
+        with self._lock:
+            last = self._seen.get(kind)
+            if last is not None and now - last[0] < self.interval:
+                self._seen[kind] = (last[0], last[1] + 1)
+                return None
+            self._seen[kind] = (now, 0)
+        return last[1] if last is not None else 0
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        skipped = self.due(kind)
+        if skipped is None:
+            return
+        if skipped:
+            message += " (and %d more in the last %.0f s)"
+            args = (*args, skipped, self.interval)
+        self.logger.warning(message, *args)
+
+    def recovered(self, kind: str, message: str, *args: object) -> None:
+        """Log ``message`` once if ``kind`` had been warned about, and start afresh."""
+        with self._lock:
+            failing = self._seen.pop(kind, None) is not None
+        if failing:
+            self.logger.info(message, *args)
 
 
 def configure_logging(level: str, key_format: KeyFormat) -> None:

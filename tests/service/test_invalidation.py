@@ -6,6 +6,7 @@ cache, feed and connections). Bounded waits: every case gives up after 5 s.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -273,3 +274,29 @@ def test_a_lookup_on_a_dropped_connection_is_retried_once(
         assert services.verifier.verify(key).valid
     finally:
         services.close()
+
+
+def test_an_outage_seen_by_the_poller_is_a_few_lines_not_one_per_poll(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The poller retries every half second; it logged a warning at each try (57 lines in
+    28 s of a PostgreSQL outage, per process). Now: the first at once, then one per
+    interval with the count, and one line when the feed can be read again."""
+    table = KeyChange.__tablename__
+    with services.database.engine.begin() as connection:
+        connection.execute(text(f"ALTER TABLE {table} RENAME TO {table}_away"))
+    try:
+        with caplog.at_level(logging.INFO, "keyplane.invalidation"):
+            for _ in range(40):
+                assert services.changes.poll() == 0
+    finally:
+        with services.database.engine.begin() as connection:
+            connection.execute(text(f"ALTER TABLE {table}_away RENAME TO {table}"))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "could not poll the key change feed" in warnings[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, "keyplane.invalidation"):
+        services.changes.poll()
+        services.changes.poll()
+    assert [r.getMessage() for r in caplog.records] == ["the key change feed can be polled again"]

@@ -11,13 +11,14 @@ without Redis, and says so in the log at most once a minute.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Final
 
 from limits import RateLimitItem
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 from limits.util import WindowStats
+
+from keyplane.logs import Throttled
 
 logger = logging.getLogger("keyplane.security")
 
@@ -31,7 +32,7 @@ class AttemptCounter:
     def __init__(self, shared: Storage | None = None) -> None:
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._shared = MovingWindowRateLimiter(shared) if shared is not None else None
-        self._last_warning = 0.0
+        self._warnings = Throttled(logger, WARN_EVERY)
 
     def hit(self, item: RateLimitItem, identity: str) -> bool:
         """Count one attempt; False if it was one too many."""
@@ -57,12 +58,10 @@ class AttemptCounter:
             try:
                 return getattr(self._shared, method)(*args)
             except Exception as error:  # the shared storage is down: count here instead
-                now = time.monotonic()
-                if now - self._last_warning >= WARN_EVERY:
-                    self._last_warning = now
-                    logger.warning(
-                        "the shared attempt counters are unavailable (%s); counting in this "
-                        "process until they return",
-                        type(error).__name__,
-                    )
+                self._warnings.warning(
+                    "shared",
+                    "the shared attempt counters are unavailable (%s); counting in this "
+                    "process until they return",
+                    type(error).__name__,
+                )
         return getattr(self._local, method)(*args)

@@ -41,6 +41,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from keyplane.logs import Throttled
 from keyplane.service.cache import KeyCache
 from keyplane.storage.database import Database
 from keyplane.storage.models import KeyChange
@@ -94,6 +95,7 @@ class ChangeFeed:
         self._high = 0
         self._seen: set[int] = set()
         self._last_prune = 0.0
+        self._warnings = Throttled(logger)
         #: How often the listener has (re)connected and how many notices it applied.
         self.listener_connects = 0
         self.notices = 0
@@ -120,7 +122,8 @@ class ChangeFeed:
         try:
             self._redis_client().publish(REDIS_CHANNEL, key_hash)
         except Exception as error:  # the poller still carries the change within 1 s
-            logger.warning(
+            self._warnings.warning(
+                "publish",
                 "could not publish a key change on Redis (%s); other instances will see it "
                 "through the database within a second",
                 type(error).__name__,
@@ -171,12 +174,14 @@ class ChangeFeed:
                 with self._database.read() as session:
                     rows = session.connection().execute(_CHANGES_SINCE, {"floor": floor}).all()
             except SQLAlchemyError as error:
-                logger.warning(
+                self._warnings.warning(
+                    "poll",
                     "could not poll the key change feed (%s); the key cache is bypassed "
                     "until it can",
                     type(error).__name__,
                 )
                 return 0
+            self._warnings.recovered("poll", "the key change feed can be polled again")
             dropped = 0
             for pk, key_hash in rows:
                 if pk in self._seen:
@@ -203,7 +208,9 @@ class ChangeFeed:
                     delete(KeyChange).where(KeyChange.changed_at < self._clock() - RETENTION)
                 )
         except SQLAlchemyError as error:
-            logger.warning("could not prune the key change feed (%s)", type(error).__name__)
+            self._warnings.warning(
+                "prune", "could not prune the key change feed (%s)", type(error).__name__
+            )
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_interval):
@@ -239,7 +246,8 @@ class ChangeFeed:
             except Exception as error:
                 if self._stop.is_set():
                     return
-                logger.warning(
+                self._warnings.warning(
+                    "listener",
                     "key change listener lost PostgreSQL (%s); reconnecting in %.1fs",
                     type(error).__name__,
                     backoff,
@@ -269,7 +277,8 @@ class ChangeFeed:
             except Exception as error:
                 if self._stop.is_set():
                     return
-                logger.warning(
+                self._warnings.warning(
+                    "listener",
                     "key change listener lost Redis (%s); reconnecting in %.1fs",
                     type(error).__name__,
                     backoff,

@@ -20,6 +20,7 @@ from typing import Final
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from keyplane.logs import Throttled
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, cause_name
 from keyplane.service.jobs import LEASE, JobService
 
@@ -41,7 +42,7 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._running: set[str] = set()
         self._running_lock = threading.Lock()
-        self._database_down = False
+        self._warnings = Throttled(logger)
 
     def start(self) -> None:
         if self._threads or self.workers == 0:
@@ -135,17 +136,12 @@ class JobRunner:
                 logger.exception("renewing job leases failed")
 
     def _database_unavailable(self, error: Exception) -> None:
-        """One line per outage (not a traceback per poll): workers retry at each poll."""
-        with self._running_lock:
-            first, self._database_down = not self._database_down, True
-        if first:
-            logger.warning(
-                "the job workers cannot reach the database (%s); retrying", cause_name(error)
-            )
+        """A few lines per outage (not a traceback per poll): workers retry at each poll."""
+        self._warnings.warning(
+            "database",
+            "the job workers cannot reach the database (%s); retrying",
+            cause_name(error),
+        )
 
     def _database_back(self) -> None:
-        if self._database_down:
-            with self._running_lock:
-                was_down, self._database_down = self._database_down, False
-            if was_down:
-                logger.info("the job workers reach the database again")
+        self._warnings.recovered("database", "the job workers reach the database again")

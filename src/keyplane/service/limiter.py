@@ -36,6 +36,7 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 
 from keyplane.core import quotas
 from keyplane.core.grant import Allowance, GrantCode, KeyState
+from keyplane.logs import Throttled
 from keyplane.service.invalidation import redis_client
 from keyplane.service.usage import UsageBuffer
 
@@ -79,7 +80,7 @@ class Limiter:
         self._lock = threading.Lock()
         #: key id -> (period, uses known in it): stored count plus this process's uses.
         self._known: dict[str, tuple[str, int]] = {}
-        self._last_warning = 0.0
+        self._warnings = Throttled(logger)
         usage.on_quota_stored = self._stored
 
     def check(
@@ -170,14 +171,12 @@ class Limiter:
                 self._known[key_id] = (period, max(known[1], used))
 
     def _warn(self, what: str, error: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_warning > 10:
-            self._last_warning = now
-            logger.warning(
-                "Redis failed while checking a %s (%s); not enforced on this request",
-                what,
-                type(error).__name__,
-            )
+        self._warnings.warning(
+            what,
+            "Redis failed while checking a %s (%s); not enforced on this request",
+            what,
+            type(error).__name__,
+        )
 
     def close(self) -> None:
         if self._redis is not None:

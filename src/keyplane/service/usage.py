@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from keyplane.core.network import IPAddress
+from keyplane.logs import Throttled
 from keyplane.service.records import Usage
 from keyplane.service.validation import clip_user_agent
 from keyplane.storage.database import Database, WriteConflict
@@ -92,6 +93,7 @@ class UsageBuffer:
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._warnings = Throttled(logger)
 
     def record(self, key_id: str, usage: Usage) -> None:
         """Note a use; only the latest per key is kept until the next flush."""
@@ -185,7 +187,8 @@ class UsageBuffer:
                         self._counts[slot] = self._counts.get(slot, 0) + count
                     for quota_slot, n in quota.items():
                         self._quota[quota_slot] = self._quota.get(quota_slot, 0) + n
-                logger.warning(
+                self._warnings.warning(
+                    "flush",
                     "could not write last-used times and usage counts (%s); will retry",
                     type(error).__name__,
                 )
@@ -194,6 +197,7 @@ class UsageBuffer:
                 self._in_flight = {}
                 self._counts_in_flight = {}
                 self._quota_in_flight = {}
+            self._warnings.recovered("flush", "last-used times and usage counts are written again")
             if stored and self.on_quota_stored is not None:
                 self.on_quota_stored(stored)
             return len(pending)
@@ -250,7 +254,9 @@ class UsageBuffer:
                     )
                 )
         except SQLAlchemyError as error:
-            logger.warning("could not prune hourly usage (%s)", type(error).__name__)
+            self._warnings.warning(
+                "prune", "could not prune hourly usage (%s)", type(error).__name__
+            )
             return 0
         return int(getattr(result, "rowcount", 0) or 0)
 
