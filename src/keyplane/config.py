@@ -39,6 +39,7 @@ LOGIN_ACCOUNT_LIMIT: Final = "5 per 5 minutes"
 LOGIN_IP_LIMIT: Final = "20 per 5 minutes"
 DEFAULT_HEADER_TIMEOUT: Final = 10.0
 DEFAULT_BODY_TIMEOUT: Final = 30.0
+DEFAULT_SEND_TIMEOUT: Final = 30.0
 DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
 #: Open files a worker keeps for itself beyond its connections (database, logs,
 #: the event loop, Redis, imports, and the connections asyncio accepts in one go
@@ -122,6 +123,9 @@ class Settings:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     #: Seconds a request has to send its whole body once its headers are in; then 408.
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    #: Seconds a client may leave an answer unread (the kernel accepts none of
+    #: the bytes waiting to go out to it); then the connection is aborted.
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
     #: Seconds an idle keep-alive connection stays open (Uvicorn's timeout_keep_alive).
     keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
     #: Open connections per worker process; more are answered 503 and closed at
@@ -256,6 +260,9 @@ class Settings:
             ),
             body_timeout=_number(
                 env, "KEYPLANE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, float, 0.5, 3600.0
+            ),
+            send_timeout=_number(
+                env, "KEYPLANE_SEND_TIMEOUT", DEFAULT_SEND_TIMEOUT, float, 0.5, 3600.0
             ),
             keep_alive_timeout=_number(
                 env, "KEYPLANE_KEEP_ALIVE_TIMEOUT", DEFAULT_KEEP_ALIVE_TIMEOUT, int, 1, 300

@@ -20,6 +20,7 @@ from tests.processes import file_limit
     [
         pytest.param("KEYPLANE_HEADER_TIMEOUT", "0", id="header-timeout"),
         pytest.param("KEYPLANE_BODY_TIMEOUT", "soon", id="body-timeout"),
+        pytest.param("KEYPLANE_SEND_TIMEOUT", "0.1", id="send-timeout"),
         pytest.param("KEYPLANE_KEEP_ALIVE_TIMEOUT", "0", id="keep-alive"),
         pytest.param("KEYPLANE_MAX_CONNECTIONS", "0", id="max-connections"),
         pytest.param(

@@ -261,3 +261,106 @@ def test_a_body_slower_than_the_body_timeout_gets_408_and_the_connection_closes(
     assert b"REQUEST_TIMEOUT" in answer
     assert 0.9 < elapsed < 4
     check_log(log)
+
+
+SEND_TIMEOUT = 2.0
+NON_READERS = 40
+#: Pipelined requests each non-reading client sends once: far more answer than
+#: its small receive buffer and the server's write buffer hold.
+PIPELINED = 60
+
+
+@contextmanager
+def non_readers(base: str, count: int = NON_READERS) -> Iterator[list[socket.socket]]:
+    """``count`` connections from :data:`ATTACKER` that ask for /openapi.json (about
+    60 KB) :data:`PIPELINED` times, with a 2 KB receive buffer, and never read."""
+    request = b"GET /openapi.json HTTP/1.1\r\nHost: keyplane\r\n\r\n" * PIPELINED
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            connection = socket.socket()
+            opened.append(connection)
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            connection.settimeout(5)
+            connection.bind((ATTACKER, 0))
+            connection.connect(("127.0.0.1", _port(base)))
+            with contextlib.suppress(OSError):
+                connection.sendall(request)
+        yield opened
+    finally:
+        for connection in opened:
+            connection.close()
+
+
+def held_by_server(base: str) -> int:
+    """How many connections from :data:`ATTACKER` the server holds open (its side of
+    them, from ``/proc/net/tcp``: an aborted connection's client side may stay
+    ``ESTABLISHED``, its reset refused by a full receive window)."""
+    local = f"0100007F:{_port(base):04X}"  # 127.0.0.1, little-endian, then the port
+    remote = "0200007F:"  # 127.0.0.2
+    held = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2].startswith(remote) and fields[3] == "01":
+            held += 1
+    return held
+
+
+def released_within(base: str, seconds: float) -> float:
+    """Seconds until the server holds no connection from :data:`ATTACKER`; fails past
+    ``seconds``."""
+    started = time.monotonic()
+    while (held := held_by_server(base)) and time.monotonic() - started < seconds:
+        time.sleep(0.2)
+    assert not held, f"the server still holds {held} connections after {seconds} s"
+    return time.monotonic() - started
+
+
+def test_clients_that_never_read_their_answers_are_cut_off_at_the_send_timeout(
+    tmp_path: Path,
+) -> None:
+    """Each non-reading client holds a connection (and its descriptor) until the send
+    deadline aborts it; the pipelined requests queued behind its stalled answer, and
+    the answers the application goes on to make, do not extend it."""
+    log = tmp_path / "server.log"
+    with (
+        server(
+            tmp_path / "data",
+            log,
+            files=FILES,
+            send_timeout=str(SEND_TIMEOUT),
+            max_connections_per_ip="0",  # 40 from one address: the per-address cap is not tested
+        ) as base,
+        non_readers(base) as attackers,
+    ):
+        assert held_by_server(base) == len(attackers)
+        released = released_within(base, SEND_TIMEOUT + 4)
+        assert served_within(base, 2) < 2
+    assert released > SEND_TIMEOUT / 2  # they were held, then cut off
+    # Not check_log: the answers the kernel took before the stall are each logged.
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, text[-3000:]
+    assert 1 <= text.count("KEYPLANE_SEND_TIMEOUT") <= 2  # once per interval, with a count
+
+
+def test_a_slow_reader_that_makes_progress_is_not_cut_off(tmp_path: Path) -> None:
+    """A client reading 8 KB every 0.5 s of two 60 KB answers (about 7 s in all, over
+    three times the send timeout, with the server's buffers full all along) gets all."""
+    with server(tmp_path / "data", tmp_path / "server.log", send_timeout=str(SEND_TIMEOUT)) as base:
+        size = len(fresh.get(f"{base}/openapi.json").content)
+        connection = socket.socket()
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        connection.settimeout(5)
+        with connection:
+            connection.connect(("127.0.0.1", _port(base)))
+            connection.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: keyplane\r\n\r\n" * 2)
+            received = 0
+            started = time.monotonic()
+            while received < 2 * size and time.monotonic() - started < 30:
+                time.sleep(0.5)
+                chunk = connection.recv(8192)
+                assert chunk, f"cut off after {received} bytes, {time.monotonic() - started:.1f} s"
+                received += len(chunk)
+            elapsed = time.monotonic() - started
+    assert received >= 2 * size
+    assert elapsed > 1.5 * SEND_TIMEOUT  # it was slow, for longer than the send timeout

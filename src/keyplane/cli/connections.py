@@ -10,7 +10,7 @@ limit, and then asyncio fails every ``accept()`` with EMFILE, logging a
 traceback for each try (CPython 3.11 retries up to the backlog, 2048 times,
 per wake-up). Every other client is locked out.
 
-:class:`GuardedH11Protocol`, Uvicorn's h11 protocol with three additions, is
+:class:`GuardedH11Protocol`, Uvicorn's h11 protocol with four additions, is
 the one place that holds the connection-level limits:
 
 * a **header deadline** (``KEYPLANE_HEADER_TIMEOUT``): from the connection's
@@ -20,6 +20,14 @@ the one place that holds the connection-level limits:
 * a **body deadline** (``KEYPLANE_BODY_TIMEOUT``): once the headers are in,
   the whole body must be, else a 408 problem and the connection is closed
   (the application reads a disconnect);
+* a **send deadline** (``KEYPLANE_SEND_TIMEOUT``): while bytes of an answer
+  wait in the transport's buffer, the client must take some of them (the
+  buffer must shrink) within it, else the connection is aborted at once
+  (``transport.abort()``: ``close()`` would wait for the buffer to drain,
+  which for a client that never reads is never). This covers an answer
+  stalled mid-way (Uvicorn's ``send`` waits for ``resume_writing`` forever),
+  the pipelined requests queued behind it (they add no time), and a
+  connection closed or idle with its last answer unread;
 * a **bound on open connections** per worker (``KEYPLANE_MAX_CONNECTIONS``,
   below the open-file limit by default) and per client address
   (``KEYPLANE_MAX_CONNECTIONS_PER_IP``, trusted proxies exempt): a
@@ -69,6 +77,7 @@ class ConnectionLimits:
 
     header_timeout: float
     body_timeout: float
+    send_timeout: float
     max_connections: int
     #: 0: no per-address cap.
     max_connections_per_ip: int
@@ -79,6 +88,7 @@ class ConnectionLimits:
         return cls(
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
+            send_timeout=settings.send_timeout,
             max_connections=settings.max_connections,
             max_connections_per_ip=settings.connections_per_ip,
             exempt=settings.trusted_proxies,
@@ -87,7 +97,8 @@ class ConnectionLimits:
     @property
     def sweep_interval(self) -> float:
         """Seconds between two looks for overdue connections: deadlines hold to within it."""
-        return max(0.1, min(1.0, min(self.header_timeout, self.body_timeout) / 5))
+        shortest = min(self.header_timeout, self.body_timeout, self.send_timeout)
+        return max(0.1, min(1.0, shortest / 5))
 
     def is_exempt(self, peer: str) -> bool:
         try:
@@ -201,6 +212,10 @@ class GuardedH11Protocol(H11Protocol):
         #: ``loop.time()`` by which the awaited part must be in (None: nothing awaited).
         self.deadline: float | None = None
         self.refused = False
+        #: Bytes the sweep last saw waiting in the transport's buffer, and since
+        #: when (``loop.time()``) the buffer has not shrunk (None: it was empty).
+        self.unsent = 0
+        self.stalled_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -294,6 +309,43 @@ class GuardedH11Protocol(H11Protocol):
         elif self.phase == "body":
             self._body_late()
 
+    def check_send(self, now: float) -> None:
+        """Called by the sweep: abort the connection if the bytes waiting for its
+        client have not shrunk for :attr:`ConnectionLimits.send_timeout`.
+
+        Progress is the buffer shrinking between two sweeps: only the kernel
+        taking bytes (the client reading) shrinks it, and while it is over the
+        high-water mark nothing is added (Uvicorn's ``send`` waits), so a new
+        pipelined answer cannot pass for progress. Below the mark, answers
+        written meanwhile make it grow, which counts as no progress (even if
+        the client read some): that lasts only until the mark is reached, after
+        which the application waits and only the client moves the buffer.
+        """
+        unsent = self.transport.get_write_buffer_size()
+        if not unsent:
+            self.unsent, self.stalled_since = 0, None
+            return
+        stalled_since = self.stalled_since
+        if stalled_since is None or unsent < self.unsent:
+            self.unsent, self.stalled_since = unsent, now
+            return
+        self.unsent = unsent
+        if now - stalled_since >= self.limits.send_timeout:
+            self._send_late()
+
+    def _send_late(self) -> None:
+        events.warning(
+            "send_timeout",
+            "Aborted a connection whose client read none of its answer for "
+            "KEYPLANE_SEND_TIMEOUT (%.1f s)",
+            self.limits.send_timeout,
+        )
+        self.stalled_since = None
+        # abort(), not close(): close() waits for the buffer to drain, and frees
+        # nothing while the client reads nothing. connection_lost follows, which
+        # tells the application of the disconnect and frees the slot.
+        self.transport.abort()
+
     def _headers_late(self) -> None:
         if self.transport.is_closing():
             return
@@ -355,8 +407,12 @@ class _Tally:
 
 
 def _sweep(loop: asyncio.AbstractEventLoop, tally: _Tally, connections: set[Any]) -> None:
-    """Close the connections whose deadline has passed; again in a moment while any
-    connection is open."""
+    """Close the connections whose deadline has passed, abort those whose client has
+    read nothing for the send timeout; again in a moment while any connection is open.
+
+    Closing connections are still looked at (they stay in ``connections`` until
+    their buffer drains): a ``close()`` whose answer is never read ends in the
+    send deadline's ``abort()``."""
     now = loop.time()
     interval = None
     for connection in list(connections):
@@ -365,6 +421,7 @@ def _sweep(loop: asyncio.AbstractEventLoop, tally: _Tally, connections: set[Any]
             deadline = connection.deadline
             if deadline is not None and now >= deadline:
                 connection.expire()
+            connection.check_send(now)
     tally.sweep = (
         None if interval is None else loop.call_later(interval, _sweep, loop, tally, connections)
     )
