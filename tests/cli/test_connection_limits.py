@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from keyplane.cli.connections import ConnectionLimits, Throttled
+from keyplane.cli.connections import ConnectionLimits, logger
 from keyplane.config import ConfigError, Settings, listen_backlog, open_file_limit
+from keyplane.logs import Throttled
 from tests.processes import file_limit
 
 
@@ -70,7 +71,7 @@ def test_a_repeated_event_is_logged_once_per_interval_with_the_count(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = [0.0]
-    throttled = Throttled(interval=10.0, clock=lambda: now[0])
+    throttled = Throttled(logger, interval=10.0, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="keyplane.connections"):
         for _ in range(500):
             throttled.warning("refused", "Refused a connection")

@@ -48,9 +48,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -62,6 +60,7 @@ from uvicorn.server import ServerState
 
 from keyplane.config import Settings
 from keyplane.core.network import IPNetwork, parse_ip
+from keyplane.logs import Throttled
 
 logger = logging.getLogger("keyplane.connections")
 
@@ -108,40 +107,8 @@ class ConnectionLimits:
         return any(address in network for network in self.exempt)
 
 
-class Throttled:
-    """At most one log line per kind of event per interval, with the count since the last."""
-
-    def __init__(
-        self, interval: float = LOG_INTERVAL, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.interval = interval
-        self.clock = clock
-        #: kind -> (when it was last logged, occurrences not logged since)
-        self._seen: dict[str, tuple[float, int]] = {}
-
-    def due(self, kind: str) -> int | None:
-        """None if ``kind`` was logged less than an interval ago (the occurrence is
-        counted); else how many went unlogged since (the caller logs now)."""
-        now = self.clock()
-        last = self._seen.get(kind)
-        if last is not None and now - last[0] < self.interval:
-            self._seen[kind] = (last[0], last[1] + 1)
-            return None
-        self._seen[kind] = (now, 0)
-        return last[1] if last is not None else 0
-
-    def warning(self, kind: str, message: str, *args: object) -> None:
-        skipped = self.due(kind)
-        if skipped is None:
-            return
-        if skipped:
-            message += " (and %d more in the last %.0f s)"
-            args = (*args, skipped, self.interval)
-        logger.warning(message, *args)
-
-
 #: One per worker process: the guard's events and the event loop's errors.
-events = Throttled()
+events = Throttled(logger, LOG_INTERVAL)
 
 
 def _raw_response(status: int, reason: str, code: str, detail: str, extra: str = "") -> bytes:
