@@ -303,11 +303,44 @@ def test_the_checkpoint_runs_between_chunks_and_can_stop_the_simulation(
                 "coefficients": [1, 2],
                 "time": 0.1,
             },
-            4,
+            (2 + 2) + (2 + 4),  # a pass to copy, one to add back, and one or two per X/Y letter
             id="pauliexp-two-terms",
         ),
     ],
 )
 def test_work_counts_passes_over_the_state(gate: dict[str, Any], passes: int) -> None:
-    program = parse_circuit({"qubits": 10, "circuit": [gate, gate]}, max_qubits=10)
-    assert simulator.work(program) == 2 * passes * 2**10
+    program = parse_circuit({"qubits": 14, "circuit": [gate, gate]}, max_qubits=14)
+    assert simulator.work(program) == 2 * passes * 2**14
+
+
+@pytest.mark.parametrize("qubits", [1, 2, 6, 11])
+def test_every_step_counts_at_least_the_floor_of_its_fixed_cost(qubits: int) -> None:
+    """A step on few qubits costs what 2^13 amplitude updates cost (issue 11): its dispatch."""
+    gates = [
+        {"gate": "x", "target": 0},
+        {"gate": "h", "targets": list(range(qubits))},
+        {
+            "gate": "pauliexp",
+            "targets": [0],
+            "terms": ["Z"] * 7,
+            "coefficients": [1] * 7,
+            "time": 1,
+        },
+    ]
+    program = parse_circuit({"qubits": qubits, "circuit": gates}, max_qubits=qubits)
+    assert simulator.STEP_FLOOR == 2**13
+    assert simulator.work(program) == (1 + qubits + 7) * 2**13
+
+
+def test_a_pauliexp_term_counts_its_letters() -> None:
+    """Each X or Y letter of a term is another pass (a Y^20 term ran 35 Hadamards' time)."""
+
+    def work_of(term: str) -> int:
+        gate = {"gate": "pauliexp", "targets": list(range(16)), "terms": [term],
+                "coefficients": [1], "time": 1}  # fmt: skip
+        return simulator.work(parse_circuit({"qubits": 16, "circuit": [gate]}, max_qubits=16))
+
+    assert work_of("I" * 16) == 2 * 2**16
+    assert work_of("X" * 16) == (2 + 16) * 2**16
+    assert work_of("Y" * 16) == (2 + 32) * 2**16
+    assert work_of("Z" * 16) == (2 + 4) * 2**16

@@ -36,6 +36,17 @@ CHUNK_QUBITS: Final = 18
 #: Passes over the state per step, relative to a dense single-qubit gate
 #: (measured: an exponential of a Pauli term copies the state and adds it back).
 _STEP_COST: Final = {"single": 1, "swap": 1, "xx": 2, "yy": 2, "zz": 2, "pauliexp": 2}
+#: Extra passes of a pauliexp term per letter: each X or Y letter copies and
+#: writes back the state's halves (a Y also multiplies them), each Z negates a
+#: half. Measured on 20 qubits against a Hadamard (one pass): X 0.6, Y 1.7 and
+#: Z 0.17 passes per letter, rounded up here.
+_LETTER_COST: Final = {"I": 0, "X": 1, "Y": 2, "Z": 0.25}
+#: The least a step counts in :func:`work`, whatever its width: a step has a
+#: fixed cost (Python dispatch, views, the checkpoint) of 4-10 us on the
+#: reference machine (bench/jobs.py, "small_steps"), what 2^13 amplitude
+#: updates cost on 20 qubits (~1-2 ns each). Without it a budget of tiny
+#: steps (1 qubit) ran 30 times longer than a budget of 20-qubit gates.
+STEP_FLOOR: Final = 1 << 13
 
 _SQRT_HALF: Final = 1 / math.sqrt(2)
 _FIXED: Final[dict[str, tuple[complex, complex, complex, complex]]] = {
@@ -94,9 +105,24 @@ def final_state(program: Program, *, checkpoint: Callable[[], None] = _no_checkp
 
 
 def work(program: Program) -> int:
-    """Estimated cost: amplitude updates, ``2^qubits`` per step weighted by its passes."""
-    passes = sum(_STEP_COST[_kind(step)] for op in program.operations for step in steps(op))
-    return passes << program.qubits
+    """Estimated cost: amplitude updates, ``2^qubits`` per step weighted by its passes.
+
+    Each step counts at least :data:`STEP_FLOOR`, so the budget bounds the
+    time of a job of many small steps as well as that of a job of wide ones.
+    """
+    return sum(_op_work(op, program.qubits) for op in program.operations)
+
+
+def _op_work(op: Operation, qubits: int) -> int:
+    """The work of ``op``'s steps, computed without building them (a pauliexp has up to 256)."""
+    kind = _kind(op)
+    if kind == "pauliexp":
+        return sum(
+            max(STEP_FLOOR, math.ceil((2 + sum(_LETTER_COST[c] for c in term)) * (1 << qubits)))
+            for term in op.terms
+        )
+    count = len(op.targets) if kind == "single" else 1
+    return count * max(STEP_FLOOR, _STEP_COST[kind] << qubits)
 
 
 def steps(op: Operation) -> Iterator[Operation]:

@@ -182,7 +182,7 @@ def _programs(
                     "(KEYPLANE_JOB_MAX_GATES)",
                 )
             raise InvalidCircuit(error.code, f"circuit {index}: {error}") from None
-        budget -= len(program.operations)
+        budget -= program.size()
         programs.append(program)
     return tuple(programs)
 
