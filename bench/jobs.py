@@ -1,11 +1,16 @@
 """The IonQ-compatible API's job limits, measured (issue 11): what one key can cost the server.
 
-Three figures, each on a real ``keyplane serve`` process (``/v0.4`` over HTTP):
+Four figures, each on a real ``keyplane serve`` process (``/v0.4`` over HTTP):
 
+0. **Worst body at submission**: the time to answer a POST of the bodies under
+   1 MiB that cost the most to check (the issue 11 pauliexp body of 165,632
+   terms, and 10,000 gates of 20 qubits each).
 1. **Worst admitted job**: jobs right at ``KEYPLANE_JOB_MAX_WORK`` (the default
    budget), one per kind of gate, on 20 qubits: ``execution_duration_ms`` as
    the server reports it, and the wall time from submission to completion;
-   and a job whose result is the largest kept (65,536 outcomes).
+   a pauliexp of 20-letter Y terms (the costliest letters); the most small
+   steps the budget admits (13 qubits, each step at ``STEP_FLOOR``); and a
+   job whose result is the largest kept (65,536 outcomes).
 2. **Cancel latency**: a job at the budget is cancelled while it runs (on a
    server with one job worker); the figure is the time from the cancel's
    answer to the completion of a one-gate job that the only worker could run
@@ -43,6 +48,7 @@ from servers import keyplane, postgres_schema
 
 from keyplane.config import JobLimits, Settings
 from keyplane.quantum import simulator
+from keyplane.quantum.circuit import parse_circuit
 from keyplane.service.job_requests import CIRCUIT_JOB, parse_programs
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
@@ -50,6 +56,7 @@ from keyplane.service.services import Services
 QUBITS = 20
 BUDGET = JobLimits().max_work  # 2^29 amplitude updates
 MIXED = 8
+SMALL_QUBITS = 13  # the widest whose steps all count the floor (2^13 = simulator.STEP_FLOOR)
 ONE_GATE: dict[str, Any] = {"input": {"qubits": 1, "circuit": [{"gate": "x", "target": 0}]}}
 
 
@@ -77,18 +84,61 @@ def at_budget(kind: str, qubits: int = QUBITS, budget: int = BUDGET) -> dict[str
     elif kind == "result-cap":  # little work, the largest result kept (65,536 outcomes)
         qubits = 16
         circuit = [{"gate": "h", "target": index} for index in range(qubits)]
-    else:  # one pauliexp gate of 256 terms: the costliest single gate
-        terms = min(256, steps // 2)
-        circuit = [
-            {
-                "gate": "pauliexp",
-                "targets": [0, 1],
-                "terms": ["XX"] * terms,
-                "coefficients": [0.01] * terms,
-                "time": 1.0,
-            }
-        ]
+    elif kind == "small-steps":  # the most steps the budget admits, each at its fixed cost
+        qubits = SMALL_QUBITS
+        circuit = fill({"gate": "h", "targets": list(range(qubits))}, qubits, budget)
+    elif kind == "pauliexp-long":  # terms of 20 Y letters: the costliest letters
+        gate = {"gate": "pauliexp", "targets": list(range(qubits)), "terms": ["Y" * qubits]}
+        terms = budget // _work({**gate, "coefficients": [0.01], "time": 1.0}, qubits)
+        circuit = [{**gate, "terms": ["Y" * qubits] * terms, "coefficients": [0.01] * terms,
+                    "time": 1.0}]  # fmt: skip
+    else:  # one pauliexp gate of many two-letter terms
+        gate = {"gate": "pauliexp", "targets": [0, 1], "terms": ["XX"]}
+        terms = min(256, budget // _work({**gate, "coefficients": [0.01], "time": 1.0}, qubits))
+        circuit = [{**gate, "terms": ["XX"] * terms, "coefficients": [0.01] * terms, "time": 1.0}]
     return {"name": f"bench-{kind}", "input": {"qubits": qubits, "circuit": circuit}}
+
+
+def _work(gate: dict[str, Any], qubits: int) -> int:
+    program = parse_circuit({"qubits": qubits, "circuit": [gate]}, max_qubits=qubits)
+    return simulator.work(program)
+
+
+def fill(gate: dict[str, Any], qubits: int, budget: int) -> list[dict[str, Any]]:
+    """As many copies of ``gate`` as ``budget`` admits (and the gate limit)."""
+    return [gate] * min(JobLimits().max_gates, budget // _work(gate, qubits))
+
+
+def worst_bodies() -> dict[str, dict[str, Any]]:
+    """Bodies under 1 MiB that cost the most to check at submission (both refused)."""
+    pauli = {"gate": "pauliexp", "targets": [0], "terms": ["Z"] * 256,
+             "coefficients": [1] * 256, "time": 1}  # fmt: skip
+    controlled = {"gate": "x", "controls": list(range(1, QUBITS)), "targets": [0]}
+    return {
+        # the tester's: 647 gates of 256 terms (took 12.6 s to check, then was admitted)
+        "pauliexp-647x256": {"input": {"qubits": 1, "circuit": [pauli] * 647}},
+        # the most gates, each with the most qubits to check: linear work, refused on work
+        "controlled-10000x20": {"input": {"qubits": QUBITS, "circuit": [controlled] * 10_000}},
+    }
+
+
+def submissions(database_url: str, data_dir: Path, repeat: int) -> dict[str, Any]:
+    (key,) = projects(database_url, data_dir, 1)
+    results: dict[str, Any] = {}
+    with server(database_url, data_dir, "submit") as base:
+        project = Project(base, key)
+        for name, body in worst_bodies().items():
+            content = json.dumps(body, separators=(",", ":")).encode()
+            samples, status = [], 0
+            for _ in range(repeat):
+                started = time.perf_counter()
+                response = project.http.post(
+                    "/jobs", content=content, headers={"Content-Type": "application/json"}
+                )
+                samples.append(time.perf_counter() - started)
+                status = response.status_code
+            results[name] = {"bytes": len(content), "status": status, **_summary(samples)}
+    return results
 
 
 class Project:
@@ -237,10 +287,12 @@ def _summary(samples: list[float]) -> dict[str, Any]:
 
 
 def run(database_url: str, data_dir: Path, *, quick: bool, repeat: int) -> dict[str, Any]:
-    kinds = ["h"] if quick else ["h", "rx", "xx", "pauliexp", "result-cap"]
+    kinds = ["h"] if quick else ["h", "rx", "xx", "pauliexp", "pauliexp-long", "small-steps",
+                                 "result-cap"]  # fmt: skip
     return {
         "budget": BUDGET,
         "qubits": QUBITS,
+        "worst_body_submission": submissions(database_url, data_dir, 1 if quick else repeat),
         "worst_admitted_job": worst_jobs(database_url, data_dir, kinds),
         "worst_admitted_job_in_process_best_s": simulate_only(kinds, 1 if quick else 3),
         "cancel_to_worker_free": cancel_latency(database_url, data_dir, 1 if quick else repeat),

@@ -72,11 +72,12 @@ class JobLimits:
     max_open_per_project: int = 100
     #: Jobs of one project the workers (of every instance) run at the same time.
     max_running_per_project: int = 1
-    #: Gates in a job (all its circuits together).
+    #: Gates in a job (all its circuits together; a pauliexp counts one per term).
     max_gates: int = 10_000
     #: Shots a job may ask for (the simulator computes exact probabilities).
     max_shots: int = 1_000_000
-    #: Estimated work of a job: amplitude updates, ``2^qubits`` per gate step.
+    #: Estimated work of a job: amplitude updates, ``2^qubits`` per gate step
+    #: and at least ``simulator.STEP_FLOOR`` (see :func:`keyplane.quantum.simulator.work`).
     max_work: int = 1 << 29
     #: Outcomes a job's result may hold (all circuits together), about 30 bytes each.
     max_result_outcomes: int = 1 << 16

@@ -5,8 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from keyplane.quantum.circuit import InvalidCircuit, Operation, parse_circuit
+from keyplane.quantum.circuit import (
+    InvalidCircuit,
+    Operation,
+    circuit_size,
+    commute,
+    first_anticommuting_pair,
+    parse_circuit,
+    symplectic,
+)
 
 
 def parse(circuit: list[Any], qubits: int | None = 3, **extra: Any) -> Any:
@@ -141,3 +151,47 @@ def test_too_many_gates() -> None:
 def test_bad_workloads(workload: Any) -> None:
     with pytest.raises(InvalidCircuit):
         parse_circuit(workload, max_qubits=5)
+
+
+# -- pauliexp terms: counted first, commutation checked in linear time (issue 11) ------
+
+PAULI_STRINGS = st.integers(1, 6).flatmap(
+    lambda width: st.lists(st.text("IXYZ", min_size=width, max_size=width), min_size=1, max_size=12)
+)
+
+
+def pairwise_commute(first: str, second: str) -> bool:
+    """The definition replaced: an even number of places with two different non-I letters."""
+    clashes = sum(1 for a, b in zip(first, second, strict=True) if "I" not in (a, b) and a != b)
+    return clashes % 2 == 0
+
+
+@given(PAULI_STRINGS)
+@settings(max_examples=400, deadline=None)
+def test_the_linear_commutation_check_agrees_with_comparing_every_pair(terms: list[str]) -> None:
+    pairs = [(a, b) for i, a in enumerate(terms) for b in terms[i + 1 :]]
+    clash = first_anticommuting_pair(terms)
+    assert (clash is None) == all(pairwise_commute(a, b) for a, b in pairs)
+    if clash is not None:  # the pair named in the refusal is one that does not commute
+        first, second = clash
+        assert first in terms
+        assert second in terms
+        assert not pairwise_commute(first, second)
+    for a, b in pairs:
+        assert commute(symplectic(a), symplectic(b)) == pairwise_commute(a, b)
+
+
+def test_pauliexp_terms_count_toward_the_gate_limit_before_any_is_checked() -> None:
+    """The tester's body: 647 gates of 256 terms (165,632) is refused by its count alone."""
+    gate = {"gate": "pauliexp", "targets": [0], "terms": ["Z"] * 256,
+            "coefficients": [1] * 256, "time": 1}  # fmt: skip
+    bad_last = {**gate, "terms": ["X", "Z"] * 128}  # would be refused for not commuting
+    with pytest.raises(InvalidCircuit) as caught:
+        parse_circuit({"qubits": 1, "circuit": [gate] * 646 + [bad_last]}, max_qubits=1)
+    assert caught.value.code == "TooManyGates"
+    assert "this circuit has 165,632" in str(caught.value)
+    assert circuit_size([gate] * 39) == 9_984
+    assert parse_circuit({"qubits": 1, "circuit": [gate] * 39}, max_qubits=1).size() == 9_984
+    with pytest.raises(InvalidCircuit) as caught:
+        parse_circuit({"qubits": 1, "circuit": [gate] * 40}, max_qubits=1)
+    assert caught.value.code == "TooManyGates"

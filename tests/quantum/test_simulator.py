@@ -303,11 +303,70 @@ def test_the_checkpoint_runs_between_chunks_and_can_stop_the_simulation(
                 "coefficients": [1, 2],
                 "time": 0.1,
             },
-            4,
+            2 + (2 + 2),  # a pass to copy, one to add back, two for the signs of a Y or Z
             id="pauliexp-two-terms",
         ),
     ],
 )
 def test_work_counts_passes_over_the_state(gate: dict[str, Any], passes: int) -> None:
-    program = parse_circuit({"qubits": 10, "circuit": [gate, gate]}, max_qubits=10)
-    assert simulator.work(program) == 2 * passes * 2**10
+    program = parse_circuit({"qubits": 14, "circuit": [gate, gate]}, max_qubits=14)
+    assert simulator.work(program) == 2 * passes * 2**14
+
+
+@pytest.mark.parametrize("qubits", [1, 2, 6, 11])
+def test_every_step_counts_at_least_the_floor_of_its_fixed_cost(qubits: int) -> None:
+    """A step on few qubits costs what 2^13 amplitude updates cost (issue 11): its dispatch."""
+    gates = [
+        {"gate": "x", "target": 0},
+        {"gate": "h", "targets": list(range(qubits))},
+        {
+            "gate": "pauliexp",
+            "targets": [0],
+            "terms": ["Z"] * 7,
+            "coefficients": [1] * 7,
+            "time": 1,
+        },
+    ]
+    program = parse_circuit({"qubits": qubits, "circuit": gates}, max_qubits=qubits)
+    assert simulator.STEP_FLOOR == 2**13
+    assert simulator.work(program) == (1 + qubits + 7) * 2**13
+
+
+def test_a_pauliexp_term_with_signs_counts_two_more_passes() -> None:
+    """A term is applied in one go whatever its letters (a Y^20 term ran 35 Hadamards' time
+    when applied letter by letter); a Z or Y letter adds its sign pattern, two passes."""
+
+    def work_of(term: str) -> int:
+        gate = {"gate": "pauliexp", "targets": list(range(16)), "terms": [term],
+                "coefficients": [1], "time": 1}  # fmt: skip
+        return simulator.work(parse_circuit({"qubits": 16, "circuit": [gate]}, max_qubits=16))
+
+    assert work_of("I" * 16) == 2 * 2**16
+    assert work_of("X" * 16) == 2 * 2**16
+    assert work_of("Y" * 16) == (2 + 2) * 2**16
+    assert work_of("XXXXXXXXXXXXXXXZ") == (2 + 2) * 2**16
+
+
+@pytest.mark.parametrize("chunk_qubits", [simulator.CHUNK_QUBITS, 1])
+@pytest.mark.parametrize("seed", range(40))
+def test_a_pauli_string_of_any_letters_matches_the_dense_reference(
+    seed: int, chunk_qubits: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A term is applied at once (flip the X/Y axes, sign the Z/Y ones): every phase checked."""
+    monkeypatch.setattr(simulator, "CHUNK_QUBITS", chunk_qubits)
+    rng = random.Random(seed)
+    n = 4
+    qubits = list(range(n))
+    rng.shuffle(qubits)
+    width = rng.randint(1, n)
+    term = "".join(rng.choice("IXYZ") for _ in range(width))
+    prepare = [{"gate": "rx", "targets": [q], "rotation": rng.uniform(-3, 3)} for q in range(n)]
+    prepare += [{"gate": "h", "targets": [0]}, {"gate": "t", "targets": [1]}]
+    gate = {"gate": "pauliexp", "targets": qubits[:width], "terms": [term, term],
+            "coefficients": [rng.uniform(-1, 1), 0.5], "time": rng.uniform(0, 2)}  # fmt: skip
+    state = np.zeros(2**n, dtype=complex)
+    state[0] = 1
+    for each in [*prepare, gate]:
+        state = _dense(n, each) @ state
+    program = parse_circuit({"qubits": n, "circuit": [*prepare, gate]}, max_qubits=n)
+    assert np.allclose(simulator.final_state(program), state, atol=1e-12)

@@ -25,6 +25,8 @@ import pytest
 from keyplane.config import ConfigError, JobLimits, Settings
 from keyplane.core import scopes
 from keyplane.core.errors import InvalidInput
+from keyplane.quantum import simulator
+from keyplane.service.job_requests import CIRCUIT_JOB, parse_programs
 from keyplane.service.jobs import JobLimitReached, JobOwner, JobStatus
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
@@ -420,3 +422,66 @@ def _wait_for(condition: Any, timeout: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"not within {timeout} s")
         time.sleep(0.05)
+
+
+# -- pauliexp terms and small steps are budgeted (issue 11) ----------------------------
+
+PAULI_GATE: dict[str, Any] = {
+    "gate": "pauliexp",
+    "targets": [0],
+    "terms": ["Z"] * 256,
+    "coefficients": [1] * 256,
+    "time": 1,
+}
+
+
+@pytest.mark.parametrize("last_gate_valid", [True, False])
+def test_the_testers_1_mib_pauliexp_body_is_refused_by_its_term_count(
+    make_client: MakeClient, last_gate_valid: bool
+) -> None:
+    """647 gates of 256 terms on 1 qubit: it took 12.6 s to check and was admitted (0.12 %)."""
+    client, services = make_client()
+    tenant = Tenant.of(
+        services.bootstrap(organization_name="A", project_name="P", owner_email="a@a.test")
+    )
+    caller = Caller(tenant.organization_id, (scopes.ALL,), Actor.operator())
+    key = services.keys.create(caller, tenant.project_id, name="k", scopes=scopes.JOB_SCOPES)
+    last = PAULI_GATE if last_gate_valid else {**PAULI_GATE, "terms": ["X", "Z"] * 128}
+    body = {"qubits": 1, "circuit": [PAULI_GATE] * 646 + [last]}
+    refused = client.post(
+        "/v0.4/jobs",
+        json={"input": body},
+        headers={"Authorization": f"apiKey {key.secret.reveal()}"},
+    )
+    assert refused.status_code == 400
+    assert "KEYPLANE_JOB_MAX_GATES" in refused.json()["message"]
+    assert "165,632" in refused.json()["message"]  # counted, not parsed: the invalid gate unseen
+    owner = JobOwner(tenant.organization_id, tenant.project_id, key.record.id)
+    assert services.jobs.list(owner).items == ()
+
+
+def test_terms_count_toward_the_gate_limit_of_all_circuits_of_a_job(
+    tenant_services: tuple[Services, Tenant],
+) -> None:
+    services, tenant = tenant_services
+    circuit = {"qubits": 1, "circuit": [PAULI_GATE] * 20}  # 5,120 terms each
+    body = {"type": "ionq.multi-circuit.v1", "input": {"circuits": [circuit, circuit]}}
+    with pytest.raises(InvalidInput, match="at most 10000 gates in all its circuits"):
+        services.jobs.submit(key_of(services, tenant), body)
+
+
+def test_a_budget_of_tiny_steps_is_as_many_steps_as_their_fixed_cost_admits() -> None:
+    """Each step counts at least 2^13 (its fixed cost), so 2^29 admits 65,536 steps on 1 qubit.
+
+    Counted as 2 amplitude updates each, 2^28 of them fitted (10,000 gates of
+    26 targets each on 26 qubits under a raised gate limit ran for minutes).
+    """
+    limits = JobLimits(max_gates=100_000)
+    tiny = {"gate": "x", "target": 0}
+    admitted = {"qubits": 1, "circuit": [tiny] * 65_536}
+    (program,) = parse_programs(CIRCUIT_JOB, admitted, max_qubits=20, limits=limits)
+    assert simulator.work(program) == limits.max_work
+    with pytest.raises(InvalidInput, match="KEYPLANE_JOB_MAX_WORK"):
+        parse_programs(
+            CIRCUIT_JOB, {**admitted, "circuit": [tiny] * 65_537}, max_qubits=20, limits=limits
+        )

@@ -58,6 +58,10 @@ class Program:
         one = sum(1 for op in self.operations if len(op.targets) + len(op.controls) == 1)
         return {"1q": one, "2q": len(self.operations) - one}
 
+    def size(self) -> int:
+        """What it counts toward ``KEYPLANE_JOB_MAX_GATES`` (see :func:`circuit_size`)."""
+        return sum(len(op.terms) if op.gate == "pauliexp" else 1 for op in self.operations)
+
 
 def parse_circuit(workload: Any, *, max_qubits: int, max_gates: int = MAX_GATES) -> Program:
     """Check an ``input`` object of an ``ionq.circuit.v1`` job and return its program."""
@@ -72,11 +76,13 @@ def parse_circuit(workload: Any, *, max_qubits: int, max_gates: int = MAX_GATES)
     circuit = workload.get("circuit")
     if not isinstance(circuit, list):
         raise InvalidCircuit("Invalid", "input.circuit must be a list of gates")
-    if len(circuit) > max_gates:
+    # Counted before any gate is checked, so an oversized circuit costs one cheap pass.
+    size = circuit_size(circuit)
+    if size > max_gates:
         raise InvalidCircuit(
             "TooManyGates",
-            f"a job has at most {max_gates} gates (KEYPLANE_JOB_MAX_GATES); "
-            f"this circuit has {len(circuit)}",
+            f"a job has at most {max_gates} gates (KEYPLANE_JOB_MAX_GATES; a pauliexp "
+            f"counts one per term); this circuit has {size:,}",
         )
     declared = workload.get("qubits")
     if declared is not None and (not _is_int(declared) or declared < 0):
@@ -92,6 +98,21 @@ def parse_circuit(workload: Any, *, max_qubits: int, max_gates: int = MAX_GATES)
         used = [q for op in operations for q in (*op.targets, *op.controls)]
         width = max(used, default=0) + 1
     return Program(max(width, 1), tuple(operations))
+
+
+def circuit_size(circuit: list[Any]) -> int:
+    """What a circuit counts toward ``KEYPLANE_JOB_MAX_GATES``: one per gate, one per pauliexp term.
+
+    A pauliexp of 256 terms is 256 exponentials to check and to run, so it
+    counts as 256 gates. This pass reads only lengths (linear in the gates,
+    nothing per term), so it can run before anything costlier.
+    """
+    size = 0
+    for gate in circuit:
+        pauliexp = isinstance(gate, Mapping) and gate.get("gate") == "pauliexp"
+        terms = gate.get("terms") if pauliexp else None
+        size += max(1, len(terms)) if isinstance(terms, list) else 1
+    return size
 
 
 def _too_large(qubits: int, max_qubits: int) -> InvalidCircuit:
@@ -195,20 +216,61 @@ def _pauliexp(
             raise InvalidCircuit(
                 "Invalid", f"{where}: each term is a string of I, X, Y, Z, one per target"
             )
-    for index, first in enumerate(terms):
-        for second in terms[index + 1 :]:
-            if not _commute(first, second):
-                raise InvalidCircuit(
-                    "Invalid", f"{where}: terms {first} and {second} do not commute"
-                )
+    clash = first_anticommuting_pair(terms)
+    if clash is not None:
+        first, second = clash
+        raise InvalidCircuit("Invalid", f"{where}: terms {first} and {second} do not commute")
     time = _finite(gate.get("time"), f"{where} needs a finite 'time'")
     numbers = tuple(_finite(c, f"{where}: coefficients are finite numbers") for c in coefficients)
     return Operation("pauliexp", targets, (), time, terms=tuple(terms), coefficients=numbers)
 
 
-def _commute(first: str, second: str) -> bool:
-    clashes = sum(1 for a, b in zip(first, second, strict=True) if "I" not in (a, b) and a != b)
-    return clashes % 2 == 0
+def symplectic(term: str) -> tuple[int, int]:
+    """A Pauli string as bitmasks ``(x, z)``: X is x, Z is z, Y is both, I neither."""
+    x = z = 0
+    for position, letter in enumerate(term):
+        bit = 1 << position
+        if letter in "XY":
+            x |= bit
+        if letter in "ZY":
+            z |= bit
+    return x, z
+
+
+def commute(first: tuple[int, int], second: tuple[int, int]) -> bool:
+    """Two Pauli strings commute iff they anticommute on an even number of positions."""
+    (x1, z1), (x2, z2) = first, second
+    return ((x1 & z2) ^ (z1 & x2)).bit_count() % 2 == 0
+
+
+def first_anticommuting_pair(terms: list[str]) -> tuple[str, str] | None:
+    """A pair of ``terms`` that do not commute, or None if all commute: O(terms x letters).
+
+    Commutation is a bilinear form on the (x, z) bit vectors over GF(2), so a
+    term commutes with every earlier term iff it commutes with a basis of
+    their span. Only a basis is kept (reduced, so a new term is reduced in one
+    pass); while all terms commute the span is isotropic and the basis has at
+    most one vector per letter. The earlier term to name is searched for only
+    once a clash is found. Comparing every pair instead was 32,640 string
+    comparisons per gate of 256 terms (12 s for a 1 MiB body).
+    """
+    # basis[pivot] = vector with its highest set bit at pivot (x bits above z bits)
+    basis: dict[int, tuple[int, int, int]] = {}
+    width = max((len(term) for term in terms), default=0)
+    for index, term in enumerate(terms):
+        x, z = symplectic(term)
+        if any(not commute((x, z), (bx, bz)) for bx, bz, _ in basis.values()):
+            for earlier in terms[:index]:  # one exists: the form is bilinear
+                if not commute(symplectic(earlier), (x, z)):
+                    return earlier, term
+        packed = (x << width) | z
+        for pivot in sorted(basis, reverse=True):
+            if packed >> pivot & 1:
+                packed ^= basis[pivot][2]
+        if packed:
+            pivot = packed.bit_length() - 1
+            basis[pivot] = (packed >> width, packed & ((1 << width) - 1), packed)
+    return None
 
 
 def _finite(value: Any, message: str) -> float:

@@ -36,6 +36,19 @@ CHUNK_QUBITS: Final = 18
 #: Passes over the state per step, relative to a dense single-qubit gate
 #: (measured: an exponential of a Pauli term copies the state and adds it back).
 _STEP_COST: Final = {"single": 1, "swap": 1, "xx": 2, "yy": 2, "zz": 2, "pauliexp": 2}
+#: Extra passes of a pauliexp term with a Z or Y letter (its sign pattern is
+#: built and multiplied in): measured on 20 qubits, a Z^20 or Y^20 term takes
+#: 2.5 to 3 Hadamards' time, an X^20 term about one, whatever the letters.
+_SIGNED_TERM_COST: Final = 2
+#: The least a step counts in :func:`work`, whatever its width: a step has a
+#: fixed cost (Python dispatch, views, the checkpoint) of 4-10 us on the
+#: project's 2-core machine (one-qubit steps timed in process, 2026-12-02),
+#: what 2^13 amplitude updates cost on 20 qubits (~1-2 ns each). So the most
+#: steps the budget admits (2^16, ``small-steps`` in bench/jobs.py) run about
+#: as long as its 512 dense 20-qubit gates. Without it 10,000 gates on every
+#: target of 12 qubits (120,000 steps) fitted in 92 % of the budget and ran
+#: twice as long, and a raised KEYPLANE_JOB_MAX_GATES let steps grow unbounded.
+STEP_FLOOR: Final = 1 << 13
 
 _SQRT_HALF: Final = 1 / math.sqrt(2)
 _FIXED: Final[dict[str, tuple[complex, complex, complex, complex]]] = {
@@ -94,9 +107,29 @@ def final_state(program: Program, *, checkpoint: Callable[[], None] = _no_checkp
 
 
 def work(program: Program) -> int:
-    """Estimated cost: amplitude updates, ``2^qubits`` per step weighted by its passes."""
-    passes = sum(_STEP_COST[_kind(step)] for op in program.operations for step in steps(op))
-    return passes << program.qubits
+    """Estimated cost: amplitude updates, ``2^qubits`` per step weighted by its passes.
+
+    Each step counts at least :data:`STEP_FLOOR`, so the budget bounds the
+    time of a job of many small steps as well as that of a job of wide ones.
+    """
+    return sum(_op_work(op, program.qubits) for op in program.operations)
+
+
+def _op_work(op: Operation, qubits: int) -> int:
+    """The work of ``op``'s steps, computed without building them (a pauliexp has up to 256)."""
+    kind = _kind(op)
+    if kind == "pauliexp":
+        passes = _STEP_COST[kind]
+        return sum(
+            max(STEP_FLOOR, (passes + _SIGNED_TERM_COST * _signed(term)) << qubits)
+            for term in op.terms
+        )
+    count = len(op.targets) if kind == "single" else 1
+    return count * max(STEP_FLOOR, _STEP_COST[kind] << qubits)
+
+
+def _signed(term: str) -> bool:
+    return "Z" in term or "Y" in term
 
 
 def steps(op: Operation) -> Iterator[Operation]:
@@ -203,30 +236,37 @@ def _apply_swap(state: State, n: int, op: Operation) -> None:
     view[tuple(index_10)] = kept
 
 
-def _apply_pauli(view: State, axis: int, letter: str) -> None:
-    """Multiply ``view`` in place by one Pauli on ``axis``."""
-    zero, one = _half(axis, 0), _half(axis, 1)
-    if letter == "Z":
-        view[one] *= -1
-    elif letter in ("X", "Y"):
-        a, b = view[zero].copy(), view[one].copy()
-        if letter == "X":
-            view[zero], view[one] = b, a
-        else:  # Y|0> = i|1>, Y|1> = -i|0>
-            view[zero], view[one] = -1j * b, 1j * a
-
-
 def _apply_exponential(
     view: State, axis: Callable[[int], int], targets: tuple[int, ...], term: str, angle: float
 ) -> None:
-    """``view <- exp(-i angle P) view`` for the Pauli string ``term`` (little-endian on targets)."""
-    rotated = view.copy()
+    """``view <- exp(-i angle P) view`` for the Pauli string ``term`` (little-endian on targets).
+
+    ``P`` applied at once, whatever its letters: ``(P v)[b] = (-i)^#Y (-1)^(b . z) v[b ^ x]``
+    with ``x`` the X and Y positions and ``z`` the Z and Y ones, so a flipped view
+    times a sign pattern (2 per Z/Y axis, broadcast) is one pass, where applying
+    letter by letter was one or two passes per letter (a Y^20 term 35 Hadamards).
+    """
+    flips: list[int] = []
+    signs: list[int] = []
     for position, target in enumerate(targets):
         letter = term[len(term) - 1 - position]
-        if letter != "I":
-            _apply_pauli(rotated, axis(target), letter)
+        if letter in "XY":
+            flips.append(axis(target))
+        if letter in "ZY":
+            signs.append(axis(target))
+    phase = (1, -1j, -1, 1j)[term.count("Y") % 4]
+    factor: Any = (-1j * math.sin(angle)) * phase
+    if signs:
+        # (-1)^(number of ones) over the sign axes: the same along each, so their order is moot
+        ones = np.bitwise_count(np.arange(1 << len(signs)))
+        shape = [1] * view.ndim
+        for sign_axis in signs:
+            shape[sign_axis] = 2
+        factor = factor * (1.0 - 2.0 * (ones & 1)).reshape(shape)  # float: ones is uint8
+    flipped = np.flip(view, axis=tuple(flips)) if flips else view
+    rotated = flipped * factor  # a new array: ``view`` is changed below
     view *= math.cos(angle)
-    view += (-1j * math.sin(angle)) * rotated
+    view += rotated
 
 
 def _apply_parity(state: State, n: int, op: Operation) -> None:

@@ -179,10 +179,10 @@ def _programs(
                 error = InvalidCircuit(
                     error.code,
                     f"a job has at most {max_gates} gates in all its circuits "
-                    "(KEYPLANE_JOB_MAX_GATES)",
+                    "(KEYPLANE_JOB_MAX_GATES; a pauliexp counts one per term)",
                 )
             raise InvalidCircuit(error.code, f"circuit {index}: {error}") from None
-        budget -= len(program.operations)
+        budget -= program.size()
         programs.append(program)
     return tuple(programs)
 
