@@ -71,10 +71,10 @@ _BASE64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 # A backslash counts as part of a run: JSON writes base64's "/" as "\\/" (PHP's
 # json_encode) and its line breaks as "\\n"; both are dropped before decoding.
 _RUN_MARKS: Final = bytes(0x41 if byte in _BASE64 + b"\\" else 0x20 for byte in range(256))
-# The same with line breaks kept: a block of short wrapped lines shows as
-# b"AAAA\nAAAA", found by bytes.find.
+# The same with line breaks (CR or LF) as b"\n": a block of short wrapped
+# lines shows as b"\nAAAAAAAA\n", found by bytes.find.
 _BLOCK_MARKS: Final = bytes(
-    byte if byte in b"\r\n" else 0x41 if byte in _BASE64 + b"\\" else 0x20 for byte in range(256)
+    0x0A if byte in b"\r\n" else 0x41 if byte in _BASE64 + b"\\" else 0x20 for byte in range(256)
 )
 _URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
 # Wrapped base64 has full lines of a multiple of 4 characters (64 in PEM, 76 in MIME).
@@ -82,7 +82,12 @@ _WRAPPED_LINE: Final = 60
 # Shorter lines (20 in some tools, 8 in tests) are joined when a block of them,
 # all of one length (a multiple of 4) but the last, is long enough for a key.
 _SHORT_LINE: Final = 4
-_WRAPS: Final = (b"AAAA\nAAAA", b"AAAA\r\nAAAA")
+# Where a block may be: a full line under 28 characters between line breaks
+# and followed by another (a block of such lines has one, since a key takes
+# 52 characters), found by a regex whose literal first byte (a line break)
+# lets it skip along text; or a line ending in 28 or more, by bytes.find.
+_SHORT_WRAP: Final = re.compile(rb"\nA{%d,27}\n\n?A" % _SHORT_LINE)  # CRLF: "\n\n"
+_LONG_WRAP: Final = b"A" * 28 + b"\n"
 _LINE_BREAKS: Final = (b"\r\n", b"\n")
 _GZIP_MAGIC: Final = b"\x1f\x8b\x08"
 _BZIP2_MAGIC: Final = re.compile(rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)")
@@ -561,20 +566,25 @@ def _short_wrapped_blocks(
     """Each block of short wrapped base64 lines long enough for a key, as its lines.
 
     A block is lines of one length (a multiple of 4, under ``_WRAPPED_LINE``)
-    and a last line no longer, each ended by one line break. Only where a line
-    ending in 4 base64 characters is followed by one starting with them is the
-    region of base64 characters and line breaks around it looked at, so text
-    (where spaces and punctuation break lines up) costs a translate and a find.
+    and a last line no longer, each ended by one line break. Only around a
+    line that could be one of a block (``_WRAPS``) is the region of base64
+    characters and line breaks looked at, so text (where spaces and
+    punctuation break lines up) costs a translate and a few finds.
     """
     spans = data.translate(_BLOCK_MARKS)
-    for wrap in _WRAPS:
-        position = 0
-        while (found := spans.find(wrap, position)) >= 0:
-            start = spans.rfind(b" ", 0, found) + 1
-            end = _run_end(spans, found)
-            if end - start >= shortest:
-                yield from _blocks(_lines(data, marks, start, end), shortest)
-            position = end
+    found = [match.start() for match in _SHORT_WRAP.finditer(spans)]
+    position = spans.find(_LONG_WRAP)
+    while position >= 0:
+        found.append(position)
+        position = spans.find(_LONG_WRAP, _run_end(spans, position))
+    done = -1
+    for place in sorted(found):
+        if place < done:
+            continue
+        start = spans.rfind(b" ", 0, place) + 1
+        done = _run_end(spans, place + 1)
+        if done - start >= shortest:
+            yield from _blocks(_lines(data, marks, start, done), shortest)
 
 
 def _lines(data: bytes, marks: bytes, start: int, end: int) -> list[tuple[int, int] | None]:
