@@ -71,23 +71,20 @@ _BASE64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 # A backslash counts as part of a run: JSON writes base64's "/" as "\\/" (PHP's
 # json_encode) and its line breaks as "\\n"; both are dropped before decoding.
 _RUN_MARKS: Final = bytes(0x41 if byte in _BASE64 + b"\\" else 0x20 for byte in range(256))
-# The same with line breaks (CR or LF) as b"\n": a block of short wrapped
-# lines shows as b"\nAAAAAAAA\n", found by bytes.find.
-_BLOCK_MARKS: Final = bytes(
-    0x0A if byte in b"\r\n" else 0x41 if byte in _BASE64 + b"\\" else 0x20 for byte in range(256)
-)
 _URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
 # Wrapped base64 has full lines of a multiple of 4 characters (64 in PEM, 76 in MIME).
 _WRAPPED_LINE: Final = 60
 # Shorter lines (20 in some tools, 8 in tests) are joined when a block of them,
 # all of one length (a multiple of 4) but the last, is long enough for a key.
 _SHORT_LINE: Final = 4
-# Where a block may be: a full line under 28 characters between line breaks
-# and followed by another (a block of such lines has one, since a key takes
-# 52 characters), found by a regex whose literal first byte (a line break)
-# lets it skip along text; or a line ending in 28 or more, by bytes.find.
-_SHORT_WRAP: Final = re.compile(rb"\nA{%d,27}\n\n?A" % _SHORT_LINE)  # CRLF: "\n\n"
-_LONG_WRAP: Final = b"A" * 28 + b"\n"
+# Where a block may start: a line break with 4 base64 characters before it
+# and a whole line of them after it. The literal first byte (the line break)
+# lets the regex skip along text; the look-behind is checked at line ends only.
+_B64: Final = rb"[A-Za-z0-9+/_\\-]"
+_WRAP: Final = re.compile(
+    rb"\n(?:(?<=%s{4}\n)|(?<=%s{4}\r\n))%s{%d,59}(?:\r?\n|[=\"']|$)"
+    % (_B64, _B64, _B64, _SHORT_LINE)
+)
 _LINE_BREAKS: Final = (b"\r\n", b"\n")
 _GZIP_MAGIC: Final = b"\x1f\x8b\x08"
 _BZIP2_MAGIC: Final = re.compile(rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)")
@@ -566,56 +563,51 @@ def _short_wrapped_blocks(
     """Each block of short wrapped base64 lines long enough for a key, as its lines.
 
     A block is lines of one length (a multiple of 4, under ``_WRAPPED_LINE``)
-    and a last line no longer, each ended by one line break. Only around a
-    line that could be one of a block (``_WRAPS``) is the region of base64
-    characters and line breaks looked at, so text (where spaces and
-    punctuation break lines up) costs a translate and a few finds.
+    and a last line no longer, each ended by one line break. Only where a
+    line of base64 follows one ending in it (``_WRAP``) are the lines read.
     """
-    spans = data.translate(_BLOCK_MARKS)
-    found = [match.start() for match in _SHORT_WRAP.finditer(spans)]
-    position = spans.find(_LONG_WRAP)
-    while position >= 0:
-        found.append(position)
-        position = spans.find(_LONG_WRAP, _run_end(spans, position))
     done = -1
-    for place in sorted(found):
-        if place < done:
+    for match in _WRAP.finditer(data):
+        at = match.start()
+        if at < done:
             continue
-        start = spans.rfind(b" ", 0, place) + 1
-        done = _run_end(spans, place + 1)
-        if done - start >= shortest:
-            yield from _blocks(_lines(data, marks, start, done), shortest)
+        start = marks.rfind(b" ", 0, at - (data[at - 1] == 0x0D)) + 1
+        lines, done = _lines(data, marks, start)
+        yield from _blocks(lines, shortest)
 
 
-def _lines(data: bytes, marks: bytes, start: int, end: int) -> list[tuple[int, int] | None]:
-    """The base64 lines of ``data[start:end]``; None where a blank line breaks them."""
-    lines: list[tuple[int, int] | None] = []
+def _lines(data: bytes, marks: bytes, start: int) -> tuple[list[tuple[int, int]], int]:
+    """The base64 lines from ``start``, each ended by one line break, and where they end."""
+    lines: list[tuple[int, int]] = []
     position = start
-    while position < end:
-        if marks[position] != 0x41:  # a second line break: a blank line
-            lines.append(None)
-            position += 2 if data.startswith(b"\r\n", position) else 1
-            continue
-        line_end = min(_run_end(marks, position), end)
-        lines.append((position, line_end))
-        position = line_end + (2 if data.startswith(b"\r\n", line_end) else 1)
-    return lines
+    while position < len(data) and marks[position] == 0x41:
+        end = _run_end(marks, position)
+        lines.append((position, end))
+        if data.startswith(b"\r\n", end):
+            position = end + 2
+        elif data.startswith(b"\n", end):
+            position = end + 1
+        else:
+            position = end
+            break
+    return lines, position
 
 
-def _blocks(lines: list[tuple[int, int] | None], shortest: int) -> Iterator[list[tuple[int, int]]]:
+def _blocks(lines: list[tuple[int, int]], shortest: int) -> Iterator[list[tuple[int, int]]]:
+    """The runs of ``lines`` that are wrapped base64: one width but the last."""
     index = 0
     while index < len(lines):
         first = lines[index]
-        width = first[1] - first[0] if first else 0
-        if first is None or width % 4 or not _SHORT_LINE <= width < _WRAPPED_LINE:
+        width = first[1] - first[0]
+        if width % 4 or not _SHORT_LINE <= width < _WRAPPED_LINE:
             index += 1
             continue
         last = index + 1
-        while last < len(lines) and (line := lines[last]) and line[1] - line[0] == width:
+        while last < len(lines) and lines[last][1] - lines[last][0] == width:
             last += 1
-        if last < len(lines) and (line := lines[last]) and line[1] - line[0] < width:
+        if last < len(lines) and lines[last][1] - lines[last][0] < width:
             last += 1
-        block = [line for line in lines[index:last] if line]
+        block = lines[index:last]
         if len(block) >= 2 and sum(b - a for a, b in block) >= shortest:
             yield block
             index = last
