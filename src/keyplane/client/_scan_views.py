@@ -99,6 +99,10 @@ _UNSUPPORTED: Final = (
 )
 # Where a compressed blob may start inside decoded bytes (for base64 hints).
 _MAGIC_NEEDLES: Final = (_GZIP_MAGIC, b"BZh", _XZ_MAGIC, _ZIP_MAGIC, b"x\x9c", b"x\xda", b"x\x01")
+# zlib's first byte is 0x08, 0x18, ... 0x78 (deflate, a window up to 32 KiB).
+_MAGIC_FIRST_BYTES: Final = frozenset(
+    {b"\x1f", b"\xfd", b"B", b"P", *(bytes((window << 4 | 8,)) for window in range(8))}
+)
 _ZIP_METHODS: Final = frozenset(
     {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 )
@@ -170,6 +174,7 @@ _ESCAPES: Final = (
     _Escape(re.compile(rb"=(%s)" % _QUOTED_PRINTABLE_HEX), _hex, _QUOTED_PRINTABLE),
     _Escape(re.compile(rb"=\r?\n"), _nothing, _QUOTED_PRINTABLE),
 )
+_SIGNALS: Final = frozenset(signal for escape in _ESCAPES for signal in escape.signals)
 # The escape characters, and the label each gives the bytes it decodes.
 _ESCAPE_LABELS: Final = (
     (b"\\", "json-escaped"),
@@ -493,7 +498,8 @@ class KeySearch:
 
 def _escapes_in(data: bytes) -> list[_Escape]:
     """The escapes whose signal ``data`` shows (cheap ``in`` tests, no regex)."""
-    return [escape for escape in _ESCAPES if any(signal in data for signal in escape.signals)]
+    shown = {signal: signal in data for signal in _SIGNALS}
+    return [escape for escape in _ESCAPES if any(shown[signal] for signal in escape.signals)]
 
 
 def _has_escape(data: bytes) -> bool:
@@ -647,6 +653,8 @@ def _decode_base64(text: bytes) -> bytes:
 
 def _compressed(data: bytes) -> str | None:
     """The compression ``data`` starts with (by its magic number), or None."""
+    if data[:1] not in _MAGIC_FIRST_BYTES:
+        return None
     if data.startswith(_GZIP_MAGIC):
         return "gzip"
     if data.startswith(_XZ_MAGIC):
