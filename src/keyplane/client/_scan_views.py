@@ -339,7 +339,7 @@ class KeySearch:
             self._search(decompressed, state)
         for magic, what in _UNSUPPORTED:
             if view.data.startswith(magic):
-                state.skip(view.member, UNSUPPORTED, f"a {what} (not looked into)")
+                state.skip(view.member, UNSUPPORTED, f"a {what}, not looked into")
 
     def _utf16_signal(self, data: bytes) -> bool:
         """Could ``data`` hold UTF-16 text with a key (or base64 of one)?"""
@@ -737,7 +737,7 @@ def _zip_members(view: _View, state: _State) -> tuple[list[_View], bytes]:
             continue
         name = f"{where}!{info.filename}" if where else info.filename
         if info.flag_bits & 0x1:
-            state.skip(name, ENCRYPTED, "encrypted ZIP member (not looked into)")
+            state.skip(name, ENCRYPTED, "an encrypted ZIP member, not looked into")
             continue
         if info.compress_type not in _ZIP_METHODS:
             state.skip(name, UNSUPPORTED, f"ZIP compression method {info.compress_type}")
