@@ -17,6 +17,7 @@ import gzip
 import io
 import json
 import lzma
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -271,6 +272,17 @@ def wheel(key: str) -> bytes:
     )
 
 
+def tarball(key: str) -> bytes:
+    """A tar holds its files as they are: compressed whole, it is one stream."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        content = dotenv(key)
+        info = tarfile.TarInfo("app/.env")
+        info.size = len(content)
+        archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
 def html_decimal(text: str) -> str:
     return "".join(f"&#{ord(character)};" for character in text)
 
@@ -320,6 +332,8 @@ MORE_PLANTS: list[tuple[str, Plant, str, int | None, str]] = [
         ".env",
     ),
     ("zlib", lambda key: zlib.compress(dotenv(key) * 3), "zlib", None, ""),
+    ("tar-xz", lambda key: lzma.compress(tarball(key)), "xz", None, ""),
+    ("tar-bz2", lambda key: bz2.compress(tarball(key)), "bz2", None, ""),
     ("bz2", lambda key: bz2.compress(dotenv(key) * 3), "bz2", None, ""),
     ("xz", lambda key: lzma.compress(dotenv(key) * 3), "xz", None, ""),
     (

@@ -18,8 +18,8 @@ decodes only where a cheap signal says a decoding could hold a key:
 - **escapes** ``\\u00XX`` and ``%XX`` of key characters: one unescaped view,
   searched in place of the raw one (it holds every key the raw bytes do);
 - **HTML character references** (``&#107;``, ``&#x6b;``, ``&lowbar;``) and
-  **quoted-printable** escapes (``=5F``, soft line breaks) of key characters:
-  decoded in the same view;
+  **quoted-printable** escapes (``=3D``, soft line breaks; only in bytes that
+  say ``quoted-printable``) of key characters: decoded in the same view;
 - **NUL bytes every fourth byte**: the four UTF-32 views (every fourth byte);
 - **short-wrapped base64** (lines of 4 to 59 characters of the same length):
   the lines are joined before decoding;
