@@ -12,8 +12,14 @@ nothing. Keys are generated at run time, so this file holds none.
 from __future__ import annotations
 
 import base64
+import bz2
 import gzip
+import io
 import json
+import lzma
+import tarfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -238,3 +244,264 @@ def test_nesting_and_compression_cannot_make_the_scan_hang() -> None:
         deep = base64.b64encode(deep)
     findings, _ = Scanner().scan_bytes(deep, "deep")
     assert findings == []  # 8 layers: beyond MAX_LAYERS, and said so in the docs
+
+
+# Issue 11, second round: containers and encodings the first round missed (an
+# outside test found none of these, and listed none of them as skipped).
+
+
+def zipped(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=method) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def dotenv(key: str) -> bytes:
+    return f"# settings\nKEYPLANE_API_KEY={key}\nDEBUG=0\n".encode()
+
+
+def wheel(key: str) -> bytes:
+    return zipped(
+        {
+            "pkg/__init__.py": b"__version__ = '1.0'\n",
+            "pkg/settings.py": f"import os\n\nAPI_KEY = '{key}'\n".encode(),
+            "pkg-1.0.dist-info/METADATA": b"Name: pkg\nVersion: 1.0\n",
+        }
+    )
+
+
+def tarball(key: str) -> bytes:
+    """A tar holds its files as they are: compressed whole, it is one stream."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        content = dotenv(key)
+        info = tarfile.TarInfo("app/.env")
+        info.size = len(content)
+        archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def html_decimal(text: str) -> str:
+    return "".join(f"&#{ord(character)};" for character in text)
+
+
+def html_hex(text: str) -> str:
+    return "".join(f"&#x{ord(character):x};" for character in text)
+
+
+def quoted_printable(key: str) -> bytes:
+    """A mail body: "=" written as "=3D", the line broken by a soft break in the key."""
+    return (
+        "Subject: x\nContent-Transfer-Encoding: quoted-printable\n\n"
+        f"KEYPLANE_API_KEY=3D{key[:20]}=\n{key[20:]}\n"
+    ).encode()
+
+
+# (id, how the file is made, encoding, line, the archive member holding the key or "")
+MORE_PLANTS: list[tuple[str, Plant, str, int | None, str]] = [
+    ("zip-deflate", lambda key: zipped({"conf/.env": dotenv(key)}), "zip", 2, "conf/.env"),
+    (
+        "zip-stored",  # found once, as the member (not again as raw bytes of the archive)
+        lambda key: zipped({"a.txt": b"a\n", ".env": dotenv(key)}, zipfile.ZIP_STORED),
+        "zip",
+        2,
+        ".env",
+    ),
+    ("whl-like", wheel, "zip", 3, "pkg/settings.py"),
+    (
+        "zip-in-zip",  # a .jar inside a .zip
+        lambda key: zipped({"lib/inner.jar": zipped({"app.properties": dotenv(key)})}),
+        "zip/zip",
+        2,
+        "lib/inner.jar!app.properties",
+    ),
+    (
+        "zip-in-base64",
+        lambda key: k8s_secret(b64(zipped({"conf/.env": dotenv(key)}))).encode(),
+        "base64/zip",
+        2,
+        "conf/.env",
+    ),
+    (
+        "zip-bzip2-member",
+        lambda key: zipped({".env": dotenv(key)}, zipfile.ZIP_BZIP2),
+        "zip",
+        2,
+        ".env",
+    ),
+    ("zlib", lambda key: zlib.compress(dotenv(key) * 3), "zlib", None, ""),
+    ("tar-xz", lambda key: lzma.compress(tarball(key)), "xz", None, ""),
+    ("tar-bz2", lambda key: bz2.compress(tarball(key)), "bz2", None, ""),
+    ("bz2", lambda key: bz2.compress(dotenv(key) * 3), "bz2", None, ""),
+    ("xz", lambda key: lzma.compress(dotenv(key) * 3), "xz", None, ""),
+    (
+        "zlib-in-base64",
+        lambda key: b64(zlib.compress(dotenv(key))).encode(),
+        "base64/zlib",
+        1,
+        "",
+    ),
+    (
+        "utf-32le-bom",
+        lambda key: f"\ufeffone\nKEY={key}\n".encode("utf-32-le"),
+        "utf-32le",
+        2,
+        "",
+    ),
+    ("utf-32le", lambda key: f"one\nKEY={key}\n".encode("utf-32-le"), "utf-32le", 2, ""),
+    (
+        "utf-32be-bom",
+        lambda key: f"\ufeffone\ntwo\nKEY={key}\n".encode("utf-32-be"),
+        "utf-32be",
+        3,
+        "",
+    ),
+    ("utf-32be", lambda key: f"KEY={key}\n".encode("utf-32-be"), "utf-32be", 1, ""),
+    (
+        "html-decimal",
+        lambda key: f"<p>\n<code>{html_decimal(key)}</code>\n".encode(),
+        "html-entities",
+        2,
+        "",
+    ),
+    ("html-hex", lambda key: f"<p>{html_hex(key)}</p>\n".encode(), "html-entities", 1, ""),
+    (
+        "html-named-lowbar",
+        lambda key: f"<p>\n\n{key.replace('_', '&lowbar;')}</p>\n".encode(),
+        "html-entities",
+        3,
+        "",
+    ),
+    (
+        "base64-wrapped-20",
+        lambda key: ("-----BEGIN-----\n" + wrapped(b64("x" * 7 + key + "\n"), 20) + "\n").encode(),
+        "base64",
+        2,
+        "",
+    ),
+    (
+        "base64-wrapped-8-crlf",
+        lambda key: ("data:\r\n" + wrapped(b64(f"KEY={key}"), 8, "\r\n") + "\r\n").encode(),
+        "base64",
+        2,
+        "",
+    ),
+    ("quoted-printable", quoted_printable, "quoted-printable", 4, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("plant", "encoding", "line", "member"),
+    [pytest.param(*rest, id=name) for name, *rest in MORE_PLANTS],
+)
+def test_every_key_in_a_container_or_encoding_is_found_where_it_is(
+    plant: Plant, encoding: str, line: int | None, member: str
+) -> None:
+    key = KeyFormat().generate().reveal()
+    data = plant(key)
+    assert key.encode() not in data or encoding == "zip"
+    findings, skipped = Scanner().inspect(data, "planted")
+    path = f"planted!{member}" if member else "planted"
+    assert [(f.path, f.encoding, f.line, f.hint) for f in findings] == [
+        (path, encoding, line, f"kp_...{key[-4:]}")
+    ]
+    assert skipped == []
+    assert findings[0].key.reveal() == key
+    assert key not in repr(findings) + str(findings[0])
+    expected_where = f"{path}:{line}" if line is not None else f"{path}@{findings[0].offset}"
+    assert str(findings[0]).startswith(f"{expected_where}: kp_...")
+
+
+@pytest.mark.parametrize("plant", [pytest.param(plant, id=name) for name, plant, *_ in MORE_PLANTS])
+def test_a_lookalike_in_a_container_or_encoding_is_not_a_key(plant: Plant) -> None:
+    fake = lookalike(KeyFormat().generate().reveal())
+    assert Scanner().inspect(plant(fake), "planted") == ([], [])
+
+
+def test_containers_in_a_tree_are_found_and_nothing_is_skipped(tmp_path: Path) -> None:
+    keys = {name: KeyFormat().generate().reveal() for name, *_ in MORE_PLANTS}
+    for name, plant, *_ in MORE_PLANTS:
+        (tmp_path / f"{name}.dat").write_bytes(plant(keys[name]))
+    report = Scanner(use_git=False).scan([tmp_path])
+    found = {f.path: (f.encoding, f.hint) for f in report.findings}
+    assert found == {
+        str(tmp_path / f"{name}.dat") + (f"!{member}" if member else ""): (
+            encoding,
+            f"kp_...{keys[name][-4:]}",
+        )
+        for name, _, encoding, _, member in MORE_PLANTS
+    }
+    assert report.skipped == []
+
+
+def test_a_zip_bomb_stops_at_the_budget_and_is_listed_as_partly_decoded(tmp_path: Path) -> None:
+    key = KeyFormat().generate().reveal()
+    bomb = zipped(
+        {"a.env": dotenv(key), "zeros.bin": b"\0" * (64 * 1024 * 1024), "z.env": dotenv(key)}
+    )
+    assert len(bomb) < 200_000
+    (tmp_path / "bomb.zip").write_bytes(bomb)
+    report = Scanner(use_git=False).scan([tmp_path])
+    assert [(Path(f.path).name, f.line) for f in report.findings] == [("bomb.zip!a.env", 2)]
+    assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
+        ("bomb.zip", "partly decoded")
+    ]
+    nested = bomb
+    for depth in range(6):  # archives nested past MAX_LAYERS: bounded, and said so
+        nested = zipped({f"level{depth}.zip": nested})
+    findings, skipped = Scanner().inspect(nested, "deep.zip")
+    assert findings == []
+    assert [s.reason for s in skipped] == ["partly decoded"]
+
+
+def flagged_encrypted(archive: bytes, name: bytes) -> bytes:
+    """``archive`` with member ``name`` marked encrypted (zipfile cannot write one)."""
+    data = bytearray(archive)
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        position = data.find(signature)
+        while position >= 0:
+            name_at = position + (30 if signature == b"PK\x03\x04" else 46)
+            if data[name_at : name_at + len(name)] == name:
+                data[position + flags_at] |= 0x1
+            position = data.find(signature, position + 1)
+    return bytes(data)
+
+
+def with_method(archive: bytes, name: bytes, method: int) -> bytes:
+    """``archive`` with member ``name`` claiming compression ``method``."""
+    data = bytearray(archive)
+    for signature, method_at, name_offset in ((b"PK\x03\x04", 8, 30), (b"PK\x01\x02", 10, 46)):
+        position = data.find(signature)
+        while position >= 0:
+            if data[position + name_offset : position + name_offset + len(name)] == name:
+                data[position + method_at : position + method_at + 2] = method.to_bytes(2, "little")
+            position = data.find(signature, position + 1)
+    return bytes(data)
+
+
+def test_what_cannot_be_looked_into_is_listed_as_skipped_with_the_reason(tmp_path: Path) -> None:
+    key = KeyFormat().generate().reveal()
+    archive = zipped(
+        {
+            "secret.env": b"\x93\x1f" * 40,
+            "deflate64.bin": b"\x00" * 100,
+            "visible.env": dotenv(key),
+        },
+        zipfile.ZIP_STORED,
+    )
+    archive = with_method(flagged_encrypted(archive, b"secret.env"), b"deflate64.bin", 9)
+    (tmp_path / "bundle.zip").write_bytes(archive)
+    (tmp_path / "backup.7z").write_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(200))
+    (tmp_path / "damaged.zip").write_bytes(b"PK\x03\x04" + bytes(60))
+    report = Scanner(use_git=False).scan([tmp_path])
+    assert [Path(f.path).name + f":{f.line}" for f in report.findings] == [
+        "bundle.zip!visible.env:2"
+    ]
+    assert sorted((Path(s.path).name, s.reason) for s in report.skipped) == [
+        ("backup.7z", "unsupported format"),
+        ("bundle.zip!deflate64.bin", "unsupported format"),
+        ("bundle.zip!secret.env", "encrypted"),
+        ("damaged.zip", "partly decoded"),
+    ]

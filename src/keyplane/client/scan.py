@@ -6,14 +6,18 @@ made-up keys are ignored and a match is almost surely a real key. Findings
 hold the key's hint for display; the value stays inside the :class:`SecretKey`.
 
 Every file is read as bytes, binaries included, and searched plain and in the
-encodings a key is found in in practice (UTF-16, base64, JSON and URL escapes,
-gzip; ``_scan_views``). A finding says where (line and column in text, the
-byte offset in a binary) and in which encoding.
+encodings and containers a key is found in in practice (UTF-16, UTF-32,
+base64, JSON, URL, HTML and quoted-printable escapes, gzip, zlib, bzip2, xz,
+ZIP archives; ``_scan_views``). A finding says where (line and column in text,
+the byte offset in a binary; ``archive.zip!member`` in an archive) and in
+which encoding.
 
 In a git work tree only the files git tracks, or would track (not ignored),
 are read: a ``.env`` listed in ``.gitignore`` is where a key belongs. Nothing
 is left out silently: ignored files, symlinks (not followed), files over
-``max_bytes`` and unreadable ones are listed in :attr:`ScanReport.skipped`.
+``max_bytes`` and unreadable ones are listed in :attr:`ScanReport.skipped`,
+and so is what the scanner cannot look into (an encrypted ZIP member, a 7z
+file) or stopped decoding at its budget.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from keyplane.client._scan_views import ENCRYPTED as ENCRYPTED
+from keyplane.client._scan_views import PARTLY_DECODED as PARTLY_DECODED
+from keyplane.client._scan_views import UNSUPPORTED as UNSUPPORTED
 from keyplane.client._scan_views import Hit, KeySearch
 from keyplane.core.keys import DEFAULT_PREFIX, KeyFormat, SecretKey
 
@@ -44,7 +51,6 @@ IGNORED: Final = "ignored by git"
 NOT_A_FILE: Final = "not a regular file"
 MISSING: Final = "not found"
 VERSION_CONTROL: Final = "version control data"
-PARTLY_DECODED: Final = "partly decoded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +131,28 @@ class Scanner:
 
     def scan_bytes(self, data: bytes, path: str) -> tuple[list[Finding], bool]:
         """Every checksum-valid key in ``data``, and whether decoding was cut short."""
+        findings, skipped = self.inspect(data, path)
+        return findings, any(item.reason == PARTLY_DECODED for item in skipped)
+
+    def inspect(self, data: bytes, path: str) -> tuple[list[Finding], list[Skipped]]:
+        """Every checksum-valid key in ``data``, and what was not (fully) looked into.
+
+        A key in an archive member is reported at ``path!member`` (nested
+        archives: ``path!inner.zip!member``), with its line in the member.
+        """
         result = self._search.search(data)
-        return _locate(data, path, result.hits), result.cut_short
+        findings = _locate(data, path, [hit for hit in result.hits if not hit.member])
+        for member, content in result.members.items():
+            hits = [hit for hit in result.hits if hit.member == member]
+            findings.extend(_locate(content, f"{path}!{member}", hits))
+        skipped = [
+            Skipped(f"{path}!{member}" if member else path, reason, detail)
+            for member, reason, detail in result.skipped
+        ]
+        if result.cut_short:
+            detail = "nested encodings beyond the decoding budget"
+            skipped.append(Skipped(path, PARTLY_DECODED, detail))
+        return findings, skipped
 
     def scan(self, paths: Iterable[str | Path]) -> ScanReport:
         report = ScanReport()
@@ -134,14 +160,11 @@ class Scanner:
             data = self._read(path, shown, report)
             if data is None:
                 continue
-            findings, cut_short = self.scan_bytes(data, shown)
+            findings, skipped = self.inspect(data, shown)
             report.files_scanned += 1
             report.bytes_scanned += len(data)
             report.findings.extend(findings)
-            if cut_short:
-                report.skipped.append(
-                    Skipped(shown, PARTLY_DECODED, "nested encodings beyond the decoding budget")
-                )
+            report.skipped.extend(skipped)
         return report
 
     def _read(self, path: Path, shown: str, report: ScanReport) -> bytes | None:
@@ -262,13 +285,23 @@ def _names(output: bytes) -> list[str]:
 
 def _text_codec(data: bytes) -> tuple[str, int] | None:
     """How to read ``data`` as text for line numbers (codec, start), or None if binary."""
-    if data.startswith(codecs.BOM_UTF16_LE) and not data.startswith(codecs.BOM_UTF32_LE):
+    if data.startswith(codecs.BOM_UTF32_LE):
+        return "utf-32-le", 4
+    if data.startswith(codecs.BOM_UTF32_BE):
+        return "utf-32-be", 4
+    if data.startswith(codecs.BOM_UTF16_LE):
         return "utf-16-le", 2
     if data.startswith(codecs.BOM_UTF16_BE):
         return "utf-16-be", 2
     head = data[:_SNIFF_BYTES]
     if b"\x00" not in head:
         return ("utf-8", 3) if data.startswith(codecs.BOM_UTF8) else ("utf-8", 0)
+    # UTF-32 without a BOM: mostly ASCII, so three bytes in four are NUL.
+    columns = [head[column::4] for column in range(4)]
+    if not columns[0].count(0) and all(c.count(0) * 2 >= len(c) for c in columns[1:]):
+        return "utf-32-le", 0
+    if not columns[3].count(0) and all(c.count(0) * 2 >= len(c) for c in columns[:3]):
+        return "utf-32-be", 0
     # UTF-16 without a BOM: mostly ASCII, so every other byte is NUL.
     even, odd = head[0::2], head[1::2]
     if odd.count(0) >= len(odd) // 2 and even.count(0) == 0:
@@ -287,7 +320,7 @@ def _locate(data: bytes, path: str, hits: list[Hit]) -> list[Finding]:
     codec = _text_codec(data) if hits else None
     findings = []
     position, line, column = (codec[1] if codec else 0), 1, 1
-    width = 2 if codec and codec[0].startswith("utf-16") else 1
+    width = {"utf-16": 2, "utf-32": 4}.get(codec[0][:6], 1) if codec else 1
     for hit in hits:
         where: tuple[int | None, int | None] = (None, None)
         if codec is not None and hit.offset >= position and (hit.offset - position) % width == 0:
