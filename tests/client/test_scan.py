@@ -222,3 +222,24 @@ def test_the_pre_commit_hook_runs_keyplane_scan() -> None:
     assert "language: python" in hooks
     # Binaries and UTF-16 files are not `text` to pre-commit: they must reach the scanner too.
     assert "types: [text]" not in hooks
+
+
+def test_a_key_in_a_file_or_member_name_is_masked_in_what_scan_prints(tmp_path: Path) -> None:
+    """Where a key was found is printed as it is: a file or an archive member named after a
+    key (``kp_....env``) printed the key the scanner exists to hide."""
+    import zipfile
+
+    named = KeyFormat().generate().reveal()
+    inside = KeyFormat().generate().reveal()
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / f"{named}.env").write_text(f"KEYPLANE_API_KEY={inside}\n")
+    with zipfile.ZipFile(tree / "bundle.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"keys/{named}.txt", f"{inside}\n")
+    for arguments in (("--no-git", "tree"), ("--no-git", "--json", "tree")):
+        found = run_scan(tmp_path, tmp_path, *arguments)
+        assert found.returncode == 1, found.stderr
+        output = found.stdout + found.stderr
+        assert named not in output
+        assert inside not in output
+        assert f"kp_...{named[-4:]}" in output

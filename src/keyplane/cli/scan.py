@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -61,7 +62,7 @@ def scan(
             {
                 "findings": [
                     {
-                        "path": f.path,
+                        "path": scanner.mask(f.path),
                         "line": f.line,
                         "column": f.column,
                         "offset": f.offset,
@@ -73,7 +74,11 @@ def scan(
                 "files_scanned": report.files_scanned,
                 "bytes_scanned": report.bytes_scanned,
                 "skipped": [
-                    {"path": item.path, "reason": item.reason, "detail": item.detail}
+                    {
+                        "path": scanner.mask(item.path),
+                        "reason": item.reason,
+                        "detail": scanner.mask(item.detail),
+                    }
                     for item in report.skipped
                 ],
                 "skipped_counts": report.skipped_counts(),
@@ -81,7 +86,7 @@ def scan(
             }
         )
     else:
-        _print(report, revoked)
+        _print(report, revoked, scanner.mask)
     if report.findings:
         raise typer.Exit(1)
 
@@ -114,14 +119,17 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)[:1].lower()]
 
 
-def _print(report: ScanReport, revoked: list[dict[str, str | None]]) -> None:
+def _print(
+    report: ScanReport, revoked: list[dict[str, str | None]], mask: Callable[[str], str]
+) -> None:
     for finding in report.findings:
-        stdout.print(escape(str(finding)))
+        stdout.print(escape(mask(str(finding))))
     for item in report.skipped:
         # Ignored files are expected (that is where keys belong): counted, listed with --json.
         if item.reason != IGNORED:
             detail = f" ({item.detail})" if item.detail else ""
-            stderr.print(f"skipped {escape(item.path)}: {escape(item.reason + detail)}")
+            shown = mask(f"skipped {item.path}: {item.reason}{detail}")
+            stderr.print(escape(shown))
     for result in revoked:
         where = f" ({result['key_id']})" if result["key_id"] else ""
         stderr.print(f"{result['hint']}{where}: {result['result']}")

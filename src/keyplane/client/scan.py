@@ -125,6 +125,13 @@ class Scanner:
         self.use_git = use_git
         self._search = KeySearch(self.formats)
 
+    def mask(self, text: str) -> str:
+        """``text`` with every key of the scanned formats masked: what the scanner prints
+        about a place (a file or archive member named after a key) must not leak it."""
+        for key_format in self.formats:
+            text = key_format.redact(text)
+        return text
+
     def scan_text(self, text: str, path: str) -> Iterator[Finding]:
         """Every checksum-valid key in ``text``, with its 1-based line and column."""
         yield from self.scan_bytes(text.encode("utf-8", "surrogatepass"), path)[0]
