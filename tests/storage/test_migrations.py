@@ -3,12 +3,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from keyplane.config import Settings, normalize_database_url
@@ -122,14 +123,12 @@ def test_sqlite_is_migrated_on_open(tmp_path: Path) -> None:
         services.close()
 
 
-def test_0008_keeps_one_successor_of_a_key_rolled_twice_and_refuses_a_second(
-    empty_database: Database,
-) -> None:
-    """A database forked by the old roll race (two successors of one key) upgrades: the
-    oldest successor keeps its link, and from then on the schema refuses a second one."""
-    migrate.upgrade(empty_database.engine, "0005")
-    now = "2026-12-01 00:00:00+00:00"
-    with empty_database.engine.begin() as connection:
+@contextmanager
+def at_0005_with_a_project(database: Database, now: str) -> Iterator[Connection]:
+    """The schema at 0005 holding one organization ``org_1`` and its project ``prj_1``; the
+    caller adds rows in the same transaction."""
+    migrate.upgrade(database.engine, "0005")
+    with database.engine.begin() as connection:
         connection.execute(
             text("INSERT INTO organizations (id, name, created_at) VALUES ('org_1', 'A', :now)"),
             {"now": now},
@@ -141,6 +140,16 @@ def test_0008_keeps_one_successor_of_a_key_rolled_twice_and_refuses_a_second(
             ),
             {"now": now},
         )
+        yield connection
+
+
+def test_0008_keeps_one_successor_of_a_key_rolled_twice_and_refuses_a_second(
+    empty_database: Database,
+) -> None:
+    """A database forked by the old roll race (two successors of one key) upgrades: the
+    oldest successor keeps its link, and from then on the schema refuses a second one."""
+    now = "2026-12-01 00:00:00+00:00"
+    with at_0005_with_a_project(empty_database, now) as connection:
         for number, rolled_from in ((1, None), (2, "key_1"), (3, "key_1"), (4, "key_2")):
             connection.execute(
                 text(
@@ -171,20 +180,8 @@ def test_upgrading_a_populated_database_keeps_every_row(empty_database: Database
     """A migration that rebuilds a parent table on SQLite (0007 drops the unique name of
     ``organizations``) must not cascade into its children: with foreign keys on during
     the rebuild, every project and key of the organization was deleted."""
-    migrate.upgrade(empty_database.engine, "0005")
     now = "2026-12-01 00:00:00+00:00"
-    with empty_database.engine.begin() as connection:
-        connection.execute(
-            text("INSERT INTO organizations (id, name, created_at) VALUES ('org_1', 'A', :now)"),
-            {"now": now},
-        )
-        connection.execute(
-            text(
-                "INSERT INTO projects (id, organization_id, name, created_at, created_by) "
-                "VALUES ('prj_1', 'org_1', 'P', :now, 'operator')"
-            ),
-            {"now": now},
-        )
+    with at_0005_with_a_project(empty_database, now) as connection:
         connection.execute(
             text(
                 "INSERT INTO api_keys (id, organization_id, project_id, name, key_hash, "
