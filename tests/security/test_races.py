@@ -28,7 +28,7 @@ from argon2 import PasswordHasher, profiles
 from sqlalchemy import delete, func, select, update
 
 from keyplane.config import Settings
-from keyplane.core.errors import AuthenticationFailed
+from keyplane.core.errors import AuthenticationFailed, Conflict
 from keyplane.service.jobs import JobOwner, JobStatus
 from keyplane.service.members import SignupPolicy
 from keyplane.service.records import Actor, Caller, Role
@@ -416,6 +416,46 @@ def test_a_sign_in_checked_before_a_password_change_does_not_start_a_session_aft
     assert isinstance(outcome[0], AuthenticationFailed), "a session under the old password"
     with services.database.read() as session:
         assert session.scalar(select(func.count()).select_from(ConsoleSession)) == 1
+
+
+def test_a_sign_up_checked_before_a_password_change_adds_no_organization_after_it(
+    services: Services,
+) -> None:
+    """Sign-up with an existing address is a sign-in that then adds an organization: the
+    password it checked must still be the one in force when it writes (it was not)."""
+    services.members.policy = SignupPolicy.OPEN
+    hasher = PausingHasher()
+    services.accounts._hasher = hasher
+    email = "ann@example.test"
+    services.bootstrap(
+        organization_name="Acme", project_name="Default", owner_email=email, owner_password=PASSWORD
+    )
+    current = services.sessions.sign_in(email, PASSWORD).record
+    outcome: list[object] = []
+
+    def sign_up_with_the_old_password() -> None:
+        hasher.hold_thread = threading.get_ident()
+        try:
+            outcome.append(
+                services.members.sign_up(email=email, password=PASSWORD, organization_name="New")
+            )
+        except Conflict as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=sign_up_with_the_old_password)
+    thread.start()
+    try:
+        assert hasher.held.wait(TIMEOUT)
+        services.sessions.change_password(
+            current, PASSWORD, "a brand new passphrase", actor=Actor("user:test")
+        )
+    finally:
+        hasher.release.set()
+        thread.join(TIMEOUT)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], Conflict), "an organization added under the old password"
+    with services.database.read() as session:
+        assert session.scalar(select(func.count()).select_from(Organization)) == 1
 
 
 # -- sign-in throttle: a burst of guesses is counted as it arrives ------------

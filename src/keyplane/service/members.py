@@ -47,7 +47,12 @@ from keyplane.service.records import (
     Role,
     SessionRecord,
 )
-from keyplane.service.sessions import NewSession, SessionService, hash_token
+from keyplane.service.sessions import (
+    NewSession,
+    SessionService,
+    hash_token,
+    locked_password_hash,
+)
 from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import (
     ConsoleSession,
@@ -160,6 +165,12 @@ class MemberService:
                 user = session.scalar(select(User).where(User.email == email))
                 if (user is None) != (existing is None):  # created or deleted since the check
                     raise Conflict("that e-mail address changed just now; try again")
+                # The password checked must still be the one in force (as at sign-in):
+                # a concurrent change would otherwise let the old one add an organization.
+                if existing is not None and (
+                    locked_password_hash(session, existing.id) != existing.password_hash
+                ):
+                    raise Conflict("that account's password changed just now; try again")
                 created = self._accounts.bootstrap(
                     session,
                     organization_name=organization_name,

@@ -97,7 +97,7 @@ class SessionService:
                 self.throttle.failed(email, client_ip)
                 raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
         with self._database.write() as session:
-            if _locked_password_hash(session, user_id) != password_hash:
+            if locked_password_hash(session, user_id) != password_hash:
                 # The password changed since it was checked: the one given is not in force.
                 self.throttle.failed(email, client_ip)
                 raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
@@ -254,7 +254,7 @@ class SessionService:
             )
 
 
-def _locked_password_hash(session: Session, user_id: str) -> str | None:
+def locked_password_hash(session: Session, user_id: str) -> str | None:
     """The user's stored password hash, the row locked until the transaction ends."""
     return session.scalar(
         select(User.password_hash).where(User.id == user_id).with_for_update(key_share=True)
