@@ -47,6 +47,14 @@ DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
 FILE_RESERVE: Final = 128
 #: The least KEYPLANE_MAX_CONNECTIONS leaves of the open-file limit.
 FILE_MARGIN: Final = 16
+#: Of the reserve, the files a worker keeps open besides connections: its
+#: database pool (two or three files per connection), logs, the event loop, Redis.
+OTHER_FILES: Final = 64
+#: Loop turns a connection over the bound holds its file: asyncio accepts it in one
+#: turn, makes its transport in the next, the bound refuses and closes it in the
+#: third and the file is released in the fourth, while each turn may accept up to
+#: the backlog again. So up to three backlogs of them are open at once.
+ACCEPT_TURNS: Final = 3
 #: The open-file limit assumed when the process has none (RLIM_INFINITY).
 UNLIMITED_FILES: Final = 65_536
 
@@ -294,9 +302,11 @@ def default_max_connections() -> int:
 
 def listen_backlog(max_connections: int) -> int:
     """The listening socket's backlog: asyncio also accepts up to this many connections
-    in one go, before the bound on connections sees any of them, so it is half the
-    files left beyond ``max_connections`` (16 to Uvicorn's default, 2048)."""
-    return max(16, min(2048, (open_file_limit() - max_connections) // 2))
+    in one loop turn, before the bound on connections sees any of them, and holds them
+    for :data:`ACCEPT_TURNS` turns; so it is the files left beyond ``max_connections``
+    and :data:`OTHER_FILES`, shared by those turns (16 to Uvicorn's default, 2048)."""
+    spare = open_file_limit() - max_connections - OTHER_FILES
+    return max(16, min(2048, spare // ACCEPT_TURNS))
 
 
 def _max_connections(env: Mapping[str, str]) -> int:

@@ -135,6 +135,10 @@ def test_when_every_connection_is_taken_a_new_client_waits_no_longer_than_the_he
             log,
             files=FILES,
             header_timeout=str(HEADER_TIMEOUT),
+            # Below the default (128) so the attack fills it within the header timeout:
+            # Linux drops a SYN past the listen backlog (21 at 256 files), which costs
+            # a connecting client a one-second retry every 22 connections.
+            max_connections="40",
             max_connections_per_ip="0",  # no per-address cap: the bound on all of them holds
         ) as base,
         half_open(base) as attackers,
@@ -148,6 +152,38 @@ def test_when_every_connection_is_taken_a_new_client_waits_no_longer_than_the_he
     text = check_log(log)
     assert "KEYPLANE_MAX_CONNECTIONS (" in text
     assert "Too many open files" not in text
+
+
+def test_a_burst_queued_at_once_does_not_run_the_worker_out_of_files(tmp_path: Path) -> None:
+    """All the connections wait in the kernel's queue before the worker accepts one:
+    asyncio then accepts a backlog of them every loop turn, and a refused one holds its
+    file for three turns, so the backlog must leave room for three of those turns
+    (with half the spare files as the backlog this met EMFILE one run in three)."""
+    log = tmp_path / "server.log"
+    with server(
+        tmp_path / "data",
+        log,
+        files=FILES,
+        header_timeout=str(HEADER_TIMEOUT),
+        max_connections_per_ip="0",
+    ) as base:
+        burst: list[socket.socket] = []
+        try:
+            for _ in range(HALF_OPEN):
+                connection = socket.socket()
+                burst.append(connection)
+                connection.setblocking(False)
+                connection.bind((ATTACKER, 0))
+                connection.connect_ex(("127.0.0.1", _port(base)))
+            time.sleep(0.5)
+            for connection in burst:
+                with contextlib.suppress(OSError):
+                    connection.send(PARTIAL)
+            served_within(base, HEADER_TIMEOUT + 4)
+        finally:
+            for connection in burst:
+                connection.close()
+    assert "Too many open files" not in check_log(log)
 
 
 def test_a_bound_as_close_to_the_file_limit_as_allowed_still_holds(tmp_path: Path) -> None:
