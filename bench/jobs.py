@@ -46,10 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from servers import keyplane, postgres_schema
 
-from keyplane.config import JobLimits, Settings
-from keyplane.quantum import simulator
-from keyplane.quantum.circuit import parse_circuit
-from keyplane.service.job_requests import CIRCUIT_JOB, parse_programs
+from keyplane.config import Settings
+from keyplane.ionq.circuits import simulator
+from keyplane.ionq.circuits.circuit import parse_circuit
+from keyplane.ionq.jobs.limits import JobLimits
+from keyplane.ionq.jobs.requests import CIRCUIT_JOB, parse_programs
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 

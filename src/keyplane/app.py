@@ -38,9 +38,7 @@ from keyplane.console import create_console
 from keyplane.http.access_log import AccessLogMiddleware
 from keyplane.http.problems import Problem
 from keyplane.http.size_limits import SizeLimitMiddleware, SizeLimits
-from keyplane.ionq import create_ionq_app
-from keyplane.ionq.errors import error_response as ionq_error_response
-from keyplane.ionq.routes import PREFIX as IONQ_PREFIX
+from keyplane.ionq import feature as ionq
 from keyplane.logs import configure_logging
 from keyplane.service.services import Services
 
@@ -99,9 +97,7 @@ class KeyplaneApp(FastAPI):
 
 def _size_refusal(scope: Scope, problem: Problem) -> Response:
     path: str = scope.get("path", "")
-    if path == IONQ_PREFIX or path.startswith(IONQ_PREFIX + "/"):
-        return ionq_error_response(problem.status, problem.detail, problem.headers)
-    return problem.response()
+    return ionq.size_refusal(path, problem) or problem.response()
 
 
 def create_app(
@@ -145,14 +141,14 @@ def create_app(
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
-    app.mount(CONSOLE_PREFIX, create_console(lambda: app.state.services))
+    console = create_console(lambda: app.state.services)
+    app.mount(CONSOLE_PREFIX, console)
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         return RedirectResponse(f"{CONSOLE_PREFIX}/keys", status_code=307)
 
-    # IonQ's clients expect IonQ's error shape everywhere under /v0.4 (404s
-    # included), so the surface is an app of its own with its own handlers.
-    app.mount(IONQ_PREFIX, create_ionq_app(lambda: getattr(app.state, "services", None)))
+    # The IonQ feature: /v0.4 (an app of its own, IonQ's error shape) and the console's Jobs page.
+    ionq.install(app, console, lambda: getattr(app.state, "services", None))
     app.state.services = services
     return app

@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 from keyplane.core.errors import InvalidInput, KeyplaneError
 from keyplane.core.keys import DEFAULT_PREFIX, KeyFormat
 from keyplane.core.network import IPNetwork, parse_allowlist
+from keyplane.ionq.jobs.limits import JobLimits
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
@@ -64,31 +65,6 @@ N = TypeVar("N", int, float)
 
 class ConfigError(KeyplaneError):
     """A setting is wrong; the message names the variable and how to fix it."""
-
-
-@dataclass(frozen=True)
-class JobLimits:
-    """What one key and one project may ask of the IonQ-compatible API's simulator.
-
-    Checked when a job is submitted (and again before it runs, in case the
-    operator lowered them); see docs/security.md, "Limits".
-    """
-
-    #: Jobs one key may have queued or running (``KEYPLANE_JOB_MAX_OPEN_PER_KEY``).
-    max_open_per_key: int = 50
-    #: Jobs one project may have queued or running, all its keys together.
-    max_open_per_project: int = 100
-    #: Jobs of one project the workers (of every instance) run at the same time.
-    max_running_per_project: int = 1
-    #: Gates in a job (all its circuits together; a pauliexp counts one per term).
-    max_gates: int = 10_000
-    #: Shots a job may ask for (the simulator computes exact probabilities).
-    max_shots: int = 1_000_000
-    #: Estimated work of a job: amplitude updates, ``2^qubits`` per gate step
-    #: and at least ``simulator.STEP_FLOOR`` (see :func:`keyplane.quantum.simulator.work`).
-    max_work: int = 1 << 29
-    #: Outcomes a job's result may hold (all circuits together), about 30 bytes each.
-    max_result_outcomes: int = 1 << 16
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from types import ModuleType
 
 import pytest
 
-from keyplane.config import JobLimits
-from keyplane.quantum import simulator
-from keyplane.service.job_requests import CIRCUIT_JOB, parse_programs
+from keyplane.ionq.circuits import simulator
+from keyplane.ionq.jobs.limits import JobLimits
+from keyplane.ionq.jobs.requests import CIRCUIT_JOB, parse_programs
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from keyplane.console.formatting import duration, exact
-from keyplane.console.jobs import PAGE_SIZE
 from keyplane.core import scopes as scope_rules
-from keyplane.service.jobs import JobOwner
+from keyplane.ionq.jobs.records import JobOwner
+from keyplane.ionq.web.console import PAGE_SIZE
 from keyplane.service.services import Services
 from keyplane.storage.models import Job
 from tests.console.conftest import Browser

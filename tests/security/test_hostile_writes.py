@@ -26,8 +26,8 @@ from sqlalchemy import select
 
 from keyplane.app import create_app
 from keyplane.core.errors import InvalidInput
-from keyplane.ionq import create_ionq_app
-from keyplane.service.jobs import JobOwner
+from keyplane.ionq.jobs.records import JobOwner
+from keyplane.ionq.web.app import create_ionq_app
 from keyplane.service.keys import KeyChanges
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services

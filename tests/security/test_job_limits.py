@@ -22,12 +22,13 @@ from typing import Any
 import httpx
 import pytest
 
-from keyplane.config import ConfigError, JobLimits, Settings
+from keyplane.config import ConfigError, Settings
 from keyplane.core import scopes
 from keyplane.core.errors import InvalidInput
-from keyplane.quantum import simulator
-from keyplane.service.job_requests import CIRCUIT_JOB, parse_programs
-from keyplane.service.jobs import JobLimitReached, JobOwner, JobStatus
+from keyplane.ionq.circuits import simulator
+from keyplane.ionq.jobs.limits import JobLimits
+from keyplane.ionq.jobs.records import JobLimitReached, JobOwner, JobStatus
+from keyplane.ionq.jobs.requests import CIRCUIT_JOB, parse_programs
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from tests.ionq.conftest import BELL

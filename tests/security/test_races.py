@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from keyplane.config import Settings
 from keyplane.core.errors import AuthenticationFailed, Conflict
-from keyplane.service.jobs import JobOwner, JobStatus
+from keyplane.ionq.jobs.records import JobOwner, JobStatus
 from keyplane.service.members import SignupPolicy
 from keyplane.service.records import Actor, Caller, Role
 from keyplane.service.services import Services

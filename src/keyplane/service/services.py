@@ -11,12 +11,11 @@ from limits.storage import Storage
 
 from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
+from keyplane.ionq import feature as ionq
 from keyplane.service.abuse import FailedKeyLimiter
 from keyplane.service.accounts import AccountService, Bootstrapped
 from keyplane.service.cache import KeyCache
 from keyplane.service.invalidation import ChangeFeed
-from keyplane.service.job_runner import JobRunner
-from keyplane.service.jobs import JobService
 from keyplane.service.keys import KeyService
 from keyplane.service.leaks import GitHubKeyring, LeakService
 from keyplane.service.limiter import Limiter
@@ -112,14 +111,8 @@ class Services:
             clock=clock,
             limiter=self.limiter,
         )
-        self.jobs = JobService(
-            database,
-            clock=clock,
-            max_qubits=settings.ionq_max_qubits,
-            limits=settings.jobs,
-            max_json_depth=settings.max_json_depth,
-        )
-        self.job_runner = JobRunner(self.jobs, workers=settings.ionq_workers)
+        #: The IonQ feature's jobs and the worker pool that runs them (``keyplane.ionq``).
+        self.jobs, self.job_runner = ionq.open_jobs(settings, database, clock=clock)
 
     @classmethod
     def open(

@@ -14,10 +14,10 @@ from keyplane.core import scopes
 from keyplane.core.errors import InvalidInput, NotFound
 from keyplane.core.grant import KeyState
 from keyplane.http.size_limits import FORM_CONTENT_TYPES
-from keyplane.ionq.dependencies import get_services, owner_of, require
-from keyplane.ionq.errors import PayloadTooLarge
-from keyplane.service.job_requests import SIMULATOR
-from keyplane.service.jobs import DEFAULT_PAGE, MAX_PAGE, JobRecord, JobStatus
+from keyplane.ionq.jobs.records import DEFAULT_PAGE, MAX_PAGE, JobRecord, JobStatus
+from keyplane.ionq.jobs.requests import SIMULATOR
+from keyplane.ionq.web.dependencies import get_services, owner_of, require
+from keyplane.ionq.web.errors import PayloadTooLarge
 
 PREFIX: Final = "/v0.4"
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024

@@ -3,8 +3,8 @@
 The clients differ in what they send (shots as a number or a string, extra
 members such as ``lang`` or ``dry_run``); everything that Keyplane cannot run
 is refused here with :class:`InvalidInput` (400), so an accepted job can run.
-A job is also held to the server's :class:`~keyplane.config.JobLimits`: its
-qubits, gates, shots and estimated work (:func:`keyplane.quantum.simulator.work`)
+A job is also held to the server's :class:`~keyplane.ionq.jobs.limits.JobLimits`: its
+qubits, gates, shots and estimated work (:func:`keyplane.ionq.circuits.simulator.work`)
 are known from the circuit alone, so an over-budget job is refused before it
 is queued, with a message that names the limit and its setting.
 """
@@ -15,10 +15,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from keyplane.config import DEFAULT_MAX_JSON_DEPTH, MAX_JSON_DEPTH_CEILING, JobLimits
+from keyplane.config import DEFAULT_MAX_JSON_DEPTH, MAX_JSON_DEPTH_CEILING
 from keyplane.core.errors import InvalidInput
-from keyplane.quantum import simulator
-from keyplane.quantum.circuit import InvalidCircuit, Program, parse_circuit
+from keyplane.ionq.circuits import simulator
+from keyplane.ionq.circuits.circuit import InvalidCircuit, Program, parse_circuit
+from keyplane.ionq.jobs.limits import JobLimits
 from keyplane.service.validation import MAX_METADATA_BYTES, check_json, check_metadata, is_text
 from keyplane.storage.models import NAME_LENGTH
 

@@ -1,6 +1,6 @@
 """A small pool of threads that runs the IonQ-compatible API's jobs.
 
-Each thread claims a job through :class:`JobService` (atomically, in the
+Each thread claims a job through :class:`~keyplane.ionq.jobs.queue.JobQueue` (atomically, in the
 database, so several server processes share one queue), simulates it and
 stores the outcome. A heartbeat renews the leases of the jobs this process
 is running; if the process dies, their leases run out and another worker
@@ -20,9 +20,10 @@ from typing import Final
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from keyplane.ionq.jobs.queue import JobQueue
+from keyplane.ionq.jobs.records import LEASE
 from keyplane.logs import Throttled
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, cause_name
-from keyplane.service.jobs import LEASE, JobService
 
 logger = logging.getLogger("keyplane.jobs")
 
@@ -31,7 +32,7 @@ POLL_INTERVAL: Final = 0.5
 
 class JobRunner:
     def __init__(
-        self, jobs: JobService, *, workers: int, poll_interval: float = POLL_INTERVAL
+        self, jobs: JobQueue, *, workers: int, poll_interval: float = POLL_INTERVAL
     ) -> None:
         self._jobs = jobs
         self.workers = workers

@@ -9,7 +9,7 @@ from fastapi import Depends, Request, Response
 
 from keyplane.core.grant import GrantCode, KeyState
 from keyplane.http.authentication import check_request_key, missing_scope
-from keyplane.service.jobs import JobOwner
+from keyplane.ionq.jobs.records import JobOwner
 from keyplane.service.services import Services
 
 

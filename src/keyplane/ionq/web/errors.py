@@ -22,11 +22,11 @@ from starlette.responses import JSONResponse, Response
 from keyplane.core.errors import KeyplaneError, TooManyAttempts
 from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import problem_for
+from keyplane.ionq.jobs.records import JobLimitReached
 from keyplane.service.availability import (
     DATABASE_UNAVAILABLE_ERRORS,
     log_database_unavailable,
 )
-from keyplane.service.jobs import JobLimitReached
 from keyplane.service.services import Services
 
 #: Seconds a client at its open-job limit is asked to wait (about one budgeted job).

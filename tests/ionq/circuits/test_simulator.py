@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from keyplane.quantum import simulator
-from keyplane.quantum.circuit import parse_circuit
+from keyplane.ionq.circuits import simulator
+from keyplane.ionq.circuits.circuit import parse_circuit
 
 
 def probabilities(qubits: int, gates: list[dict[str, Any]]) -> dict[str, float]:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 import keyplane
-from keyplane.ionq.errors import install_error_handlers
-from keyplane.ionq.routes import router
+from keyplane.ionq.web.errors import install_error_handlers
+from keyplane.ionq.web.routes import router
 from keyplane.service.services import Services
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyplane.quantum.circuit import (
+from keyplane.ionq.circuits.circuit import (
     InvalidCircuit,
     Operation,
     circuit_size,

@@ -1,4 +1,4 @@
-"""An ideal state-vector simulator for checked programs (see :mod:`keyplane.quantum.circuit`).
+"""An ideal state-vector simulator for checked programs (see :mod:`keyplane.ionq.circuits`).
 
 The state of ``n`` qubits is a complex array of shape ``(2,) * n`` whose axis
 ``n - 1 - q`` is qubit ``q``, so flattening it gives the amplitude of basis
@@ -25,7 +25,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from keyplane.quantum.circuit import Operation, Program
+from keyplane.ionq.circuits.circuit import Operation, Program
 
 State = npt.NDArray[np.complex128]
 

@@ -10,7 +10,7 @@ import pytest
 
 from keyplane.config import Settings
 from keyplane.core.errors import NotFound
-from keyplane.service.jobs import LEASE, MAX_ATTEMPTS, JobOwner, JobStatus
+from keyplane.ionq.jobs.records import LEASE, MAX_ATTEMPTS, JobOwner, JobStatus
 from keyplane.service.services import Services
 from tests.ionq.conftest import BELL, operator
 from tests.support import Clock, Tenant

@@ -1,19 +1,28 @@
-"""The Jobs page: a project's jobs on the IonQ-compatible API (``/v0.4``), newest first."""
+"""The console's Jobs page: a project's jobs on the IonQ-compatible API (``/v0.4``), newest first.
+
+:func:`add_jobs_page` adds it to the console app (``/console/jobs``); its
+template (``templates/jobs.html``) extends the console's ``base.html`` and is
+rendered by the console's ``render``, like every console page.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
+from jinja2 import FileSystemLoader
 from starlette.responses import Response
 
 from keyplane.console.keys import current_project
-from keyplane.console.web import ServicesDep, VisitorDep, render
+from keyplane.console.web import ServicesDep, VisitorDep, render, templates
 from keyplane.core import scopes as scope_rules
-from keyplane.service.jobs import JobStatus
+from keyplane.ionq.jobs.records import JobStatus
 
 router = APIRouter()
 
+#: This page's templates, looked up after the console's own.
+TEMPLATES: Final = Path(__file__).parent / "templates"
 PAGE_SIZE: Final = 25
 
 StatusFilter = Literal["all", "queued", "started", "completed", "failed", "canceled"]
@@ -63,3 +72,12 @@ def jobs_page(
             "job_scopes": scope_rules.JOB_SCOPES,
         },
     )
+
+
+def add_jobs_page(console: FastAPI) -> None:
+    """Serve the Jobs page in ``console`` and let the console's templates find its template."""
+    loader = templates.env.loader
+    assert isinstance(loader, FileSystemLoader)
+    if str(TEMPLATES) not in loader.searchpath:
+        loader.searchpath.append(str(TEMPLATES))
+    console.include_router(router)
