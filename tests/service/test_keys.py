@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 
 from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from keyplane.core.grant import GrantCode
+from keyplane.core.grant import GrantCode, KeyStatus
 from keyplane.core.keys import KeyFormat, hash_key
 from keyplane.service.keys import KeyChanges
-from keyplane.service.records import Actor, Caller, KeyStatus
+from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from keyplane.storage.models import ApiKey
 from tests.support import Clock, Tenant

@@ -23,8 +23,9 @@ from keyplane.api.schemas import (
 from keyplane.core import scopes
 from keyplane.core.durations import parse_duration
 from keyplane.core.errors import InvalidInput
+from keyplane.core.grant import KeyStatus
 from keyplane.service.keys import KeyChanges
-from keyplane.service.records import Caller, KeyStatus
+from keyplane.service.records import Caller
 
 router = APIRouter(tags=["keys"])
 

@@ -7,12 +7,11 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from keyplane.core.grant import Allowance, Decision, GrantCode, KeyState
+from keyplane.core.grant import Allowance, Decision, GrantCode, KeyState, KeyStatus
 from keyplane.service.records import (
     AuditEventRecord,
     CreatedKey,
     KeyRecord,
-    KeyStatus,
     Page,
     ProjectRecord,
     Quota,

@@ -2,6 +2,7 @@
 
     KeyplaneError             never raised directly
     ├── MalformedKey          not a well-formed key (prefix, length, alphabet, checksum)
+    ├── KeyInURL              a request carried a key in its URL (path or query string)
     ├── InvalidInput          a value a caller supplied is not acceptable (scope, CIDR, ...)
     ├── NotFound              no such object in the caller's organization
     ├── Conflict              the object's state forbids the change (a revoked key)
@@ -29,6 +30,10 @@ class MalformedKey(KeyplaneError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"not a valid API key: {reason}")
         self.reason = reason
+
+
+class KeyInURL(KeyplaneError):
+    """A request sent a key in its URL (path or query string)."""
 
 
 class InvalidInput(KeyplaneError):

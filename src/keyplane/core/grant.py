@@ -14,6 +14,18 @@ The first failing rule gives the code. Rate limits and usage quotas
 (RATE_LIMITED, USAGE_EXCEEDED) need counters shared across requests, so the
 verifier (``service/limiter.py``) applies them after this pure rule, to a key
 that is otherwise VALID. docs/security.md carries the same rule.
+
+Everything that asks "is this key usable" asks this module:
+
+- :func:`decide` is the whole rule;
+- :func:`standing` is rules 2-4 (revoked, disabled, expired), the part that
+  depends on the key alone; :func:`key_status` names its answer as the status
+  the API and console show (active, revoked, disabled, expired);
+- :func:`is_plainly_valid` is the verifier's fast path: True exactly when
+  :func:`decide` grants a request that names no scope from any address and no
+  limit applies, so the verifier can reuse a VALID decision without building
+  one. A property test
+  (tests/core/test_grant_rule.py) checks it against :func:`decide` on every state.
 """
 
 from __future__ import annotations
@@ -26,6 +38,15 @@ from typing import Any
 
 from keyplane.core import scopes as scope_rules
 from keyplane.core.network import IPAddress, IPNetwork, allowed
+
+
+class KeyStatus(StrEnum):
+    """A key's status as the API and console show it: :func:`standing`, named."""
+
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
 
 
 class GrantCode(StrEnum):
@@ -96,6 +117,53 @@ class Decision:
         return self.code is GrantCode.VALID
 
 
+def standing(
+    revoked_at: datetime | None, enabled: bool, expires_at: datetime | None, now: datetime
+) -> GrantCode:
+    """Rules 2-4, which depend on the key alone: REVOKED, DISABLED, EXPIRED or VALID."""
+    if revoked_at is not None:
+        return GrantCode.REVOKED
+    if not enabled:
+        return GrantCode.DISABLED
+    if expires_at is not None and expires_at <= now:
+        return GrantCode.EXPIRED
+    return GrantCode.VALID
+
+
+_STATUS: dict[GrantCode, KeyStatus] = {
+    GrantCode.VALID: KeyStatus.ACTIVE,
+    GrantCode.REVOKED: KeyStatus.REVOKED,
+    GrantCode.DISABLED: KeyStatus.DISABLED,
+    GrantCode.EXPIRED: KeyStatus.EXPIRED,
+}
+
+
+def key_status(
+    revoked_at: datetime | None, enabled: bool, expires_at: datetime | None, now: datetime
+) -> KeyStatus:
+    """A key's status: its :func:`standing`, in the grant rule's order."""
+    return _STATUS[standing(revoked_at, enabled, expires_at, now)]
+
+
+def is_plainly_valid(key: KeyState, now: datetime, required_scopes: Iterable[str]) -> bool:
+    """True iff :func:`decide` grants an unscoped request from any client IP, no limit applying.
+
+    That is: :func:`standing` is VALID, no scope is required, the key has no
+    allowlist, no rate limit and no quota. Written out rather than calling
+    :func:`standing`, as it runs on every cache hit (bench/verify.py); the
+    property test in tests/core/test_grant_rule.py holds it to :func:`decide`.
+    """
+    return (
+        key.revoked_at is None
+        and key.enabled
+        and not required_scopes
+        and not key.ip_allowlist
+        and key.rate_limit is None
+        and key.quota_limit is None
+        and (key.expires_at is None or key.expires_at > now)
+    )
+
+
 def decide(
     key: KeyState | None,
     *,
@@ -106,12 +174,9 @@ def decide(
     """Apply the grant rule in the module docstring; ``now`` must be timezone-aware."""
     if key is None:
         return Decision(GrantCode.NOT_FOUND)
-    if key.revoked_at is not None:
-        return Decision(GrantCode.REVOKED, key)
-    if not key.enabled:
-        return Decision(GrantCode.DISABLED, key)
-    if key.expires_at is not None and key.expires_at <= now:
-        return Decision(GrantCode.EXPIRED, key)
+    code = standing(key.revoked_at, key.enabled, key.expires_at, now)
+    if code is not GrantCode.VALID:
+        return Decision(code, key)
     if not allowed(client_ip, key.ip_allowlist):
         return Decision(GrantCode.FORBIDDEN, key)
     missing = scope_rules.missing(key.scopes, required_scopes)

@@ -4,7 +4,9 @@ Framework-free so that the FastAPI dependency, the pure-ASGI hot path and the
 IonQ surface share one rule: a key in the URL is refused (400), no key or an
 unusable one is 401 (429 once the client IP sent too many), a key used from
 outside its allowlist is 403, and a key over its rate limit or quota is 429.
-A missing scope is left to the caller, which knows what the route needs.
+A missing scope is left to the caller, which knows what the route needs. The
+codes, statuses and messages are ``core.refusals.Refusal``, which the
+middleware (``integrations/guard.py``) answers from too.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from keyplane.core.errors import PermissionDenied
 from keyplane.core.grant import UNAUTHENTICATED_CODES, Decision, GrantCode, KeyState
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import IPAddress, IPNetwork
+from keyplane.core.refusals import (
+    forbidden_ip,
+    key_sent_in_url,
+    lacking_scopes,
+    missing_key,
+    over_limit,
+    unusable_key,
+)
 from keyplane.http.client_ip import client_ip
 from keyplane.http.credentials import key_from_headers, key_in_url
-from keyplane.http.problems import (
-    KeyInURL,
-    authentication_failed,
-    limit_exceeded,
-    missing_credentials,
-    ratelimit_headers,
-)
+from keyplane.http.problems import ratelimit_headers
 
 
 class KeyVerifier(Protocol):
@@ -85,13 +89,10 @@ async def check_request_key(
     (429) an address that sent too many, before its key is even looked at.
     """
     if check_url and key_in_url(path, query, key_format):
-        raise KeyInURL(
-            f"API keys are never accepted in the URL. Send the key in the '{header_hint}' "
-            "header, and consider rolling it: URLs end up in logs."
-        )
+        raise key_sent_in_url(header_hint)
     raw_key = key_from_headers(headers)
     if raw_key is None:
-        raise missing_credentials()
+        raise missing_key()
     ip = client_ip(peer, headers.get("x-forwarded-for"), trusted_proxies)
     if failures is not None:
         failures.check(ip)
@@ -102,11 +103,9 @@ async def check_request_key(
     if decision.code in UNAUTHENTICATED_CODES or decision.key is None:
         if failures is not None:
             failures.failed(ip)  # 429 instead of 401 once the budget is spent
-        raise authentication_failed(decision.code)
+        raise unusable_key(decision.code)
     if decision.code is GrantCode.FORBIDDEN:
-        raise PermissionDenied(
-            GrantCode.FORBIDDEN, "The API key may not be used from this IP address."
-        )
+        raise forbidden_ip()
     return CheckedKey(decision.key, decision.code, ip, user_agent, limit_state(decision))
 
 
@@ -122,7 +121,7 @@ def limit_state(decision: Decision) -> dict[str, str]:
     if decision.code is GrantCode.USAGE_EXCEEDED and decision.quota is not None:
         allowance, window = decision.quota, None
     if decision.code in (GrantCode.RATE_LIMITED, GrantCode.USAGE_EXCEEDED):
-        raise limit_exceeded(
+        raise over_limit(
             decision.code, limit=allowance.limit, reset_at=allowance.reset_at, window=window
         )
     return ratelimit_headers(allowance.limit, allowance.remaining, allowance.reset_at, window)
@@ -130,6 +129,4 @@ def limit_state(decision: Decision) -> dict[str, str]:
 
 def missing_scope(scope: str | None) -> PermissionDenied:
     """The 403 for a key that authenticates but lacks the scope the route needs."""
-    return PermissionDenied(
-        GrantCode.INSUFFICIENT_SCOPE, f"The API key lacks the scope '{scope}' this call needs."
-    )
+    return lacking_scopes((scope,))

@@ -15,7 +15,7 @@ from keyplane.core.errors import (
     AuthenticationFailed,
     Conflict,
     InvalidInput,
-    KeyplaneError,
+    KeyInURL,
     LimitExceeded,
     NotFound,
     PermissionDenied,
@@ -28,10 +28,6 @@ from keyplane.core.keys import KeyFormat
 PROBLEM_JSON: Final = "application/problem+json"
 TYPE_BASE: Final = "urn:keyplane:problem:"
 REALM: Final = 'Bearer realm="keyplane"'
-
-
-class KeyInURL(KeyplaneError):
-    """A request sent a key in its URL (path or query string)."""
 
 
 @dataclass(frozen=True)
@@ -73,38 +69,6 @@ class Problem:
             media_type=PROBLEM_JSON,
             headers={"Cache-Control": "no-store", **self.headers},
         )
-
-
-_AUTH_MESSAGES: Final = {
-    GrantCode.NOT_FOUND: "The API key is not valid.",
-    GrantCode.REVOKED: "The API key has been revoked.",
-    GrantCode.EXPIRED: "The API key has expired.",
-    GrantCode.DISABLED: "The API key is disabled.",
-}
-
-
-def authentication_failed(code: GrantCode) -> AuthenticationFailed:
-    return AuthenticationFailed(code, _AUTH_MESSAGES.get(code, "The API key is not valid."))
-
-
-def missing_credentials() -> AuthenticationFailed:
-    return AuthenticationFailed(
-        "MISSING_KEY",
-        "No API key was sent. Send it as 'Authorization: Bearer <key>', "
-        "'Authorization: apiKey <key>' or 'X-API-Key: <key>'.",
-    )
-
-
-_LIMIT_MESSAGES: Final = {
-    GrantCode.RATE_LIMITED: "The API key is over its rate limit; retry after the reset.",
-    GrantCode.USAGE_EXCEEDED: "The API key has used up its usage quota.",
-}
-
-
-def limit_exceeded(
-    code: GrantCode, *, limit: int, reset_at: float | None, window: int | None
-) -> LimitExceeded:
-    return LimitExceeded(code, _LIMIT_MESSAGES[code], limit=limit, reset_at=reset_at, window=window)
 
 
 def ratelimit_headers(

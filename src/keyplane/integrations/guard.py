@@ -11,26 +11,25 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from http import HTTPStatus
 
-from keyplane.core.errors import PermissionDenied
-from keyplane.core.grant import UNAUTHENTICATED_CODES, GrantCode
+from keyplane.core.grant import GrantCode
 from keyplane.core.network import IPNetwork
+from keyplane.core.refusals import (
+    Refusal,
+    forbidden_ip,
+    key_sent_in_url,
+    lacking_scopes,
+    missing_key,
+    unusable_key,
+)
 from keyplane.core.scopes import missing
 from keyplane.http.client_ip import client_ip
 from keyplane.http.credentials import key_from_headers, key_in_url
-from keyplane.http.problems import (
-    PROBLEM_JSON,
-    KeyInURL,
-    Problem,
-    authentication_failed,
-    missing_credentials,
-    problem_for,
-)
+from keyplane.http.problems import PROBLEM_JSON, Problem, problem_for
 from keyplane.integrations.verifiers import UNAVAILABLE, KeyIdentity, KeyVerifier, Outcome
 
-MISSING_KEY = "MISSING_KEY"
-KEY_IN_URL = "KEY_IN_URL"
 _LIMIT_CODES = frozenset({GrantCode.RATE_LIMITED, GrantCode.USAGE_EXCEEDED})
 
 
@@ -63,10 +62,10 @@ def excluded(path: str, exclude_paths: Iterable[str]) -> bool:
 def _precheck(facts: RequestFacts, verifier: KeyVerifier) -> str | Outcome:
     """The key to verify, or the outcome that needs no verifier (no key, key in URL)."""
     if key_in_url(facts.path, facts.query_string, verifier.key_format):
-        return Outcome(KEY_IN_URL)
+        return Outcome(Refusal.KEY_IN_URL)
     key = key_from_headers(facts.headers)
     if key is None:
-        return Outcome(MISSING_KEY)
+        return Outcome(Refusal.MISSING_KEY)
     return key
 
 
@@ -97,49 +96,38 @@ def recheck(identity: KeyIdentity, scopes: Iterable[str]) -> Outcome:
 
 
 def problem(outcome: Outcome) -> Problem:
-    """The answer for a request the outcome refuses: 400, 401, 403, 429 or 503."""
+    """The answer for a request the outcome refuses: 400, 401, 403, 429 or 503.
+
+    The same code, status, type and message as Keyplane's own API gives
+    (``core.refusals``); only the headers differ where a middleware knows less
+    (a wait in seconds rather than the key's limit).
+    """
     code = outcome.code
-    if code == MISSING_KEY:
-        return problem_for(missing_credentials())
-    if code == KEY_IN_URL:
-        return problem_for(
-            KeyInURL(
-                "API keys are never accepted in the URL. Send the key in the "
-                "'Authorization: Bearer <key>' header, and consider rolling it."
-            )
-        )
-    if code in UNAUTHENTICATED_CODES:
-        return problem_for(authentication_failed(GrantCode(code)))
+    if code == Refusal.MISSING_KEY:
+        return problem_for(missing_key())
+    if code == Refusal.KEY_IN_URL:
+        return problem_for(key_sent_in_url())
     if code == GrantCode.FORBIDDEN:
-        return problem_for(
-            PermissionDenied(code, "The API key may not be used from this IP address.")
-        )
+        return problem_for(forbidden_ip())
     if code == GrantCode.INSUFFICIENT_SCOPE:
-        lacking = ", ".join(outcome.missing_scopes) or "a scope"
-        return problem_for(
-            PermissionDenied(code, f"The API key lacks the scope this call needs: {lacking}.")
-        )
+        return problem_for(lacking_scopes(outcome.missing_scopes))
     if code in _LIMIT_CODES:
-        slug, what = (
-            ("rate-limited", "The API key's rate limit is exhausted.")
-            if code == GrantCode.RATE_LIMITED
-            else ("usage-exceeded", "The API key's usage quota is exhausted.")
-        )
+        refusal = Refusal.of(code)
+        limited = Problem(refusal.status, refusal.problem_type, refusal.detail(), {"code": refusal})
         if outcome.retry_after is None:  # a quota that never refills: no wait helps
-            return Problem(429, slug, what, {"code": code})
+            return limited
         wait = max(1, math.ceil(outcome.retry_after))
-        return Problem(
-            429, slug, f"{what} Retry after {wait} s.", {"code": code}, {"Retry-After": str(wait)}
-        )
+        return replace(limited, headers={"Retry-After": str(wait)})
     if code == UNAVAILABLE:
+        refusal = Refusal.VERIFICATION_UNAVAILABLE
         return Problem(
-            503,
-            "verification-unavailable",
-            "API keys cannot be verified right now. Try again shortly.",
-            {"code": "VERIFICATION_UNAVAILABLE"},
+            refusal.status,
+            refusal.problem_type,
+            refusal.detail(),
+            {"code": refusal},
             {"Retry-After": "1"},
         )
-    return problem_for(authentication_failed(GrantCode.NOT_FOUND))
+    return problem_for(unusable_key(code))  # unknown, revoked, expired, disabled; else unknown
 
 
 def wsgi_response(problem: Problem) -> tuple[str, list[tuple[str, str]], bytes]:

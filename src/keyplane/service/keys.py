@@ -26,7 +26,7 @@ from keyplane.config import DEFAULT_MAX_JSON_DEPTH
 from keyplane.core import quotas
 from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from keyplane.core.grant import GrantCode
+from keyplane.core.grant import GrantCode, KeyStatus, key_status
 from keyplane.core.ids import is_id, new_id
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import parse_allowlist
@@ -39,7 +39,6 @@ from keyplane.service.records import (
     Caller,
     CreatedKey,
     KeyRecord,
-    KeyStatus,
     Page,
     Quota,
     QuotaStatus,
@@ -489,7 +488,7 @@ class KeyService:
     def _check_rollable(session: Session, old: ApiKey, now: datetime) -> None:
         """Only a live key with no successor yet can be rolled: rolling is not a way
         to revive an ended key, nor to fork one key into several."""
-        status = status_of(old.revoked_at, old.enabled, old.expires_at, now)
+        status = key_status(old.revoked_at, old.enabled, old.expires_at, now)
         if status in (KeyStatus.REVOKED, KeyStatus.EXPIRED):
             raise Conflict(
                 f"a key that is {status.value} cannot be rolled; create a new key instead"
@@ -542,7 +541,7 @@ class KeyService:
             hint=row.hint,
             organization_id=row.organization_id,
             project_id=row.project_id,
-            status=status_of(row.revoked_at, row.enabled, row.expires_at, now),
+            status=key_status(row.revoked_at, row.enabled, row.expires_at, now),
             enabled=row.enabled,
             scopes=tuple(row.scopes),
             ip_allowlist=tuple(row.ip_allowlist),
@@ -577,19 +576,6 @@ class KeyService:
             remaining=max(0, row.quota_limit - used),
             resets_at=quotas.period_end(row.quota_refill, now),
         )
-
-
-def status_of(
-    revoked_at: datetime | None, enabled: bool, expires_at: datetime | None, now: datetime
-) -> KeyStatus:
-    """A key's status, in the grant rule's order: revoked, disabled, expired, active."""
-    if revoked_at is not None:
-        return KeyStatus.REVOKED
-    if not enabled:
-        return KeyStatus.DISABLED
-    if expires_at is not None and expires_at <= now:
-        return KeyStatus.EXPIRED
-    return KeyStatus.ACTIVE
 
 
 def _status_filter(status: KeyStatus, now: datetime) -> ColumnElement[bool]:
@@ -640,7 +626,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-__all__ = ["DEFAULT_ROLL_GRACE", "UNSET", "KeyChanges", "KeyService", "locked", "status_of"]
+__all__ = ["DEFAULT_ROLL_GRACE", "UNSET", "KeyChanges", "KeyService", "locked"]
 
 
 def bucket_start(interval: str, at: datetime) -> datetime:

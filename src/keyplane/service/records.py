@@ -8,17 +8,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from keyplane.core.grant import KeyStatus
 from keyplane.core.keys import SecretKey
 from keyplane.core.network import IPAddress
 
 T = TypeVar("T")
-
-
-class KeyStatus(StrEnum):
-    ACTIVE = "active"
-    DISABLED = "disabled"
-    REVOKED = "revoked"
-    EXPIRED = "expired"
 
 
 class Role(StrEnum):

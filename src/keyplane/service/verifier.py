@@ -18,7 +18,7 @@ import anyio.to_thread
 from sqlalchemy import bindparam, select
 
 from keyplane.core.errors import MalformedKey
-from keyplane.core.grant import Decision, GrantCode, KeyState, decide
+from keyplane.core.grant import Decision, GrantCode, KeyState, decide, is_plainly_valid
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import IPAddress, parse_allowlist
 from keyplane.service.cache import KeyCache
@@ -179,16 +179,8 @@ class Verifier:
         if organization_id is not None and state.organization_id != organization_id:
             return _NOT_FOUND  # another organization's key does not exist for this caller
         now = self._clock()
-        if (
-            state.revoked_at is None
-            and state.enabled
-            and not required_scopes
-            and not state.ip_allowlist
-            and state.rate_limit is None
-            and state.quota_limit is None
-            and (state.expires_at is None or state.expires_at > now)
-        ):
-            # The common case, decided as grant.decide would, without building anything.
+        if is_plainly_valid(state, now, required_scopes):
+            # The common case: grant.decide's VALID, reused rather than built again.
             decision = self._valid.get(state.key_id)
             if decision is None or decision.key is not state:
                 decision = self._remember_valid(state)
