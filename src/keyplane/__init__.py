@@ -1,15 +1,14 @@
 """Keyplane: a self-hostable API key platform.
 
 ``import keyplane`` loads nothing but this file. The SDK's names
-(``keyplane.Client``, ``keyplane.AsyncClient``, the errors and models) are
-loaded from :mod:`keyplane.client` the first time one is used.
+(``keyplane.Client``, ``keyplane.AsyncClient``, the errors and models) and
+``__version__`` (from ``keyplane/client/_version.py``) are loaded from
+:mod:`keyplane.client` the first time one is used.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APIError",
@@ -65,9 +64,16 @@ if TYPE_CHECKING:
         VerifyResult,
         WhoAmI,
     )
+    from keyplane.client._version import __version__
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # One version, read once in client/_version.py (loading it loads the SDK).
+        from keyplane.client._version import __version__
+
+        globals()[name] = __version__
+        return __version__
     if name in _CLIENT_NAMES:
         from keyplane import client
 
@@ -78,4 +84,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_CLIENT_NAMES})
+    return sorted({*globals(), *_CLIENT_NAMES, "__version__"})

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+import keyplane.client as keyplane_client
 
 SERVER_MODULES = ("fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "pydantic", "argon2")
 
@@ -53,3 +58,49 @@ def test_the_public_names_are_exported_from_the_top_level_package() -> None:
         assert getattr(keyplane, name) is getattr(keyplane.client, name)
     with pytest.raises(AttributeError):
         _ = keyplane.NoSuchThing  # type: ignore[attr-defined]
+
+
+CLIENT_DIR = Path(keyplane_client.__file__).parent
+
+
+def _root_package_imports(path: Path) -> list[str]:
+    """Each ``import keyplane`` / ``from keyplane import ...`` statement in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [
+                f"{path.name}:{node.lineno}: import {alias.name}"
+                for alias in node.names
+                if alias.name == "keyplane"
+            ]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "keyplane":
+            found.append(f"{path.name}:{node.lineno}: from keyplane import ...")
+    return found
+
+
+def test_the_sdk_never_imports_the_root_package() -> None:
+    # client/ could be shipped on its own: it reaches keyplane.core and its own modules
+    # by their full names, never through keyplane/__init__.py (docstring examples aside).
+    files = sorted(CLIENT_DIR.rglob("*.py"))
+    assert files
+    offending = [line for path in files for line in _root_package_imports(path)]
+    assert offending == []
+
+
+def test_the_boundary_check_sees_a_root_package_import(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text('"""\n>>> import keyplane\n"""\nimport keyplane\nfrom keyplane import x\n')
+    assert _root_package_imports(sample) == [
+        "sample.py:4: import keyplane",
+        "sample.py:5: from keyplane import ...",
+    ]
+
+
+def test_one_version_read_once() -> None:
+    import keyplane
+    from keyplane.client import _http, _version
+
+    assert keyplane.__version__ is _version.__version__
+    assert _version.__version__ == importlib.metadata.version("keyplane")
+    assert f"keyplane-python/{_version.__version__} " in _http.USER_AGENT
+    assert "__version__" in dir(keyplane)

@@ -17,8 +17,8 @@ from urllib.parse import quote
 
 import httpx
 
-import keyplane
 from keyplane.client import errors
+from keyplane.client._version import __version__
 from keyplane.client.resolution import ResolvedKey
 from keyplane.core.errors import MalformedKey
 from keyplane.core.keys import KeyFormat
@@ -27,7 +27,7 @@ T = TypeVar("T")
 logger = logging.getLogger("keyplane.client")
 
 API_PREFIX: Final = "/api/v1"
-USER_AGENT: Final = f"keyplane-python/{keyplane.__version__} httpx/{httpx.__version__}"
+USER_AGENT: Final = f"keyplane-python/{__version__} httpx/{httpx.__version__}"
 #: Methods that may be sent twice with the same effect as once.
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
