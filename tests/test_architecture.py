@@ -1,0 +1,180 @@
+"""The import rules of docs/architecture.md, checked on every module of src/keyplane.
+
+Each module belongs to the layer of the longest prefix in :data:`ALLOWED`; an
+import (at the top of a module or inside a function: both load the layer) may
+only name a layer that its own layer's entry lists. Change the table and the
+map in docs/architecture.md together.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import keyplane
+
+SOURCE = Path(keyplane.__file__).parent
+
+#: layer -> the layers it may import (itself is always allowed).
+ALLOWED: dict[str, frozenset[str]] = {
+    "keyplane.core": frozenset(),
+    "keyplane.storage": frozenset({"keyplane.core"}),
+    "keyplane.logs": frozenset({"keyplane.core"}),
+    "keyplane.ionq.jobs.limits": frozenset({"keyplane.core"}),
+    "keyplane.config": frozenset({"keyplane.core", "keyplane.ionq.jobs.limits"}),
+    "keyplane.ionq.circuits": frozenset({"keyplane.core"}),
+    "keyplane.ionq.jobs": frozenset(
+        {
+            "keyplane.core",
+            "keyplane.storage",
+            "keyplane.config",
+            "keyplane.logs",
+            "keyplane.ionq.circuits",
+            "keyplane.ionq.jobs.limits",
+            "keyplane.service",
+        }
+    ),
+    "keyplane.service": frozenset(
+        {"keyplane.core", "keyplane.storage", "keyplane.config", "keyplane.logs"}
+        | {"keyplane.ionq.feature"}  # the IonQ feature's one hook into Services
+    ),
+    "keyplane.ionq.feature": frozenset(
+        {
+            "keyplane.config",
+            "keyplane.http",
+            "keyplane.ionq.jobs",
+            "keyplane.ionq.web",
+            "keyplane.service",
+            "keyplane.storage",
+        }
+    ),
+    "keyplane.http": frozenset({"keyplane.core"}),
+    "keyplane.api": frozenset({"keyplane.core", "keyplane.http", "keyplane.service"}),
+    "keyplane.console": frozenset({"keyplane.core", "keyplane.http", "keyplane.service"}),
+    "keyplane.ionq.web": frozenset(
+        {
+            "keyplane",
+            "keyplane.console",
+            "keyplane.core",
+            "keyplane.http",
+            "keyplane.ionq.jobs",
+            "keyplane.service",
+        }
+    ),
+    "keyplane.app": frozenset(
+        {
+            "keyplane",
+            "keyplane.api",
+            "keyplane.config",
+            "keyplane.console",
+            "keyplane.http",
+            "keyplane.ionq.feature",
+            "keyplane.logs",
+            "keyplane.service",
+        }
+    ),
+    "keyplane.client": frozenset({"keyplane.core"}),
+    "keyplane.integrations": frozenset(
+        {
+            "keyplane.client",
+            "keyplane.config",
+            "keyplane.core",
+            "keyplane.http",
+            "keyplane.service",
+        }
+    ),
+    "keyplane.cli": frozenset(
+        {
+            "keyplane",
+            "keyplane.client",
+            "keyplane.config",
+            "keyplane.core",
+            "keyplane.logs",
+            "keyplane.service",
+            "keyplane.storage",
+        }
+    ),
+    "keyplane": frozenset({"keyplane.client"}),
+}
+
+#: The layers that may import SQLAlchemy: storage, and the services that build
+#: their queries against storage's models.
+SQLALCHEMY_LAYERS = frozenset({"keyplane.storage", "keyplane.service", "keyplane.ionq.jobs"})
+#: Modules above storage that still import SQLAlchemy, to be moved into storage/
+#: (issue 12): each entry is a known debt, not a rule.
+SQLALCHEMY_DEBT = frozenset({"keyplane.config", "keyplane.cli.output"})
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    for size in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:size])
+        if prefix in ALLOWED:
+            return prefix
+    raise AssertionError(f"{module} belongs to no layer of tests/test_architecture.py")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imported(path: Path, module: str) -> set[str]:
+    """Every module ``path`` imports, relative imports resolved, ``from a import b``
+    counted as ``a.b`` when ``b`` is a module (a package's ``__init__`` is its own)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                relative = Path(*candidate.split("."))
+                is_module = (SOURCE.parent / relative).with_suffix(".py").exists() or (
+                    SOURCE.parent / relative / "__init__.py"
+                ).exists()
+                names.add(candidate if is_module else target)
+    return names
+
+
+def modules() -> list[tuple[Path, str]]:
+    return [(path, module_name(path)) for path in sorted(SOURCE.rglob("*.py"))]
+
+
+def test_every_import_points_to_a_layer_its_layer_may_use() -> None:
+    wrong = []
+    for path, module in modules():
+        own = layer_of(module)
+        for name in imported(path, module):
+            if name != "keyplane" and not name.startswith("keyplane."):
+                continue
+            target = layer_of(name)
+            if target != own and target not in ALLOWED[own] and not name.startswith(own + "."):
+                wrong.append(f"{module} ({own}) imports {name} ({target})")
+    assert wrong == []
+
+
+def test_sqlalchemy_stays_in_storage_and_the_services() -> None:
+    wrong = []
+    for path, module in modules():
+        if layer_of(module) in SQLALCHEMY_LAYERS or module in SQLALCHEMY_DEBT:
+            continue
+        if any(name.split(".")[0] == "sqlalchemy" for name in imported(path, module)):
+            wrong.append(module)
+    assert wrong == []
+
+
+def test_the_rules_catch_an_import_against_them() -> None:
+    """The check itself can fail: core importing the service layer is refused."""
+    assert "keyplane.service" not in ALLOWED[layer_of("keyplane.core.grant")]
+    assert layer_of("keyplane.ionq.jobs.limits") == "keyplane.ionq.jobs.limits"
+    assert layer_of("keyplane.ionq.jobs.queue") == "keyplane.ionq.jobs"
+    assert "keyplane.api" not in ALLOWED[layer_of("keyplane.integrations.guard")]
