@@ -146,5 +146,6 @@ def over_limit(
 ) -> LimitExceeded:
     """The 429 for a key over its rate limit (RATE_LIMITED) or quota (USAGE_EXCEEDED)."""
     refusal = Refusal.of(code)
-    assert refusal in (Refusal.RATE_LIMITED, Refusal.USAGE_EXCEEDED), code
+    if refusal not in (Refusal.RATE_LIMITED, Refusal.USAGE_EXCEEDED):
+        raise ValueError(f"{code} is not a limit's refusal")
     return LimitExceeded(refusal, refusal.detail(), limit=limit, reset_at=reset_at, window=window)
