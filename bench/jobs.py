@@ -185,7 +185,7 @@ def projects(database_url: str, data_dir: Path, count: int) -> list[str]:
         )
         caller = Caller(boot.accounts.organization.id, ("*",), Actor.operator())
         ids = [boot.accounts.project.id]
-        ids += [services.accounts.create_project(caller, f"P{n}").id for n in range(1, count)]
+        ids += [services.projects.create_project(caller, f"P{n}").id for n in range(1, count)]
         return [
             services.keys.create(caller, project, name="bench", scopes=["jobs:*"]).secret.reveal()
             for project in ids

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from keyplane.api.schemas import WhoAmI
 from keyplane.core.grant import Decision, GrantCode, KeyState
-from keyplane.service.cache import KeyCache
-from keyplane.service.verifier import _to_state
+from keyplane.service.keys.cache import KeyCache
+from keyplane.service.keys.verifier import _to_state
 
 
 @dataclass

@@ -217,7 +217,7 @@ def test_keys_and_audit_commands(server: LiveServer, monkeypatch: pytest.MonkeyP
     assert [event["action"] for event in events] == ["key.rolled", "key.created"]
     assert "key.revoked" in cli("audit", "--limit", "5")
 
-    research = server.services.accounts.create_project(
+    research = server.services.projects.create_project(
         Caller(tenant.organization_id, ("*",), Actor.operator()), "Research"
     )
     named = json.loads(cli("keys", "create", "--name", "r", "--project", "Research", "--json"))

@@ -131,6 +131,6 @@ def owner(browser: Browser) -> Browser:
 
 @pytest.fixture
 def open_signup(services: Services) -> None:
-    from keyplane.service.members import SignupPolicy
+    from keyplane.service.accounts.members import SignupPolicy
 
     services.members.policy = SignupPolicy.OPEN

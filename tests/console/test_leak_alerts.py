@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from keyplane.service.leaks import GitHubKeyring
+from keyplane.service.keys.leaks import GitHubKeyring
 from keyplane.service.services import Services
 from tests.console.conftest import Browser
 from tests.security.github import GitHubSigner, report

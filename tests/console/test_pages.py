@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from keyplane.service.members import SignupPolicy
+from keyplane.service.accounts.members import SignupPolicy
 from keyplane.service.services import Services
 from tests.console.conftest import PASSWORD, Browser
 from tests.support import Clock, bearer

@@ -194,7 +194,7 @@ def test_jobs_of_another_project_or_organization_are_not_found(
 ) -> None:
     job_id = submit(client, headers)
     services.job_runner.run_pending()
-    other_project = services.accounts.create_project(operator(tenant), "Elsewhere")
+    other_project = services.projects.create_project(operator(tenant), "Elsewhere")
     neighbour = ionq_headers(make_key("jobs:*", project_id=other_project.id))
     stranger_key = services.keys.create(
         operator(other_tenant), other_tenant.project_id, name="x", scopes=["jobs:*"]

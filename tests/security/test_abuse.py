@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from keyplane.config import ConfigError, Settings
 from keyplane.core.errors import TooManyAttempts
 from keyplane.core.network import parse_allowlist
-from keyplane.service.abuse import FailedKeyLimiter
+from keyplane.service.limits.failed_keys import FailedKeyLimiter
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from tests.console.conftest import Browser

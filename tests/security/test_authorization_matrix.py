@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from starlette.routing import BaseRoute, Mount
 
-from keyplane.service.abuse import FailedKeyLimiter
+from keyplane.service.limits.failed_keys import FailedKeyLimiter
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from keyplane.storage.models import ApiKey

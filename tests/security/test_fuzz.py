@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from keyplane.app import create_app
-from keyplane.service.abuse import FailedKeyLimiter
+from keyplane.service.limits.failed_keys import FailedKeyLimiter
 from keyplane.service.services import Services
 from tests.support import Tenant
 

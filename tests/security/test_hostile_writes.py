@@ -28,7 +28,7 @@ from keyplane.app import create_app
 from keyplane.core.errors import InvalidInput
 from keyplane.ionq.jobs.records import JobOwner
 from keyplane.ionq.web.app import create_ionq_app
-from keyplane.service.keys import KeyChanges
+from keyplane.service.keys.lifecycle import KeyChanges
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from keyplane.storage.models import ApiKey, Base, Project

@@ -277,7 +277,7 @@ def test_a_flooding_project_does_not_delay_another_projects_job(
     services: Services, tenant: Tenant, clock: Clock
 ) -> None:
     caller = Caller(tenant.organization_id, (scopes.ALL,), Actor.operator())
-    flood_project = services.accounts.create_project(caller, "Flood").id
+    flood_project = services.projects.create_project(caller, "Flood").id
     flooder = key_of(services, tenant, flood_project)
     other = key_of(services, tenant)
     flood = [services.jobs.submit(flooder, BELL).id for _ in range(5)]
@@ -310,7 +310,7 @@ def test_the_project_that_waited_longest_goes_first_with_one_worker(
     )
     try:
         caller = Caller(tenant.organization_id, (scopes.ALL,), Actor.operator())
-        flooder = key_of(wide, tenant, wide.accounts.create_project(caller, "Flood").id)
+        flooder = key_of(wide, tenant, wide.projects.create_project(caller, "Flood").id)
         other = key_of(wide, tenant)
         flood = [wide.jobs.submit(flooder, BELL).id for _ in range(4)]
         theirs = [wide.jobs.submit(other, BELL).id for _ in range(2)]

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from keyplane.config import ConfigError, Settings
-from keyplane.service.leaks import GITHUB_ACTOR, GitHubKeyring
+from keyplane.service.keys.leaks import GITHUB_ACTOR, GitHubKeyring
 from keyplane.service.services import Services
 from tests.security.github import GitHubSigner, report
 from tests.support import Tenant, bearer

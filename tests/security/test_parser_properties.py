@@ -15,7 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 from keyplane.core.errors import AuthenticationFailed, PermissionDenied
 from keyplane.core.network import allowed, parse_allowlist
 from keyplane.http.size_limits import SizeLimitMiddleware, SizeLimits
-from keyplane.service.leaks import GitHubKeyring
+from keyplane.service.keys.leaks import GitHubKeyring
 from tests.security.github import GitHubSigner
 
 networks = st.one_of(

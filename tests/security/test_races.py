@@ -30,7 +30,7 @@ from sqlalchemy import delete, func, select, update
 from keyplane.config import Settings
 from keyplane.core.errors import AuthenticationFailed, Conflict
 from keyplane.ionq.jobs.records import JobOwner, JobStatus
-from keyplane.service.members import SignupPolicy
+from keyplane.service.accounts.members import SignupPolicy
 from keyplane.service.records import Actor, Caller, Role
 from keyplane.service.services import Services
 from keyplane.storage.models import (

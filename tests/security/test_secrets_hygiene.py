@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from keyplane.service.leaks import GitHubKeyring
+from keyplane.service.keys.leaks import GitHubKeyring
 from keyplane.service.services import Services
 from keyplane.storage.models import Base
 from tests.console.conftest import PASSWORD, Browser

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from keyplane.core.grant import KeyState
-from keyplane.service.cache import KeyCache
+from keyplane.service.keys.cache import KeyCache
 from keyplane.service.records import Usage
 from keyplane.service.services import Services
 from tests.support import Tenant

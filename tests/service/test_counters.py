@@ -12,9 +12,9 @@ from limits.storage import MemoryStorage, storage_from_string
 
 from keyplane.config import Settings
 from keyplane.core.errors import TooManyAttempts
-from keyplane.service.abuse import FailedKeyLimiter
+from keyplane.service.limits.failed_keys import FailedKeyLimiter
+from keyplane.service.limits.sign_in_throttle import LoginThrottle
 from keyplane.service.services import Services
-from keyplane.service.throttle import LoginThrottle
 from tests.conftest import require_service
 
 

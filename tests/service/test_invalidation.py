@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 
 from keyplane.config import Settings
 from keyplane.core.grant import GrantCode
-from keyplane.service.keys import KeyChanges
+from keyplane.service.keys.lifecycle import KeyChanges
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from keyplane.storage.database import Database

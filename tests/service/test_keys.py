@@ -7,7 +7,7 @@ import pytest
 from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from keyplane.core.grant import GrantCode, KeyStatus
 from keyplane.core.keys import KeyFormat, hash_key
-from keyplane.service.keys import KeyChanges
+from keyplane.service.keys.lifecycle import KeyChanges
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from keyplane.storage.models import ApiKey

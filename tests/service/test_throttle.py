@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from keyplane.service.throttle import LoginThrottle, TooManyAttempts
+from keyplane.service.limits.sign_in_throttle import LoginThrottle, TooManyAttempts
 
 
 def test_failures_per_account_add_up_across_addresses() -> None:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import update
 
 from keyplane.core.grant import GrantCode
-from keyplane.service.keys import KeyChanges
+from keyplane.service.keys.lifecycle import KeyChanges
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from keyplane.storage.models import ApiKey

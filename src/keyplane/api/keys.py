@@ -24,7 +24,7 @@ from keyplane.core import scopes
 from keyplane.core.durations import parse_duration
 from keyplane.core.errors import InvalidInput
 from keyplane.core.grant import KeyStatus
-from keyplane.service.keys import KeyChanges
+from keyplane.service.keys.lifecycle import KeyChanges
 from keyplane.service.records import Caller
 
 router = APIRouter(tags=["keys"])

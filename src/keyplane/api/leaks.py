@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from keyplane.api.dependencies import ServicesDep
 from keyplane.api.schemas import LeakReportItem, LeakVerdictOut
 from keyplane.core.errors import InvalidInput
-from keyplane.service.leaks import ReportedToken
+from keyplane.service.keys.leaks import ReportedToken
 
 router = APIRouter(tags=["leaks"])
 

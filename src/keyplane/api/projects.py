@@ -23,7 +23,7 @@ def list_projects(
     services: ServicesDep,
 ) -> dict[str, Any]:
     return page_of(
-        services.accounts.list_projects(caller, limit=limit, cursor=cursor), ProjectOut.of
+        services.projects.list_projects(caller, limit=limit, cursor=cursor), ProjectOut.of
     )
 
 
@@ -34,7 +34,7 @@ def create_project(
     caller: Annotated[Caller, require(scopes.PROJECTS_WRITE)],
     services: ServicesDep,
 ) -> ProjectOut:
-    return ProjectOut.of(services.accounts.create_project(caller, body.name))
+    return ProjectOut.of(services.projects.create_project(caller, body.name))
 
 
 @router.get("/{project_id}", summary="Get a project")
@@ -44,4 +44,4 @@ def get_project(
     caller: Annotated[Caller, require(scopes.PROJECTS_READ)],
     services: ServicesDep,
 ) -> ProjectOut:
-    return ProjectOut.of(services.accounts.get_project(caller, project_id))
+    return ProjectOut.of(services.projects.get_project(caller, project_id))

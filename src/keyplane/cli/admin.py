@@ -22,7 +22,7 @@ from rich.markup import escape
 from keyplane.cli.output import errors_as_messages, fail, print_json, stderr, stdout
 from keyplane.config import Settings
 from keyplane.core.durations import parse_duration
-from keyplane.service.accounts import MIN_PASSWORD_LENGTH
+from keyplane.service.accounts.organizations import MIN_PASSWORD_LENGTH
 from keyplane.service.records import CreatedKey
 from keyplane.service.services import Services
 
@@ -151,7 +151,7 @@ def create_key(
         if expires_in is not None:
             expires_at = services.clock() + parse_duration(expires_in)
         caller = services.accounts.operator_caller(org)
-        project_record = services.accounts.find_project(caller, project)
+        project_record = services.projects.find_project(caller, project)
         created = services.keys.create(
             caller, project_record.id, name=name, scopes=scope, expires_at=expires_at
         )

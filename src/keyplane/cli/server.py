@@ -15,7 +15,7 @@ from keyplane.cli.connections import ConnectionLimits, GuardedH11Protocol
 from keyplane.cli.output import errors_as_messages, stderr, stdout
 from keyplane.config import Settings, hide_password, listen_backlog
 from keyplane.logs import configure_logging
-from keyplane.service.leaks import GitHubKeyring
+from keyplane.service.keys.leaks import GitHubKeyring
 from keyplane.storage import migrate
 from keyplane.storage.database import Database
 

@@ -35,8 +35,8 @@ from keyplane.core.errors import (
     PermissionDenied,
 )
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, log_database_unavailable
+from keyplane.service.limits.sign_in_throttle import TooManyAttempts
 from keyplane.service.services import Services
-from keyplane.service.throttle import TooManyAttempts
 
 #: Scripts, styles and images from this origin only; no inline script or style,
 #: no framing, forms post only here.

@@ -34,8 +34,8 @@ from keyplane.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from keyplane.service.members import AccountExists, SignupClosed
-from keyplane.service.sessions import NewSession
+from keyplane.service.accounts.members import AccountExists, SignupClosed
+from keyplane.service.accounts.sessions import NewSession
 
 router = APIRouter()
 

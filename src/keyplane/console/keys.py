@@ -20,9 +20,9 @@ from keyplane.console.web import (
 )
 from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from keyplane.service.access import MEMBER_UNGRANTABLE, can_manage_key
+from keyplane.service.accounts.access import MEMBER_UNGRANTABLE, can_manage_key
 from keyplane.service.audit import events_for
-from keyplane.service.keys import KeyChanges
+from keyplane.service.keys.lifecycle import KeyChanges
 from keyplane.service.records import CreatedKey, KeyRecord, ProjectRecord, Role
 from keyplane.service.services import Services
 
@@ -50,7 +50,7 @@ def _is_fetch(request: Request) -> bool:
 
 
 def _projects(services: Services, visitor: Visitor) -> list[ProjectRecord]:
-    page = services.accounts.list_projects(visitor.caller, limit=200)
+    page = services.projects.list_projects(visitor.caller, limit=200)
     return sorted(page.items, key=lambda project: project.created_at)
 
 
@@ -63,7 +63,7 @@ def current_project(
     """
     projects = _projects(services, visitor)
     if project_id:
-        return services.accounts.get_project(visitor.caller, project_id), projects
+        return services.projects.get_project(visitor.caller, project_id), projects
     return (projects[0] if projects else None), projects
 
 
@@ -198,7 +198,7 @@ def create_key(
     scopes: Annotated[list[str] | None, Form(max_length=200)] = None,
     other_scopes: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    current = services.accounts.get_project(visitor.caller, project)
+    current = services.projects.get_project(visitor.caller, project)
     form = {
         "name": name,
         "expires": expires,
@@ -244,7 +244,7 @@ def _reveal(
 @router.get("/keys/{key_id}")
 def key_page(request: Request, services: ServicesDep, visitor: VisitorDep, key_id: str) -> Response:
     key = services.keys.get(visitor.caller, key_id)
-    project = services.accounts.get_project(visitor.caller, key.project_id)
+    project = services.projects.get_project(visitor.caller, key.project_id)
     points = daily_usage(services, visitor.caller, key.id, days=30)
     events = events_for(services.database, visitor.caller, key_id=key.id, limit=50)
     return render(
@@ -313,7 +313,7 @@ def roll_key(
     created = services.keys.roll(
         visitor.caller, key_id, grace=timedelta(seconds=int(grace_seconds))
     )
-    project = services.accounts.get_project(visitor.caller, created.record.project_id)
+    project = services.projects.get_project(visitor.caller, created.record.project_id)
     return _reveal(request, created, project, title="Your rolled API key")
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from keyplane.console.keys import member_names
 from keyplane.console.web import PREFIX, CSRFVisitorDep, ServicesDep, VisitorDep, redirect, render
 from keyplane.core.errors import Conflict, InvalidInput
-from keyplane.service.access import require_manager
+from keyplane.service.accounts.access import require_manager
 from keyplane.service.audit import events_for
 from keyplane.service.records import Role
 
@@ -28,7 +28,7 @@ def _projects_page(
     status_code: int = 200,
     **extra: object,
 ) -> Response:
-    page = services.accounts.list_projects(visitor.caller, limit=200)
+    page = services.projects.list_projects(visitor.caller, limit=200)
     projects = sorted(page.items, key=lambda project: project.created_at)
     return render(
         request,
@@ -56,7 +56,7 @@ def create_project(
     name: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     try:
-        project = services.accounts.create_project(visitor.caller, name)
+        project = services.projects.create_project(visitor.caller, name)
     except (InvalidInput, Conflict) as error:
         return _projects_page(
             request, services, visitor, error=str(error), form_name=name, status_code=422

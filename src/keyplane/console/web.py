@@ -18,11 +18,11 @@ from starlette.templating import Jinja2Templates
 
 from keyplane.core.errors import KeyplaneError
 from keyplane.http.client_ip import client_ip
-from keyplane.service.access import is_manager
-from keyplane.service.leaks import LeakRecord
+from keyplane.service.accounts.access import is_manager
+from keyplane.service.accounts.sessions import SESSION_LIFETIME
+from keyplane.service.keys.leaks import LeakRecord
 from keyplane.service.records import Caller, SessionRecord
 from keyplane.service.services import Services
-from keyplane.service.sessions import SESSION_LIFETIME
 
 PREFIX: Final = "/console"
 SESSION_COOKIE: Final = "keyplane_session"

@@ -33,7 +33,7 @@ from keyplane.http.problems import ratelimit_headers
 
 
 class KeyVerifier(Protocol):
-    """What :func:`check_request_key` needs of ``service.verifier.Verifier``."""
+    """What :func:`check_request_key` needs of ``service.keys.verifier.Verifier``."""
 
     async def verify_async(
         self,
@@ -47,7 +47,7 @@ class KeyVerifier(Protocol):
 
 
 class FailedAttempts(Protocol):
-    """What :func:`check_request_key` needs of ``service.abuse.FailedKeyLimiter``: both
+    """What :func:`check_request_key` needs of ``service.limits.failed_keys.FailedKeyLimiter``: both
     raise ``TooManyAttempts`` (429) for a client IP that sent too many bad keys."""
 
     def check(self, client_ip: IPAddress | None) -> None: ...

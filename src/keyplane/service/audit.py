@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyplane.core.ids import new_id
-from keyplane.service import access
+from keyplane.service.accounts import access
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
 from keyplane.service.records import Actor, AuditEventRecord, Caller, Page
 from keyplane.service.validation import check_filter, clip_user_agent

@@ -12,19 +12,20 @@ from limits.storage import Storage
 from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
 from keyplane.ionq import feature as ionq
-from keyplane.service.abuse import FailedKeyLimiter
-from keyplane.service.accounts import AccountService, Bootstrapped
-from keyplane.service.cache import KeyCache
-from keyplane.service.invalidation import ChangeFeed
-from keyplane.service.keys import KeyService
-from keyplane.service.leaks import GitHubKeyring, LeakService
-from keyplane.service.limiter import Limiter
-from keyplane.service.members import MemberService, SignupPolicy
+from keyplane.service.accounts.members import MemberService, SignupPolicy
+from keyplane.service.accounts.organizations import AccountService, Bootstrapped
+from keyplane.service.accounts.projects import ProjectService
+from keyplane.service.accounts.sessions import SessionService
+from keyplane.service.keys.cache import KeyCache
+from keyplane.service.keys.invalidation import ChangeFeed
+from keyplane.service.keys.leaks import GitHubKeyring, LeakService
+from keyplane.service.keys.lifecycle import KeyService
+from keyplane.service.keys.verifier import Verifier
+from keyplane.service.limits.failed_keys import FailedKeyLimiter
+from keyplane.service.limits.key_limits import Limiter
+from keyplane.service.limits.sign_in_throttle import LoginThrottle
+from keyplane.service.limits.usage import UsageBuffer
 from keyplane.service.records import Actor, Caller, CreatedKey
-from keyplane.service.sessions import SessionService
-from keyplane.service.throttle import LoginThrottle
-from keyplane.service.usage import UsageBuffer
-from keyplane.service.verifier import Verifier
 from keyplane.storage import migrate
 from keyplane.storage.database import Database
 
@@ -78,6 +79,7 @@ class Services:
             max_json_depth=settings.max_json_depth,
         )
         self.accounts = AccountService(database, clock=clock)
+        self.projects = ProjectService(database, clock=clock)
         if limit_storage is None:  # with KEYPLANE_REDIS_URL, every instance counts together
             limit_storage = self.limiter.shared_storage
         throttle = LoginThrottle(

@@ -38,7 +38,7 @@ from keyplane.ionq.jobs.records import (
     with_key_name,
 )
 from keyplane.ionq.jobs.requests import SIMULATOR, gate_counts, parse_submission
-from keyplane.service.keys import find_project
+from keyplane.service.accounts.projects import find_project
 from keyplane.service.pagination import decode_cursor, encode_cursor
 from keyplane.service.records import Caller, Page
 from keyplane.storage.models import ApiKey, Job, Project

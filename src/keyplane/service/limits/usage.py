@@ -10,7 +10,7 @@ No request waits on a database write; a crash loses at most one interval.
 
 Every process flushes its rows in one order (by key id, then counter), the
 order in which a request that locks several keys locks them
-(``service.keys.locked``): two flushes, or a flush and a leak report, wait for
+(``service.keys.lifecycle.locked``): two flushes, or a flush and a leak report, wait for
 each other instead of deadlocking on PostgreSQL.
 """
 

@@ -30,9 +30,11 @@ from keyplane.core.grant import GrantCode, KeyStatus, key_status
 from keyplane.core.ids import is_id, new_id
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import parse_allowlist
-from keyplane.service import access
+from keyplane.service.accounts import access
+from keyplane.service.accounts.projects import find_project
 from keyplane.service.audit import record_event
-from keyplane.service.invalidation import ChangeFeed
+from keyplane.service.keys.invalidation import ChangeFeed
+from keyplane.service.limits.usage import UsageBuffer
 from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
 from keyplane.service.records import (
     Actor,
@@ -45,7 +47,6 @@ from keyplane.service.records import (
     RateLimit,
     UsageBucket,
 )
-from keyplane.service.usage import UsageBuffer
 from keyplane.service.validation import (
     check_expiry,
     check_metadata,
@@ -55,7 +56,7 @@ from keyplane.service.validation import (
     renderable,
 )
 from keyplane.storage.database import Database
-from keyplane.storage.models import ApiKey, KeyUsage, Project
+from keyplane.storage.models import ApiKey, KeyUsage
 
 DEFAULT_ROLL_GRACE: Final = timedelta(hours=24)
 
@@ -608,18 +609,6 @@ def locked(query: Select[ApiKey]) -> Select[ApiKey]:
         .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
-
-
-def find_project(session: Session, organization_id: str, project_id: str) -> Project:
-    """The organization's project, or :class:`NotFound`."""
-    if not is_id(project_id, "prj"):
-        raise NotFound("project", project_id)
-    project = session.scalar(
-        select(Project).where(Project.id == project_id, Project.organization_id == organization_id)
-    )
-    if project is None:
-        raise NotFound("project", project_id)
-    return project
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -37,8 +37,8 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from keyplane.core import quotas
 from keyplane.core.grant import Allowance, GrantCode, KeyState
 from keyplane.logs import Throttled
-from keyplane.service.invalidation import redis_client
-from keyplane.service.usage import UsageBuffer
+from keyplane.service.limits.usage import UsageBuffer
+from keyplane.storage.redis import redis_client
 
 logger = logging.getLogger("keyplane.limits")
 

@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session
 
 from keyplane.core.errors import AuthenticationFailed, Conflict, InvalidInput
 from keyplane.core.ids import new_id
-from keyplane.service.accounts import AccountService, check_email
+from keyplane.service.accounts.organizations import AccountService, check_email
 from keyplane.service.audit import record_event
+from keyplane.service.limits.sign_in_throttle import LoginThrottle
 from keyplane.service.records import Actor, Role, SessionRecord
-from keyplane.service.throttle import LoginThrottle
 from keyplane.service.validation import clip_user_agent
 from keyplane.storage.database import Database
 from keyplane.storage.models import ConsoleSession, Membership, Organization, User
@@ -83,7 +83,7 @@ class SessionService:
     ) -> NewSession:
         """Check the password (throttled) and start a session in the user's first organization.
 
-        Raises :class:`~keyplane.service.throttle.TooManyAttempts` when the
+        Raises :class:`~keyplane.service.limits.sign_in_throttle.TooManyAttempts` when the
         account or the IP has failed too often, and ``AuthenticationFailed``
         (one message for every cause) when the e-mail or password is wrong.
         """

@@ -28,7 +28,7 @@ from limits.storage import Storage
 
 from keyplane.config import LOGIN_ACCOUNT_LIMIT, LOGIN_IP_LIMIT
 from keyplane.core.errors import TooManyAttempts
-from keyplane.service.counters import AttemptCounter
+from keyplane.service.limits.shared_counters import AttemptCounter
 
 #: Failed sign-ins one account may take in the window, whatever the source
 #: (``KEYPLANE_LOGIN_ACCOUNT_LIMIT``).

@@ -1,4 +1,4 @@
-"""Organizations, their members and their projects."""
+"""Organizations, their people's passwords, and the operator's look-ups."""
 
 from __future__ import annotations
 
@@ -17,21 +17,18 @@ from sqlalchemy.orm import Session
 from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound
 from keyplane.core.ids import new_id
-from keyplane.service import access
+from keyplane.service.accounts.projects import project_record
 from keyplane.service.audit import record_event
-from keyplane.service.keys import find_project
-from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
 from keyplane.service.records import (
     Actor,
     Caller,
     OrganizationRecord,
-    Page,
     ProjectRecord,
     Role,
     UserRecord,
 )
 from keyplane.service.validation import check_name
-from keyplane.storage.database import Database, WriteConflict
+from keyplane.storage.database import Database
 from keyplane.storage.models import ConsoleSession, Membership, Organization, Project, User
 
 _EMAIL_RE: Final = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
@@ -132,7 +129,7 @@ class AccountService:
         return Bootstrapped(
             OrganizationRecord(organization.id, organization.name, organization.created_at),
             UserRecord(user.id, user.email, user.created_at),
-            _project_record(project),
+            project_record(project),
         )
 
     def hash_password(self, password: str) -> str:
@@ -191,64 +188,6 @@ class AccountService:
             self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
         return self._dummy
 
-    # -- projects ------------------------------------------------------------
-
-    def create_project(self, caller: Caller, name: str) -> ProjectRecord:
-        access.require_manager(caller, "create projects")
-        now = self._clock()
-        name = check_name(name)
-        try:
-            with self._database.write() as session:
-                if session.scalar(
-                    select(Project.pk).where(
-                        Project.organization_id == caller.organization_id, Project.name == name
-                    )
-                ):
-                    raise Conflict(f"a project named {name!r} already exists")
-                project = Project(
-                    id=new_id("prj"),
-                    organization_id=caller.organization_id,
-                    name=name,
-                    created_at=now,
-                    created_by=caller.actor.name,
-                )
-                session.add(project)
-                session.flush()
-                record_event(
-                    session,
-                    organization_id=caller.organization_id,
-                    actor=caller.actor,
-                    action="project.created",
-                    target_type="project",
-                    target_id=project.id,
-                    at=now,
-                    details={"name": name},
-                )
-                return _project_record(project)
-        except WriteConflict:  # a concurrent create of the same name won the race
-            raise Conflict(f"a project named {name!r} already exists") from None
-
-    def get_project(self, caller: Caller, project_id: str) -> ProjectRecord:
-        with self._database.read() as session:
-            return _project_record(find_project(session, caller.organization_id, project_id))
-
-    def list_projects(
-        self, caller: Caller, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[ProjectRecord]:
-        limit = check_limit(limit)
-        after = decode_cursor(cursor)
-        query = select(Project).where(Project.organization_id == caller.organization_id)
-        if after is not None:
-            query = query.where(Project.pk < after)
-        with self._database.read() as session:
-            rows = session.scalars(query.order_by(Project.pk.desc()).limit(limit + 1)).all()
-            more = len(rows) > limit
-            rows = rows[:limit]
-            return Page(
-                tuple(_project_record(row) for row in rows),
-                encode_cursor(rows[-1].pk) if more else None,
-            )
-
     # -- operator look-ups (admin CLI) ---------------------------------------
 
     def operator_caller(self, organization: str) -> Caller:
@@ -268,19 +207,6 @@ class AccountService:
                     f"several organizations are named {organization!r}; give the id (org_...)"
                 )
             return Caller(rows[0].id, (scope_rules.ALL,), Actor.operator())
-
-    def find_project(self, caller: Caller, project: str) -> ProjectRecord:
-        """A project of the caller's organization, by id or by name."""
-        with self._database.read() as session:
-            row = session.scalar(
-                select(Project).where(
-                    Project.organization_id == caller.organization_id,
-                    (Project.id == project) | (Project.name == project),
-                )
-            )
-            if row is None:
-                raise NotFound("project", project)
-            return _project_record(row)
 
 
 def check_password(password: str) -> str:
@@ -302,13 +228,3 @@ def check_email(email: str) -> str:
     if len(email) > 320 or not _EMAIL_RE.fullmatch(email):
         raise InvalidInput(f"{email!r} is not an email address", field="email")
     return email
-
-
-def _project_record(project: Project) -> ProjectRecord:
-    return ProjectRecord(
-        id=project.id,
-        name=project.name,
-        organization_id=project.organization_id,
-        created_at=project.created_at,
-        created_by=project.created_by,
-    )

@@ -36,8 +36,14 @@ from keyplane.core.errors import (
     PermissionDenied,
 )
 from keyplane.core.ids import is_id, new_id
-from keyplane.service import access
-from keyplane.service.accounts import AccountService, check_email, check_password
+from keyplane.service.accounts import access
+from keyplane.service.accounts.organizations import AccountService, check_email, check_password
+from keyplane.service.accounts.sessions import (
+    NewSession,
+    SessionService,
+    hash_token,
+    locked_password_hash,
+)
 from keyplane.service.audit import record_event
 from keyplane.service.records import (
     Actor,
@@ -46,12 +52,6 @@ from keyplane.service.records import (
     MemberRecord,
     Role,
     SessionRecord,
-)
-from keyplane.service.sessions import (
-    NewSession,
-    SessionService,
-    hash_token,
-    locked_password_hash,
 )
 from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import (

@@ -32,7 +32,7 @@ from limits.storage import Storage
 
 from keyplane.core.errors import TooManyAttempts
 from keyplane.core.network import IPAddress
-from keyplane.service.counters import AttemptCounter
+from keyplane.service.limits.shared_counters import AttemptCounter
 
 logger = logging.getLogger("keyplane.security")
 

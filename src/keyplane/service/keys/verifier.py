@@ -21,9 +21,9 @@ from keyplane.core.errors import MalformedKey
 from keyplane.core.grant import Decision, GrantCode, KeyState, decide, is_plainly_valid
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import IPAddress, parse_allowlist
-from keyplane.service.cache import KeyCache
-from keyplane.service.limiter import Limiter
-from keyplane.service.usage import UsageBuffer
+from keyplane.service.keys.cache import KeyCache
+from keyplane.service.limits.key_limits import Limiter
+from keyplane.service.limits.usage import UsageBuffer
 from keyplane.service.validation import renderable
 from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey

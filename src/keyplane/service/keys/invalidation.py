@@ -42,9 +42,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from keyplane.logs import Throttled
-from keyplane.service.cache import KeyCache
+from keyplane.service.keys.cache import KeyCache
 from keyplane.storage.database import Database
 from keyplane.storage.models import KeyChange
+from keyplane.storage.redis import redis_client
 
 logger = logging.getLogger("keyplane.invalidation")
 
@@ -296,20 +297,6 @@ class ChangeFeed:
         if self._redis is None:
             self._redis = redis_client(self._redis_url)
         return self._redis
-
-
-def redis_client(url: str | None, *, name: str = "keyplane") -> Any:
-    """A Redis client for ``url`` with short timeouts (a slow Redis must not stall
-    requests); its connections show as ``name`` in ``CLIENT LIST``."""
-    import redis
-
-    return redis.Redis.from_url(
-        url or "",
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=30,
-        client_name=name,
-    )
 
 
 def _close_quietly(resource: Any) -> None:

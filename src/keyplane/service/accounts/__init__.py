@@ -1,0 +1,1 @@
+"""Organizations, projects, members, invitations, console sessions and who may do what."""

@@ -1,0 +1,116 @@
+"""Projects: the containers keys live in, inside one organization."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keyplane.core.errors import Conflict, NotFound
+from keyplane.core.ids import is_id, new_id
+from keyplane.service.accounts import access
+from keyplane.service.audit import record_event
+from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
+from keyplane.service.records import Caller, Page, ProjectRecord
+from keyplane.service.validation import check_name
+from keyplane.storage.database import Database, WriteConflict
+from keyplane.storage.models import Project
+
+
+class ProjectService:
+    def __init__(self, database: Database, *, clock: Callable[[], datetime]) -> None:
+        self._database = database
+        self._clock = clock
+
+    def create_project(self, caller: Caller, name: str) -> ProjectRecord:
+        access.require_manager(caller, "create projects")
+        now = self._clock()
+        name = check_name(name)
+        try:
+            with self._database.write() as session:
+                if session.scalar(
+                    select(Project.pk).where(
+                        Project.organization_id == caller.organization_id, Project.name == name
+                    )
+                ):
+                    raise Conflict(f"a project named {name!r} already exists")
+                project = Project(
+                    id=new_id("prj"),
+                    organization_id=caller.organization_id,
+                    name=name,
+                    created_at=now,
+                    created_by=caller.actor.name,
+                )
+                session.add(project)
+                session.flush()
+                record_event(
+                    session,
+                    organization_id=caller.organization_id,
+                    actor=caller.actor,
+                    action="project.created",
+                    target_type="project",
+                    target_id=project.id,
+                    at=now,
+                    details={"name": name},
+                )
+                return project_record(project)
+        except WriteConflict:  # a concurrent create of the same name won the race
+            raise Conflict(f"a project named {name!r} already exists") from None
+
+    def get_project(self, caller: Caller, project_id: str) -> ProjectRecord:
+        with self._database.read() as session:
+            return project_record(find_project(session, caller.organization_id, project_id))
+
+    def list_projects(
+        self, caller: Caller, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ProjectRecord]:
+        limit = check_limit(limit)
+        after = decode_cursor(cursor)
+        query = select(Project).where(Project.organization_id == caller.organization_id)
+        if after is not None:
+            query = query.where(Project.pk < after)
+        with self._database.read() as session:
+            rows = session.scalars(query.order_by(Project.pk.desc()).limit(limit + 1)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page(
+                tuple(project_record(row) for row in rows),
+                encode_cursor(rows[-1].pk) if more else None,
+            )
+
+    def find_project(self, caller: Caller, project: str) -> ProjectRecord:
+        """A project of the caller's organization, by id or by name."""
+        with self._database.read() as session:
+            row = session.scalar(
+                select(Project).where(
+                    Project.organization_id == caller.organization_id,
+                    (Project.id == project) | (Project.name == project),
+                )
+            )
+            if row is None:
+                raise NotFound("project", project)
+            return project_record(row)
+
+
+def find_project(session: Session, organization_id: str, project_id: str) -> Project:
+    """The organization's project, or :class:`NotFound`."""
+    if not is_id(project_id, "prj"):
+        raise NotFound("project", project_id)
+    project = session.scalar(
+        select(Project).where(Project.id == project_id, Project.organization_id == organization_id)
+    )
+    if project is None:
+        raise NotFound("project", project_id)
+    return project
+
+
+def project_record(project: Project) -> ProjectRecord:
+    return ProjectRecord(
+        id=project.id,
+        name=project.name,
+        organization_id=project.organization_id,
+        created_at=project.created_at,
+        created_by=project.created_by,
+    )

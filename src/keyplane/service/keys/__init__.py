@@ -1,0 +1,1 @@
+"""Key lifecycle, verification, caches and the change feed."""
