@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from keyplane.config import ConfigError, Settings
 from keyplane.core.errors import Conflict
 from keyplane.service.services import Services
-from keyplane.storage.database import Database, DatabaseUnavailable
+from keyplane.storage.database import Database, DatabaseUnavailable, after_commit
 from keyplane.storage.models import AuditEvent, Organization, Project
 
 
@@ -191,3 +191,62 @@ def test_settings_repr_hides_database_and_redis_passwords(tmp_path: Path) -> Non
     assert "s3cret" not in shown
     assert "db:5432/keyplane" in shown
     assert "s3cret" not in repr(Database(settings.database_url))
+
+
+# -- after-commit callbacks: how a change announces itself ---------------------
+
+
+def test_after_commit_callbacks_run_once_the_write_has_committed(services: Services) -> None:
+    seen: list[str] = []
+
+    def note() -> None:
+        # The change is visible to a new transaction by the time the callback runs.
+        with services.database.read() as session:
+            seen.append(
+                session.scalars(select(Organization.name).where(Organization.id == "org_ac")).one()
+            )
+
+    with services.database.write() as session:
+        session.add(Organization(id="org_ac", name="After", created_at=datetime.now(UTC)))
+        after_commit(session, note)
+        after_commit(session, lambda: seen.append("second"))
+        assert seen == []
+    assert seen == ["After", "second"]
+
+
+def test_after_commit_callbacks_never_run_when_the_write_rolls_back(services: Services) -> None:
+    seen: list[str] = []
+    with pytest.raises(RuntimeError, match="boom"), services.database.write() as session:  # noqa: PT012
+        after_commit(session, lambda: seen.append("told"))
+        raise RuntimeError("boom")
+    with pytest.raises(Conflict), services.database.write() as session:  # noqa: PT012
+        after_commit(session, lambda: seen.append("told"))
+        session.add(Organization(id="org_dup", name="A", created_at=datetime.now(UTC)))
+        session.add(Organization(id="org_dup", name="B", created_at=datetime.now(UTC)))
+    assert seen == []
+    with services.database.write() as session:
+        pass  # callbacks of a failed transaction do not leak into the next one
+    assert seen == []
+
+
+def test_a_failing_after_commit_callback_is_logged_not_raised(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+
+    def broken() -> None:
+        raise ValueError("cache unreachable")
+
+    with services.database.write() as session:
+        session.add(Organization(id="org_cb", name="Committed", created_at=datetime.now(UTC)))
+        after_commit(session, broken)
+        after_commit(session, lambda: seen.append("still told"))
+    assert seen == ["still told"]
+    assert "after-commit callback failed" in caplog.text
+    with services.database.read() as session:
+        assert session.scalars(select(Organization.id).where(Organization.id == "org_cb")).one()
+
+
+def test_after_commit_refuses_a_read_session(services: Services) -> None:
+    with services.database.read() as session, pytest.raises(RuntimeError, match="write"):
+        after_commit(session, lambda: None)

@@ -11,12 +11,19 @@ A write that breaks a unique or foreign-key constraint (the database's last
 word when two requests race past the same check) is translated here, once,
 into :class:`WriteConflict`, a :class:`~keyplane.core.errors.Conflict`: the
 faces answer it with 409, never a 500, and the transaction is rolled back.
+
+Code that changes something others cache registers what to tell them with
+:func:`after_commit` inside the transaction; :meth:`Database.write` runs those
+callbacks once the commit has succeeded, and never when it rolls back. A
+failing callback is logged, never raised: the change is committed, and the
+caller's answer must say so.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,11 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 #: recreated empty, or never migrated): undefined_table, invalid_catalog_name.
 _SCHEMA_GONE = frozenset({"42P01", "3D000"})
 _WRITE = "keyplane_write"
+#: ``Session.info`` key of the callbacks :meth:`Database.write` runs after its commit.
+_AFTER_COMMIT = "keyplane_after_commit"
+_WRITE_SESSION = "keyplane_write_session"
+
+logger = logging.getLogger(__name__)
 WRITE_CONFLICT_MESSAGE = (
     "this change conflicts with another change made at the same time; reload and try again"
 )
@@ -86,7 +98,9 @@ class Database:
             _configure_sqlite(self.engine)
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(
-            self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+            self.engine.execution_options(**{_WRITE: True}),
+            expire_on_commit=False,
+            info={_WRITE_SESSION: True},
         )
         # Single-statement reads on the hot path (the verifier's look-up by hash): on
         # PostgreSQL a pool of autocommit connections without pre-ping, so a look-up
@@ -114,13 +128,19 @@ class Database:
         """A transaction that commits on success and rolls back on any error.
 
         A constraint violation (at a flush or at the commit) rolls back and
-        raises :class:`WriteConflict`.
+        raises :class:`WriteConflict`. After the commit it runs, in order, the
+        callbacks registered with :func:`after_commit`.
         """
         try:
             with self._writer() as session, session.begin():
                 yield session
         except IntegrityError:
             raise WriteConflict() from None
+        for callback in session.info.pop(_AFTER_COMMIT, ()):
+            try:
+                callback()
+            except Exception:  # committed already: the answer must not become a 500
+                logger.exception("an after-commit callback failed")
 
     def lookup(self, statement: Any, parameters: dict[str, Any]) -> Any:
         """Run one read-only statement; the first row, or None.
@@ -161,6 +181,18 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the write transaction of ``session`` has committed.
+
+    Nothing runs if the transaction rolls back. This is how a change announces
+    itself (the key caches and the change feed): the code that makes the change
+    registers the news in the same place, so no caller can forget to send it.
+    """
+    if not session.info.get(_WRITE_SESSION):
+        raise RuntimeError("after_commit needs a session of Database.write()")
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 def _schema_gone_is_unavailable(context: ExceptionContext) -> BaseException | None:

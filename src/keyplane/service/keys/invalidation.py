@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from keyplane.logs import Throttled
 from keyplane.service.keys.cache import KeyCache
-from keyplane.storage.database import Database
+from keyplane.storage.database import Database, after_commit
 from keyplane.storage.models import KeyChange
 from keyplane.storage.redis import redis_client
 
@@ -109,14 +109,21 @@ class ChangeFeed:
     # -- the writing side ----------------------------------------------------
 
     def record(self, session: Session, key_hash: str) -> None:
-        """Note a change to ``key_hash`` inside the transaction that makes it."""
+        """Note a change to ``key_hash`` inside the transaction that makes it.
+
+        The row (and PostgreSQL's NOTIFY) commit with the change; once the commit
+        succeeds, :meth:`committed` drops the key here and tells the other
+        processes. Nothing is told if the transaction rolls back.
+        """
         connection = session.connection()
         connection.execute(_INSERT_CHANGE, {"key_hash": key_hash, "changed_at": self._clock()})
         if not self._database.is_sqlite:
             connection.execute(_NOTIFY, {"channel": CHANNEL, "key_hash": key_hash})
+        after_commit(session, lambda: self.committed(key_hash))
 
     def committed(self, key_hash: str) -> None:
-        """After the commit: forget the key here, and tell the other processes over Redis."""
+        """After the commit (run by the transaction itself): forget the key here, and
+        tell the other processes over Redis."""
         self._cache.invalidate(key_hash)
         if self._redis_url is None:
             return

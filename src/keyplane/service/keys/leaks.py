@@ -172,7 +172,6 @@ class LeakService:
             raise InvalidInput(f"at most {MAX_TOKENS_PER_REPORT} tokens per report")
         now = self._clock()
         verdicts: list[TokenVerdict] = []
-        revoked_hashes: list[str] = []
         actor = Actor(GITHUB_ACTOR)
         with self._database.write() as session:
             rows = self._lock(session, tokens)
@@ -222,9 +221,6 @@ class LeakService:
                         "revoked": revoked_now,
                     },
                 )
-                revoked_hashes.append(row.key_hash)
-        for key_hash in revoked_hashes:
-            self._keys.forget(key_hash)
         return verdicts
 
     def leaks(self, organization_id: str, key_ids: Iterable[str] | None = None) -> list[LeakRecord]:

@@ -308,8 +308,6 @@ class KeyService:
                     details={"changes": changed},
                 )
             record = self._to_record(row, now)
-            key_hash = row.key_hash
-        self._changes.committed(key_hash)
         return record
 
     def revoke(self, caller: Caller, key_id: str) -> KeyRecord:
@@ -320,8 +318,6 @@ class KeyService:
             access.require_key_manager(caller, row.created_by)
             self.revoke_row(session, row, caller.actor, now)
             record = self._to_record(row, now)
-            key_hash = row.key_hash
-        self.forget(key_hash)
         return record
 
     def revoke_row(
@@ -337,8 +333,8 @@ class KeyService:
 
         ``row`` must have been read with :func:`locked` (or ``_find(lock=True)``) in
         this transaction, so that two revocations cannot both see it live. True if
-        the key was live; False if it was already revoked (nothing changes). After
-        the commit the caller must :meth:`forget` the key's hash.
+        the key was live; False if it was already revoked (nothing changes). The
+        change feed tells the caches once the transaction commits.
         """
         if row.revoked_at is not None:
             return False
@@ -357,11 +353,6 @@ class KeyService:
             details={"name": row.name, "hint": row.hint, **(details or {})},
         )
         return True
-
-    def forget(self, key_hash: str) -> None:
-        """After the commit of a change: drop the key from this process's cache and tell
-        the other processes (the change feed)."""
-        self._changes.committed(key_hash)
 
     def roll(
         self, caller: Caller, key_id: str, *, grace: timedelta = DEFAULT_ROLL_GRACE
@@ -417,8 +408,6 @@ class KeyService:
                 details={"new_key_id": new.id, "old_key_expires_at": _iso(old.expires_at)},
             )
             created = CreatedKey(self._to_record(new, now), secret)
-            old_hash = old.key_hash
-        self._changes.committed(old_hash)
         return created
 
     # -- usage analytics -----------------------------------------------------
