@@ -91,10 +91,10 @@ def test_service_method_for_the_console_chart(
     clock.advance(timedelta(days=2))
     services.verifier.verify(tenant.key)
     services.usage.flush()
-    buckets = services.keys.usage(caller, tenant.key_id, interval="day")
+    buckets = services.usage_history.buckets(caller, tenant.key_id, interval="day")
     assert len(buckets) == 31
     assert [bucket.total for bucket in buckets[-3:]] == [1, 0, 1]
-    sparse = services.keys.usage(caller, tenant.key_id, interval="day", zero_fill=False)
+    sparse = services.usage_history.buckets(caller, tenant.key_id, interval="day", zero_fill=False)
     assert [bucket.outcomes for bucket in sparse] == [{"VALID": 1}, {"VALID": 1}]
 
 

@@ -145,7 +145,9 @@ def key_usage(
     caller: Annotated[Caller, require(scopes.KEYS_READ)],
     services: ServicesDep,
 ) -> UsageOut:
-    buckets = services.keys.usage(caller, key_id, interval=interval, since=since, until=until)
+    buckets = services.usage_history.buckets(
+        caller, key_id, interval=interval, since=since, until=until
+    )
     return UsageOut(
         key_id=key_id, interval=interval, buckets=[UsageBucketOut.of(bucket) for bucket in buckets]
     )

@@ -23,6 +23,6 @@ def daily_usage(
     (:meth:`KeyService.usage` looks the key up for the caller).
     """
     since = services.clock() - timedelta(days=days - 1)
-    buckets = services.keys.usage(caller, key_id, interval="day", since=since)
+    buckets = services.usage_history.buckets(caller, key_id, interval="day", since=since)
     points = [(bucket.start.date(), bucket.total) for bucket in buckets[-days:]]
     return points if any(count for _, count in points) else None

@@ -25,6 +25,7 @@ from keyplane.service.limits.failed_keys import FailedKeyLimiter
 from keyplane.service.limits.key_limits import Limiter
 from keyplane.service.limits.sign_in_throttle import LoginThrottle
 from keyplane.service.limits.usage import UsageBuffer
+from keyplane.service.limits.usage_history import UsageHistory
 from keyplane.service.records import Actor, Caller, CreatedKey
 from keyplane.storage import migrate
 from keyplane.storage.database import Database
@@ -78,6 +79,7 @@ class Services:
             clock=clock,
             max_json_depth=settings.max_json_depth,
         )
+        self.usage_history = UsageHistory(database, self.keys, self.usage, clock=clock)
         self.accounts = AccountService(database, clock=clock)
         self.projects = ProjectService(database, clock=clock)
         if limit_storage is None:  # with KEYPLANE_REDIS_URL, every instance counts together

@@ -40,7 +40,8 @@ from keyplane.core.errors import AuthenticationFailed, InvalidInput, MalformedKe
 from keyplane.core.ids import new_id
 from keyplane.core.keys import KeyFormat, hash_key
 from keyplane.service.audit import record_event
-from keyplane.service.keys.lifecycle import KeyService, locked
+from keyplane.service.keys.lifecycle import KeyService
+from keyplane.service.keys.queries import locked
 from keyplane.service.records import Actor
 from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey, KeyLeak

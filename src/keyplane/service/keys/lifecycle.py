@@ -1,8 +1,9 @@
-"""The key lifecycle: create, list, get, update, revoke and roll.
+"""The key lifecycle: create, update, revoke and roll (reads are :mod:`.queries`).
 
-Each change runs in one transaction together with its audit event, and drops
-the key from this process's verification cache before returning, so a
-revocation through this instance takes effect at once.
+Each change runs in one transaction together with its audit event and a row
+of the change feed; once it commits, the feed drops the key from this
+process's verification cache (before the call returns, so a revocation
+through this instance takes effect at once) and tells the other instances.
 
 Every change first locks the key's row (``SELECT ... FOR NO KEY UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serializes writers), so the
@@ -13,39 +14,34 @@ on ``rolled_from_id`` backs the one-successor rule in the schema itself.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyplane.config import DEFAULT_MAX_JSON_DEPTH
-from keyplane.core import quotas
 from keyplane.core import scopes as scope_rules
-from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from keyplane.core.errors import Conflict, InvalidInput, PermissionDenied
 from keyplane.core.grant import GrantCode, KeyStatus, key_status
-from keyplane.core.ids import is_id, new_id
+from keyplane.core.ids import new_id
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import parse_allowlist
 from keyplane.service.accounts import access
 from keyplane.service.accounts.projects import find_project
 from keyplane.service.audit import record_event
 from keyplane.service.keys.invalidation import ChangeFeed
+from keyplane.service.keys.queries import KeyQueries
 from keyplane.service.limits.usage import UsageBuffer
-from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
 from keyplane.service.records import (
     Actor,
     Caller,
     CreatedKey,
     KeyRecord,
-    Page,
     Quota,
-    QuotaStatus,
     RateLimit,
-    UsageBucket,
 )
 from keyplane.service.validation import (
     check_expiry,
@@ -53,10 +49,9 @@ from keyplane.service.validation import (
     check_name,
     check_quota,
     check_rate_limit,
-    renderable,
 )
 from keyplane.storage.database import Database
-from keyplane.storage.models import ApiKey, KeyUsage
+from keyplane.storage.models import ApiKey
 
 DEFAULT_ROLL_GRACE: Final = timedelta(hours=24)
 
@@ -83,12 +78,9 @@ class KeyChanges:
     quota: Quota | _Unset | None = UNSET
 
 
-USAGE_INTERVALS: Final = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
-#: The most buckets one usage query returns (a year of days, or 60 days of hours).
-MAX_USAGE_BUCKETS: Final = 1_440
+class KeyService(KeyQueries):
+    """Reads (from :class:`KeyQueries`) and every change to a key."""
 
-
-class KeyService:
     def __init__(
         self,
         database: Database,
@@ -99,59 +91,10 @@ class KeyService:
         clock: Callable[[], datetime],
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> None:
-        self._database = database
+        super().__init__(database, usage=usage, clock=clock)
         self._max_json_depth = max_json_depth
         self._format = key_format
         self._changes = changes
-        self._usage = usage
-        self._clock = clock
-
-    # -- reads ---------------------------------------------------------------
-
-    def get(self, caller: Caller, key_id: str) -> KeyRecord:
-        with self._database.read() as session:
-            row = self._find(session, caller, key_id)
-            return self._to_record(row, self._clock())
-
-    def list(
-        self,
-        caller: Caller,
-        project_id: str,
-        *,
-        status: KeyStatus | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        revoked: bool | None = None,
-    ) -> Page[KeyRecord]:
-        """A project's keys, newest first; ``status=None`` lists every key.
-
-        ``revoked=False`` leaves revoked keys out (the console's "Active" tab keeps
-        disabled and expired keys in view, with their status); ``True`` keeps only them.
-        """
-        limit = check_limit(limit)
-        after = decode_cursor(cursor)
-        now = self._clock()
-        query = select(ApiKey).where(
-            ApiKey.project_id == project_id, ApiKey.organization_id == caller.organization_id
-        )
-        if status is not None:
-            query = query.where(_status_filter(status, now))
-        if revoked is not None:
-            query = query.where(
-                ApiKey.revoked_at.is_not(None) if revoked else ApiKey.revoked_at.is_(None)
-            )
-        if after is not None:
-            query = query.where(ApiKey.pk < after)
-        query = query.order_by(ApiKey.pk.desc()).limit(limit + 1)
-        with self._database.read() as session:
-            find_project(session, caller.organization_id, project_id)
-            rows = session.scalars(query).all()
-            more = len(rows) > limit
-            rows = rows[:limit]
-            return Page(
-                items=tuple(self._to_record(row, now) for row in rows),
-                next_cursor=encode_cursor(rows[-1].pk) if more else None,
-            )
 
     # -- changes -------------------------------------------------------------
 
@@ -255,7 +198,7 @@ class KeyService:
     def update(self, caller: Caller, key_id: str, changes: KeyChanges) -> KeyRecord:
         now = self._clock()
         with self._database.write() as session:
-            row = self._find(session, caller, key_id, lock=True)
+            row = self.find_row(session, caller, key_id, lock=True)
             access.require_key_manager(caller, row.created_by)
             if row.revoked_at is not None:
                 raise Conflict("a revoked key cannot be changed")
@@ -314,7 +257,7 @@ class KeyService:
         """Revoke for good. Revoking a revoked key changes nothing and succeeds."""
         now = self._clock()
         with self._database.write() as session:
-            row = self._find(session, caller, key_id, lock=True)
+            row = self.find_row(session, caller, key_id, lock=True)
             access.require_key_manager(caller, row.created_by)
             self.revoke_row(session, row, caller.actor, now)
             record = self._to_record(row, now)
@@ -363,7 +306,7 @@ class KeyService:
         now = self._clock()
         secret = self._format.generate()
         with self._database.write() as session:
-            old = self._find(session, caller, key_id, lock=True)
+            old = self.find_row(session, caller, key_id, lock=True)
             access.require_key_manager(caller, old.created_by)
             self._check_rollable(session, old, now)
             scopes = self._grantable_scopes(caller, old.scopes)
@@ -410,68 +353,6 @@ class KeyService:
             created = CreatedKey(self._to_record(new, now), secret)
         return created
 
-    # -- usage analytics -----------------------------------------------------
-
-    def usage(
-        self,
-        caller: Caller,
-        key_id: str,
-        *,
-        interval: str = "day",
-        since: datetime | None = None,
-        until: datetime | None = None,
-        zero_fill: bool = True,
-    ) -> builtins.list[UsageBucket]:
-        """Verifications of a key per hour or day, by outcome, oldest bucket first.
-
-        ``since`` defaults to 30 days (``day``) or 48 hours (``hour``) before
-        ``until`` (default now); both are rounded down to a bucket start. With
-        ``zero_fill`` every bucket in the range is present, empty ones included.
-        Counts not yet written by this process's usage buffer are included.
-        """
-        step = USAGE_INTERVALS.get(interval)
-        if step is None:
-            raise InvalidInput("interval is hour or day", field="interval")
-        now = self._clock()
-        end = bucket_start(interval, until or now)
-        # The last bucket must be followed by another that a datetime can hold, and
-        # the default range must fit before the first: else the arithmetic overflows.
-        if end > datetime.max.replace(tzinfo=end.tzinfo) - step:
-            raise InvalidInput("until is too far in the future", field="until")
-        default_span = step * (30 if interval == "day" else 47)
-        if since is None and end < datetime.min.replace(tzinfo=end.tzinfo) + default_span:
-            raise InvalidInput("until is too far in the past", field="until")
-        start = bucket_start(interval, since or end - default_span)
-        if start > end:
-            raise InvalidInput("since must be before until", field="since")
-        if (end - start) // step >= MAX_USAGE_BUCKETS:
-            raise InvalidInput(
-                f"at most {MAX_USAGE_BUCKETS} {interval}s per query; narrow since", field="since"
-            )
-        counts: dict[datetime, dict[str, int]] = {}
-        with self._database.read() as session:
-            self._find(session, caller, key_id)
-            rows = session.execute(
-                select(KeyUsage.bucket, KeyUsage.outcome, KeyUsage.count).where(
-                    KeyUsage.key_id == key_id,
-                    KeyUsage.interval == interval,
-                    KeyUsage.bucket >= start,
-                    KeyUsage.bucket <= end,
-                )
-            ).all()
-        for bucket, outcome, count in rows:
-            outcomes = counts.setdefault(bucket, {})
-            outcomes[outcome] = outcomes.get(outcome, 0) + count
-        for (hour, outcome), count in self._usage.pending_counts(key_id).items():
-            bucket = bucket_start(interval, hour)
-            if start <= bucket <= end:
-                outcomes = counts.setdefault(bucket, {})
-                outcomes[outcome] = outcomes.get(outcome, 0) + count
-        if not zero_fill:
-            return [UsageBucket(at, counts[at]) for at in sorted(counts)]
-        buckets = (start + step * index for index in range((end - start) // step + 1))
-        return [UsageBucket(at, counts.get(at, {})) for at in buckets]
-
     # -- helpers -------------------------------------------------------------
 
     @staticmethod
@@ -489,18 +370,6 @@ class KeyService:
         if successor is not None:
             raise Conflict(f"this key was already rolled into {successor}; roll that key instead")
 
-    def _find(self, session: Session, caller: Caller, key_id: str, *, lock: bool = False) -> ApiKey:
-        """The caller's key; with ``lock``, its row locked until the transaction ends."""
-        if not is_id(key_id, "key"):
-            raise NotFound("key", key_id)
-        query = select(ApiKey).where(
-            ApiKey.id == key_id, ApiKey.organization_id == caller.organization_id
-        )
-        row = session.scalar(locked(query) if lock else query)
-        if row is None:
-            raise NotFound("key", key_id)
-        return row
-
     @staticmethod
     def _grantable_scopes(caller: Caller, scopes: Iterable[str]) -> tuple[str, ...]:
         """Valid scopes the caller holds itself: nobody hands out more than they have."""
@@ -514,105 +383,9 @@ class KeyService:
             )
         return normalized
 
-    def _to_record(self, row: ApiKey, now: datetime) -> KeyRecord:
-        last_used_at, last_used_ip, last_used_user_agent = (
-            row.last_used_at,
-            row.last_used_ip,
-            row.last_used_user_agent,
-        )
-        pending = self._usage.pending(row.id)
-        if pending is not None and (last_used_at is None or pending.at > last_used_at):
-            last_used_at = pending.at
-            last_used_ip = str(pending.client_ip) if pending.client_ip is not None else None
-            last_used_user_agent = pending.user_agent
-        return KeyRecord(
-            id=row.id,
-            name=row.name,
-            hint=row.hint,
-            organization_id=row.organization_id,
-            project_id=row.project_id,
-            status=key_status(row.revoked_at, row.enabled, row.expires_at, now),
-            enabled=row.enabled,
-            scopes=tuple(row.scopes),
-            ip_allowlist=tuple(row.ip_allowlist),
-            metadata=dict(renderable(row.meta, "metadata")),
-            created_at=row.created_at,
-            created_by=row.created_by,
-            updated_at=row.updated_at,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-            rolled_from_id=row.rolled_from_id,
-            last_used_at=last_used_at,
-            last_used_ip=last_used_ip,
-            last_used_user_agent=last_used_user_agent,
-            rate_limit=(
-                RateLimit(row.rate_limit, row.rate_limit_window or 60)
-                if row.rate_limit is not None
-                else None
-            ),
-            quota=self._quota_status(row, now),
-        )
-
-    def _quota_status(self, row: ApiKey, now: datetime) -> QuotaStatus | None:
-        if row.quota_limit is None:
-            return None
-        period = quotas.period_of(row.quota_refill, now)
-        used = quotas.used_in(period, row.quota_period, row.quota_used)
-        used += self._usage.pending_quota(row.id, period)
-        return QuotaStatus(
-            limit=row.quota_limit,
-            refill=row.quota_refill,
-            used=used,
-            remaining=max(0, row.quota_limit - used),
-            resets_at=quotas.period_end(row.quota_refill, now),
-        )
-
-
-def _status_filter(status: KeyStatus, now: datetime) -> ColumnElement[bool]:
-    not_revoked = ApiKey.revoked_at.is_(None)
-    expired = and_(ApiKey.expires_at.is_not(None), ApiKey.expires_at <= now)
-    if status is KeyStatus.REVOKED:
-        return ApiKey.revoked_at.is_not(None)
-    if status is KeyStatus.DISABLED:
-        return and_(not_revoked, ApiKey.enabled.is_(False))
-    if status is KeyStatus.EXPIRED:
-        return and_(not_revoked, ApiKey.enabled.is_(True), expired)
-    return and_(
-        not_revoked,
-        ApiKey.enabled.is_(True),
-        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
-    )
-
-
-def locked(query: Select[ApiKey]) -> Select[ApiKey]:
-    """``query`` locking the keys it reads until the transaction ends, in id order.
-
-    ``FOR NO KEY UPDATE`` (not ``FOR UPDATE``): it serializes changes to the key
-    without blocking the foreign-key checks of rows that point at it (leak
-    reports). One order for every transaction that locks several keys (leak
-    reports; the usage flush updates in the same order) means no deadlock.
-    SQLite ignores the clause: its writers are serialized by ``BEGIN IMMEDIATE``.
-    """
-    return (
-        query.order_by(ApiKey.id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-__all__ = ["DEFAULT_ROLL_GRACE", "UNSET", "KeyChanges", "KeyService", "locked"]
-
-
-def bucket_start(interval: str, at: datetime) -> datetime:
-    """The start of the hour or (UTC) day holding ``at``."""
-    try:
-        at = at.astimezone(UTC)
-    except OverflowError:  # 0001-01-01 with a positive offset, 9999-12-31 with a negative one
-        raise InvalidInput("that date is out of range") from None
-    if interval == "hour":
-        return at.replace(minute=0, second=0, microsecond=0)
-    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+__all__ = ["DEFAULT_ROLL_GRACE", "UNSET", "KeyChanges", "KeyService"]
