@@ -48,9 +48,9 @@ class ConsoleWorld:
         caller = _operator(self.organization_id)
         key = self.services.keys.create(caller, self.project_id, name=f"target {next(_names)}")
         email = f"target{next(_names)}@acme.test"
-        joined = self.services.members.invite(caller, email, Role.MEMBER)
-        session = self.services.members.accept_new_account(joined.token, PASSWORD)
-        invitation = self.services.members.invite(caller, f"pending{next(_names)}@acme.test")
+        joined = self.services.invitations.invite(caller, email, Role.MEMBER)
+        session = self.services.invitations.accept_new_account(joined.token, PASSWORD)
+        invitation = self.services.invitations.invite(caller, f"pending{next(_names)}@acme.test")
         return {
             "key_id": key.record.id,
             "user_id": session.record.user_id,

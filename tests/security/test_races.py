@@ -223,8 +223,8 @@ def two_owners(live: LiveServer) -> tuple[str, str, str, str]:
     )
     organization_id = result.accounts.organization.id
     owner = Caller(organization_id, ("*",), Actor(f"user:{result.accounts.owner.id}"), Role.OWNER)
-    invitation = services.members.invite(owner, second, Role.OWNER)
-    joined = services.members.accept_new_account(invitation.token, PASSWORD)
+    invitation = services.invitations.invite(owner, second, Role.OWNER)
+    joined = services.invitations.accept_new_account(invitation.token, PASSWORD)
     return organization_id, result.accounts.owner.id, joined.record.user_id, first + " " + second
 
 

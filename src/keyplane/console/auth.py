@@ -34,7 +34,8 @@ from keyplane.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from keyplane.service.accounts.members import AccountExists, SignupClosed
+from keyplane.service.accounts.invitations import AccountExists
+from keyplane.service.accounts.members import SignupClosed
 from keyplane.service.accounts.sessions import NewSession
 
 router = APIRouter()
@@ -164,7 +165,7 @@ def _join_page(
     status_code: int = 200,
 ) -> Response:
     try:
-        invitation = services.members.find_invitation(token)
+        invitation = services.invitations.find_invitation(token)
     except NotFound:
         return render(request, "join.html", {"invitation": None}, status_code=404)
     signin_url = f"{PREFIX}/signin?" + urlencode({"next": f"{PREFIX}/join?token={token}"})
@@ -205,12 +206,12 @@ def join(
     try:
         if visitor is not None:
             csrf_visitor(request, csrf_token)
-            started = services.members.accept_signed_in(token, visitor.session, **client)
+            started = services.invitations.accept_signed_in(token, visitor.session, **client)
         else:
             anonymous_csrf(request, csrf_token)
             if password != confirm_password:
                 raise InvalidInput("the two passwords differ", field="confirm_password")
-            started = services.members.accept_new_account(token, password, **client)
+            started = services.invitations.accept_new_account(token, password, **client)
     except NotFound:
         return render(request, "join.html", {"invitation": None}, status_code=404)
     except (InvalidInput, AccountExists, PermissionDenied) as error:

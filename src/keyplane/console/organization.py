@@ -142,7 +142,7 @@ def _members_page(
         {
             "section": "members",
             "members": services.members.list_members(visitor.caller),
-            "invitations": services.members.list_invitations(visitor.caller),
+            "invitations": services.invitations.list_invitations(visitor.caller),
             "roles": [role.value for role in Role],
             **extra,
         },
@@ -164,7 +164,7 @@ def invite(
     role: Annotated[str, Form(max_length=20)] = "member",
 ) -> Response:
     try:
-        created = services.members.invite(visitor.caller, email, role)
+        created = services.invitations.invite(visitor.caller, email, role)
     except (InvalidInput, Conflict) as error:
         return _members_page(
             request, services, visitor, status_code=422, error=str(error), form_email=email
@@ -198,5 +198,5 @@ def remove_member(services: ServicesDep, visitor: CSRFVisitorDep, user_id: str) 
 def revoke_invitation(
     services: ServicesDep, visitor: CSRFVisitorDep, invitation_id: str
 ) -> Response:
-    services.members.revoke_invitation(visitor.caller, invitation_id)
+    services.invitations.revoke_invitation(visitor.caller, invitation_id)
     return redirect("/members", notice="invitation-revoked")

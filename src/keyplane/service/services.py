@@ -12,6 +12,7 @@ from limits.storage import Storage
 from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
 from keyplane.ionq import feature as ionq
+from keyplane.service.accounts.invitations import InvitationService
 from keyplane.service.accounts.members import MemberService, SignupPolicy
 from keyplane.service.accounts.organizations import AccountService, Bootstrapped
 from keyplane.service.accounts.projects import ProjectService
@@ -99,6 +100,7 @@ class Services:
             policy=SignupPolicy(settings.signup),
             clock=clock,
         )
+        self.invitations = InvitationService(database, self.accounts, self.sessions, clock=clock)
         keyring = (
             GitHubKeyring.from_file(settings.github_keys_file)
             if settings.github_keys_file is not None

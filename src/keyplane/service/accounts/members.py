@@ -1,4 +1,4 @@
-"""People in an organization: sign-up, invitations, roles, removal.
+"""People in an organization: sign-up, roles, removal (joining is :mod:`.invitations`).
 
 Sign-up follows the operator's policy (``KEYPLANE_SIGNUP``): ``first`` lets
 only the first user of a fresh server create an organization; ``open`` lets
@@ -18,14 +18,13 @@ checks that there is none yet, so two first sign-ups cannot both succeed.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from keyplane.core.errors import (
@@ -35,37 +34,31 @@ from keyplane.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from keyplane.core.ids import is_id, new_id
+from keyplane.core.ids import is_id
 from keyplane.service.accounts import access
 from keyplane.service.accounts.organizations import AccountService, check_email, check_password
 from keyplane.service.accounts.sessions import (
     NewSession,
     SessionService,
-    hash_token,
     locked_password_hash,
 )
 from keyplane.service.audit import record_event
 from keyplane.service.records import (
     Actor,
     Caller,
-    InvitationRecord,
     MemberRecord,
     Role,
-    SessionRecord,
 )
 from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import (
     ConsoleSession,
-    Invitation,
     Membership,
     Organization,
     User,
 )
 
-INVITATION_LIFETIME: Final = timedelta(days=7)
 FIRST_PROJECT_NAME: Final = "Default"
 _SIGNUP_CLOSED: Final = "sign-up is closed on this server; ask an owner or admin for an invitation"
-_MAX_TOKEN_LENGTH: Final = 128
 _USER_ACTOR: Final = "user:"
 
 
@@ -77,23 +70,6 @@ class SignupPolicy(StrEnum):
 
 class SignupClosed(Conflict):
     """Sign-up is not open on this server; join through an invitation."""
-
-
-class AccountExists(Conflict):
-    """The invited address has an account: it joins by signing in, not through the link."""
-
-
-_ACCOUNT_EXISTS: Final = (
-    "an account with this address exists: sign in as it, then open the invitation link again"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class NewInvitation:
-    """An invitation just created; ``token`` goes into the link, shown once."""
-
-    token: str = field(repr=False)
-    record: InvitationRecord
 
 
 class MemberService:
@@ -219,7 +195,7 @@ class MemberService:
         return [MemberRecord(user_id, email, Role(role), at) for user_id, email, role, at in rows]
 
     def change_role(self, caller: Caller, user_id: str, role: Role | str) -> MemberRecord:
-        new = _role(role)
+        new = parse_role(role)
         now = self._clock()
         with self._database.write() as session:
             caller = _lock_organization(session, caller)
@@ -272,242 +248,15 @@ class MemberService:
                 details={"email": email, "role": old.value},
             )
 
-    # -- invitations ---------------------------------------------------------
 
-    def invite(self, caller: Caller, email: str, role: Role | str = Role.MEMBER) -> NewInvitation:
-        new_role = _role(role)
-        access.check_role_change(caller, None, new_role)
-        email = check_email(email)
-        now = self._clock()
-        token = secrets.token_urlsafe(32)
-        with self._database.write() as session:
-            already = session.scalar(
-                select(Membership.pk)
-                .join(User, User.id == Membership.user_id)
-                .where(Membership.organization_id == caller.organization_id, User.email == email)
-            )
-            if already is not None:
-                raise Conflict(f"{email} is already a member")
-            row = Invitation(
-                id=new_id("inv"),
-                token_hash=hash_token(token),
-                organization_id=caller.organization_id,
-                email=email,
-                role=new_role.value,
-                created_at=now,
-                created_by=caller.actor.name,
-                expires_at=now + INVITATION_LIFETIME,
-                accepted_at=None,
-                revoked_at=None,
-            )
-            session.add(row)
-            session.flush()
-            record_event(
-                session,
-                organization_id=caller.organization_id,
-                actor=caller.actor,
-                action="invitation.created",
-                target_type="invitation",
-                target_id=row.id,
-                at=now,
-                details={"email": email, "role": new_role.value},
-            )
-            return NewInvitation(token, _invitation_record(session, row))
-
-    def list_invitations(self, caller: Caller) -> list[InvitationRecord]:
-        """Invitations still waiting to be accepted."""
-        access.require_manager(caller, "see invitations")
-        now = self._clock()
-        with self._database.read() as session:
-            rows = session.scalars(
-                select(Invitation)
-                .where(
-                    Invitation.organization_id == caller.organization_id,
-                    Invitation.accepted_at.is_(None),
-                    Invitation.revoked_at.is_(None),
-                    Invitation.expires_at > now,
-                )
-                .order_by(Invitation.pk.desc())
-            ).all()
-            return [_invitation_record(session, row) for row in rows]
-
-    def revoke_invitation(self, caller: Caller, invitation_id: str) -> None:
-        access.require_manager(caller, "revoke invitations")
-        now = self._clock()
-        with self._database.write() as session:
-            row = (
-                session.scalar(
-                    select(Invitation)
-                    .where(
-                        Invitation.id == invitation_id,
-                        Invitation.organization_id == caller.organization_id,
-                    )
-                    # Two revocations (or a revocation and an acceptance) wait for each other.
-                    .with_for_update(key_share=True)
-                    .execution_options(populate_existing=True)
-                )
-                if is_id(invitation_id, "inv")
-                else None
-            )
-            if row is None:
-                raise NotFound("invitation", invitation_id)
-            if row.revoked_at is None and row.accepted_at is None:
-                row.revoked_at = now
-                record_event(
-                    session,
-                    organization_id=caller.organization_id,
-                    actor=caller.actor,
-                    action="invitation.revoked",
-                    target_type="invitation",
-                    target_id=row.id,
-                    at=now,
-                    details={"email": row.email},
-                )
-
-    def find_invitation(self, token: str) -> InvitationRecord:
-        """The open invitation behind a link's token, or :class:`NotFound`."""
-        with self._database.read() as session:
-            return _invitation_record(session, self._open_invitation(session, token))
-
-    def accept_new_account(
-        self,
-        token: str,
-        password: str,
-        *,
-        client_ip: str | None = None,
-        user_agent: str | None = None,
-        replacing: str | None = None,
-    ) -> NewSession:
-        """Join with a new account for the invited address, choosing its password.
-
-        A link never sets or changes the credentials of an account that exists
-        (with or without a password): whoever holds the link is not thereby that
-        person. Such an account joins with :meth:`accept_signed_in`.
-        """
-        new_hash = self._accounts.hash_password(password)
-        now = self._clock()
-        try:
-            with self._database.write() as session:
-                row = self._claim(session, token, now)
-                if session.scalar(select(User.pk).where(User.email == row.email)) is not None:
-                    raise AccountExists(_ACCOUNT_EXISTS)
-                user = User(
-                    id=new_id("usr"), email=row.email, created_at=now, password_hash=new_hash
-                )
-                session.add(user)
-                session.flush()
-                return self._join(session, row, user.id, now, (client_ip, user_agent, replacing))
-        except WriteConflict:  # a concurrent sign-up or accept created the address
-            raise AccountExists(_ACCOUNT_EXISTS) from None
-
-    def accept_signed_in(
-        self,
-        token: str,
-        current: SessionRecord,
-        *,
-        client_ip: str | None = None,
-        user_agent: str | None = None,
-        replacing: str | None = None,
-    ) -> NewSession:
-        """Join as the signed-in user, who must be the invited address (a link is
-        bound to its address: it adds no one else)."""
-        now = self._clock()
-        try:
-            with self._database.write() as session:
-                row = self._claim(session, token, now)
-                email = session.scalar(select(User.email).where(User.id == current.user_id))
-                if email is None or email != row.email:
-                    raise PermissionDenied(
-                        "WRONG_ACCOUNT",
-                        f"this invitation is for {row.email}; "
-                        "sign out, then sign in as that address",
-                    )
-                client = (client_ip, user_agent, replacing)
-                return self._join(session, row, current.user_id, now, client)
-        except WriteConflict:  # joined the same organization through another link just now
-            raise Conflict("you are already a member of this organization") from None
-
-    def _claim(self, session: Session, token: str, now: datetime) -> Invitation:
-        """Mark the open invitation accepted, once: the conditional UPDATE is the
-        single-use rule. A second accept of the same link waits for the first
-        one's row lock (PostgreSQL) or write lock (SQLite), then matches no row."""
-        row = self._open_invitation(session, token)
-        claimed = session.execute(
-            update(Invitation)
-            .where(
-                Invitation.pk == row.pk,
-                Invitation.accepted_at.is_(None),
-                Invitation.revoked_at.is_(None),
-                Invitation.expires_at > now,
-            )
-            .values(accepted_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
-            raise NotFound("invitation", "that link")
-        session.refresh(row)
-        return row
-
-    def _join(
-        self,
-        session: Session,
-        row: Invitation,
-        user_id: str,
-        now: datetime,
-        client: tuple[str | None, str | None, str | None],
-    ) -> NewSession:
-        client_ip, user_agent, replacing = client
-        if _find_membership(session, row.organization_id, user_id) is None:
-            session.add(
-                Membership(
-                    organization_id=row.organization_id,
-                    user_id=user_id,
-                    role=row.role,
-                    created_at=now,
-                )
-            )
-        record_event(
-            session,
-            organization_id=row.organization_id,
-            actor=Actor(f"user:{user_id}", client_ip, user_agent),
-            action="member.added",
-            target_type="user",
-            target_id=user_id,
-            at=now,
-            details={"email": row.email, "role": row.role, "invitation_id": row.id},
-        )
-        session.flush()
-        return self._sessions.start_in(
-            session,
-            user_id,
-            row.organization_id,
-            client_ip=client_ip,
-            user_agent=user_agent,
-            replacing=replacing,
-        )
-
-    def _open_invitation(self, session: Session, token: str) -> Invitation:
-        if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
-            raise NotFound("invitation", "that link")
-        row = session.scalar(select(Invitation).where(Invitation.token_hash == hash_token(token)))
-        if (
-            row is None
-            or row.accepted_at is not None
-            or row.revoked_at is not None
-            or row.expires_at <= self._clock()
-        ):
-            raise NotFound("invitation", "that link")
-        return row
-
-
-def _role(role: Role | str) -> Role:
+def parse_role(role: Role | str) -> Role:
     try:
         return Role(role)
     except ValueError:
         raise InvalidInput("a role is owner, admin or member", field="role") from None
 
 
-def _find_membership(session: Session, organization_id: str, user_id: str) -> Membership | None:
+def find_membership(session: Session, organization_id: str, user_id: str) -> Membership | None:
     return session.scalar(
         select(Membership).where(
             Membership.organization_id == organization_id, Membership.user_id == user_id
@@ -516,7 +265,7 @@ def _find_membership(session: Session, organization_id: str, user_id: str) -> Me
 
 
 def _membership(session: Session, organization_id: str, user_id: str) -> Membership:
-    found = _find_membership(session, organization_id, user_id) if is_id(user_id, "usr") else None
+    found = find_membership(session, organization_id, user_id) if is_id(user_id, "usr") else None
     if found is None:
         raise NotFound("member", user_id)
     return found
@@ -558,17 +307,3 @@ def _keep_an_owner(session: Session, organization_id: str) -> None:
     )
     if (owners or 0) <= 1:
         raise Conflict("an organization keeps at least one owner; make someone else owner first")
-
-
-def _invitation_record(session: Session, row: Invitation) -> InvitationRecord:
-    name = session.scalar(select(Organization.name).where(Organization.id == row.organization_id))
-    return InvitationRecord(
-        id=row.id,
-        organization_id=row.organization_id,
-        organization_name=name or "",
-        email=row.email,
-        role=Role(row.role),
-        created_at=row.created_at,
-        created_by=row.created_by,
-        expires_at=row.expires_at,
-    )
