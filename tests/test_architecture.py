@@ -41,6 +41,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "keyplane.ionq.feature": frozenset(
         {
             "keyplane.config",
+            "keyplane.core",
             "keyplane.http",
             "keyplane.ionq.jobs",
             "keyplane.ionq.web",
@@ -49,6 +50,8 @@ ALLOWED: dict[str, frozenset[str]] = {
         }
     ),
     "keyplane.http": frozenset({"keyplane.core"}),
+    # The one way a face reaches Services (the faces below may use it as part of http).
+    "keyplane.http.services": frozenset({"keyplane.core", "keyplane.service"}),
     "keyplane.api": frozenset({"keyplane.core", "keyplane.http", "keyplane.service"}),
     "keyplane.console": frozenset({"keyplane.core", "keyplane.http", "keyplane.service"}),
     "keyplane.ionq.web": frozenset(
@@ -67,6 +70,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "keyplane.api",
             "keyplane.config",
             "keyplane.console",
+            "keyplane.core",
             "keyplane.http",
             "keyplane.ionq.feature",
             "keyplane.logs",
@@ -157,6 +161,8 @@ def test_every_import_points_to_a_layer_its_layer_may_use() -> None:
             if name != "keyplane" and not name.startswith("keyplane."):
                 continue
             target = layer_of(name)
+            if target == "keyplane.http.services" and "keyplane.service" in ALLOWED[own]:
+                continue  # a face reaching Services, which it may use anyway
             if target != own and target not in ALLOWED[own] and not name.startswith(own + "."):
                 wrong.append(f"{module} ({own}) imports {name} ({target})")
     assert wrong == []
@@ -178,3 +184,28 @@ def test_the_rules_catch_an_import_against_them() -> None:
     assert layer_of("keyplane.ionq.jobs.limits") == "keyplane.ionq.jobs.limits"
     assert layer_of("keyplane.ionq.jobs.queue") == "keyplane.ionq.jobs"
     assert "keyplane.api" not in ALLOWED[layer_of("keyplane.integrations.guard")]
+
+
+def test_faces_reach_services_one_way() -> None:
+    """Only the app assembly and ``http/services.py`` touch where an app keeps its
+    services; every route, dependency and handler asks ``http.services``."""
+    allowed = {"keyplane.app", "keyplane.http.services"}
+    wrong = []
+    for path, module in modules():
+        if module in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in {"services", "services_provider", "services_getter"}
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "state"
+            ):
+                wrong.append(f"{module}:{node.lineno}")
+            if (
+                isinstance(node, ast.Constant)
+                and node.value in {"services", "services_provider"}
+                and module.split(".")[1] in {"api", "console", "ionq", "integrations"}
+            ):
+                wrong.append(f"{module}:{node.lineno} (getattr by name)")
+    assert wrong == []

@@ -35,15 +35,13 @@ from keyplane.config import (
     Settings,
 )
 from keyplane.console import create_console
+from keyplane.core.paths import API_PREFIX, CONSOLE_PREFIX
 from keyplane.http.access_log import AccessLogMiddleware
 from keyplane.http.problems import Problem
 from keyplane.http.size_limits import SizeLimitMiddleware, SizeLimits
 from keyplane.ionq import feature as ionq
 from keyplane.logs import configure_logging
 from keyplane.service.services import Services
-
-API_PREFIX = "/api/v1"
-CONSOLE_PREFIX = "/console"
 
 
 class KeyplaneApp(FastAPI):

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from keyplane.api.dependencies import ServicesDep, require
+from keyplane.api.dependencies import require
 from keyplane.api.schemas import AuditEventOut, PageOut, Timestamp, page_of
 from keyplane.core import scopes
+from keyplane.http.services import ServicesDep
 from keyplane.service.audit import list_events
 from keyplane.service.records import Caller
 

@@ -10,18 +10,12 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from keyplane.core.grant import KeyState
+from keyplane.core.paths import VERIFY_PATH, WHOAMI_PATH
 from keyplane.core.scopes import grants
 from keyplane.http.authentication import check_request_key, missing_scope
+from keyplane.http.services import services_of
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
-
-
-def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def no_store(response: Response) -> None:
@@ -54,7 +48,7 @@ async def authenticate(
 ) -> Authenticated:
     """Verify the request's key; 400 if it is in the URL, 401 if absent or unusable, 403 for IP,
     429 over its rate limit or quota."""
-    services = get_services(request)
+    services = services_of(request)
     peer = request.client.host if request.client else None
     auth, headers = await check_key(
         services, request.url.path, request.url.query, request.headers, peer
@@ -88,7 +82,7 @@ async def check_key(
 
 
 #: Paths that cannot hold a key, so checking them (a regular expression) is skipped.
-_PATHS_WITHOUT_KEYS = frozenset({"/api/v1/whoami", "/api/v1/verify"})
+_PATHS_WITHOUT_KEYS = frozenset({WHOAMI_PATH, VERIFY_PATH})
 
 
 def check_scope(caller: Caller, scope: str) -> None:

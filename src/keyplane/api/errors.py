@@ -14,6 +14,7 @@ from starlette.routing import compile_path
 from keyplane.core.errors import KeyplaneError
 from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import Problem, problem_for
+from keyplane.http.services import services_or_none
 from keyplane.service.availability import (
     DATABASE_UNAVAILABLE_ERRORS,
     log_database_unavailable,
@@ -40,7 +41,7 @@ def database_unavailable() -> Problem:
 
 
 def _respond(request: Request, problem: Problem) -> Response:
-    services = getattr(request.app.state, "services", None)
+    services = services_or_none(request.app)
     key_format = services.settings.key_format if services is not None else KeyFormat()
     return problem.redacted(key_format).response()
 

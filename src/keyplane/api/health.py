@@ -11,8 +11,8 @@ from __future__ import annotations
 import anyio.to_thread
 from fastapi import APIRouter
 
-from keyplane.api.dependencies import ServicesDep
 from keyplane.http.problems import Problem
+from keyplane.http.services import ServicesDep
 from keyplane.service.availability import readiness_problem
 
 router = APIRouter(tags=["health"])

@@ -39,12 +39,12 @@ from keyplane.api.verify import run_verify
 from keyplane.core import scopes
 from keyplane.core.errors import KeyplaneError
 from keyplane.core.grant import KeyState
+from keyplane.core.paths import VERIFY_PATH, WHOAMI_PATH
 from keyplane.http.problems import problem_for
+from keyplane.http.services import services_or_none
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, log_database_unavailable
 from keyplane.service.services import Services
 
-WHOAMI_PATH: Final = "/api/v1/whoami"
-VERIFY_PATH: Final = "/api/v1/verify"
 #: Request headers the hot path reads; every other header is skipped unread.
 _WANTED: Final = frozenset({b"authorization", b"x-api-key", b"x-forwarded-for", b"user-agent"})
 _JSON_TYPES: Final = frozenset({"application/json", "application/json; charset=utf-8"})
@@ -159,8 +159,7 @@ def _is_hot(scope: Scope) -> bool:
 
 def _services(scope: Scope) -> Services | None:
     app = scope.get("app")
-    services: Services | None = getattr(app.state, "services", None) if app is not None else None
-    return services
+    return services_or_none(app) if app is not None else None
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query
 
-from keyplane.api.dependencies import ServicesDep, require
+from keyplane.api.dependencies import require
 from keyplane.api.schemas import (
     CreatedKeyOut,
     KeyCreate,
@@ -24,6 +24,7 @@ from keyplane.core import scopes
 from keyplane.core.durations import parse_duration
 from keyplane.core.errors import InvalidInput
 from keyplane.core.grant import KeyStatus
+from keyplane.http.services import ServicesDep
 from keyplane.service.keys.lifecycle import KeyChanges
 from keyplane.service.records import Caller
 

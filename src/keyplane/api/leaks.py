@@ -13,9 +13,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from pydantic import TypeAdapter, ValidationError
 
-from keyplane.api.dependencies import ServicesDep
 from keyplane.api.schemas import LeakReportItem, LeakVerdictOut
 from keyplane.core.errors import InvalidInput
+from keyplane.http.services import ServicesDep
 from keyplane.service.keys.leaks import ReportedToken
 
 router = APIRouter(tags=["leaks"])

@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter
 
-from keyplane.api.dependencies import ServicesDep, require
+from keyplane.api.dependencies import require
 from keyplane.api.schemas import VerifyRequest, VerifyResponse
 from keyplane.core import scopes
 from keyplane.core.network import parse_ip
 from keyplane.core.scopes import validate_scopes
+from keyplane.http.services import ServicesDep
 from keyplane.service.records import Caller
 from keyplane.service.services import Services
 

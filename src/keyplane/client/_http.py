@@ -22,11 +22,11 @@ from keyplane.client._version import __version__
 from keyplane.client.resolution import ResolvedKey
 from keyplane.core.errors import MalformedKey
 from keyplane.core.keys import KeyFormat
+from keyplane.core.paths import API_PREFIX
 
 T = TypeVar("T")
 logger = logging.getLogger("keyplane.client")
 
-API_PREFIX: Final = "/api/v1"
 USER_AGENT: Final = f"keyplane-python/{__version__} httpx/{httpx.__version__}"
 #: Methods that may be sent twice with the same effect as once.
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})

@@ -34,6 +34,7 @@ from keyplane.core.errors import (
     NotFound,
     PermissionDenied,
 )
+from keyplane.http.services import attach
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, log_database_unavailable
 from keyplane.service.limits.sign_in_throttle import TooManyAttempts
 from keyplane.service.services import Services
@@ -91,7 +92,7 @@ class SecurityHeaders:
 def create_console(services: Callable[[], Services]) -> FastAPI:
     """The console app; ``services`` returns the process's services when a request comes."""
     console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    console.state.services_getter = services
+    attach(console, services)
     env = templates.env
     env.filters["relative"] = relative
     env.filters["exact"] = exact

@@ -14,7 +14,6 @@ from keyplane.console.web import (
     SESSION_COOKIE,
     AnonymousCSRF,
     CSRFVisitorDep,
-    ServicesDep,
     VisitorDep,
     anonymous_csrf,
     clear_session_cookie,
@@ -34,6 +33,7 @@ from keyplane.core.errors import (
     NotFound,
     PermissionDenied,
 )
+from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.invitations import AccountExists
 from keyplane.service.accounts.members import SignupClosed
 from keyplane.service.accounts.sessions import NewSession

@@ -12,7 +12,6 @@ from keyplane.console.charts import usage_chart_svg
 from keyplane.console.usage import daily_usage
 from keyplane.console.web import (
     CSRFVisitorDep,
-    ServicesDep,
     Visitor,
     VisitorDep,
     redirect,
@@ -20,6 +19,7 @@ from keyplane.console.web import (
 )
 from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.access import MEMBER_UNGRANTABLE, can_manage_key
 from keyplane.service.audit import events_for
 from keyplane.service.keys.lifecycle import KeyChanges

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import Response
 
 from keyplane.console.keys import member_names
-from keyplane.console.web import PREFIX, CSRFVisitorDep, ServicesDep, VisitorDep, redirect, render
+from keyplane.console.web import PREFIX, CSRFVisitorDep, VisitorDep, redirect, render
 from keyplane.core.errors import Conflict, InvalidInput
+from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.access import require_manager
 from keyplane.service.audit import events_for
 from keyplane.service.records import Role

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,14 +17,16 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from keyplane.core.errors import KeyplaneError
+from keyplane.core.paths import CONSOLE_PREFIX
 from keyplane.http.client_ip import client_ip
+from keyplane.http.services import services_of
 from keyplane.service.accounts.access import is_manager
 from keyplane.service.accounts.sessions import SESSION_LIFETIME
 from keyplane.service.keys.leaks import LeakRecord
 from keyplane.service.records import Caller, SessionRecord
 from keyplane.service.services import Services
 
-PREFIX: Final = "/console"
+PREFIX: Final = CONSOLE_PREFIX
 SESSION_COOKIE: Final = "keyplane_session"
 CSRF_COOKIE: Final = "keyplane_csrf"
 HERE: Final = Path(__file__).parent
@@ -78,14 +80,6 @@ class Visitor:
 def csrf_for_session(session_token: str) -> str:
     """The CSRF token bound to a session: unguessable without the session cookie."""
     return hmac.new(session_token.encode(), b"keyplane-console-csrf", hashlib.sha256).hexdigest()
-
-
-def services_of(request: Request) -> Services:
-    getter: Callable[[], Services] = request.app.state.services_getter
-    return getter()
-
-
-ServicesDep = Annotated[Services, Depends(services_of)]
 
 
 def request_ip(request: Request) -> str | None:

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from keyplane.config import Settings
+from keyplane.core.paths import IONQ_PREFIX
 from keyplane.http.problems import Problem
 from keyplane.ionq.jobs.runner import JobRunner
 from keyplane.ionq.jobs.service import JobService
@@ -55,17 +56,15 @@ def install(app: FastAPI, console: FastAPI, services: Callable[[], Services | No
     """
     from keyplane.ionq.web.app import create_ionq_app  # here, not above: see the module
     from keyplane.ionq.web.console import add_jobs_page
-    from keyplane.ionq.web.routes import PREFIX
 
-    app.mount(PREFIX, create_ionq_app(services))
+    app.mount(IONQ_PREFIX, create_ionq_app(services))
     add_jobs_page(console)
 
 
 def size_refusal(path: str, problem: Problem) -> Response | None:
     """The answer to a request refused at the edge, in IonQ's shape under ``/v0.4``; else None."""
     from keyplane.ionq.web.errors import error_response  # here, not above: see the module
-    from keyplane.ionq.web.routes import PREFIX
 
-    if path == PREFIX or path.startswith(PREFIX + "/"):
+    if path == IONQ_PREFIX or path.startswith(IONQ_PREFIX + "/"):
         return error_response(problem.status, problem.detail, problem.headers)
     return None

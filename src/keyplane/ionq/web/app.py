@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 import keyplane
+from keyplane.http.services import attach
 from keyplane.ionq.web.errors import install_error_handlers
 from keyplane.ionq.web.routes import router
 from keyplane.service.services import Services
@@ -19,7 +20,7 @@ def create_ionq_app(services: Callable[[], Services | None]) -> FastAPI:
         version=keyplane.__version__,
         summary="IonQ's v0.4 jobs API on Keyplane keys and a built-in ideal simulator.",
     )
-    app.state.services_provider = services
+    attach(app, services)
     install_error_handlers(app, services)
     app.include_router(router)
     return app

@@ -15,8 +15,10 @@ from jinja2 import FileSystemLoader
 from starlette.responses import Response
 
 from keyplane.console.keys import current_project
-from keyplane.console.web import ServicesDep, VisitorDep, render, templates
+from keyplane.console.web import VisitorDep, render, templates
 from keyplane.core import scopes as scope_rules
+from keyplane.core.paths import IONQ_PREFIX
+from keyplane.http.services import ServicesDep
 from keyplane.ionq.jobs.records import JobStatus
 
 router = APIRouter()
@@ -68,7 +70,7 @@ def jobs_page(
             "status_filters": [(value, label) for value, (label, _) in STATUS_FILTERS.items()],
             "cursor": cursor,
             "next_cursor": page.next_cursor if page else None,
-            "api_url": f"{str(request.base_url).rstrip('/')}/v0.4",
+            "api_url": f"{str(request.base_url).rstrip('/')}{IONQ_PREFIX}",
             "job_scopes": scope_rules.JOB_SCOPES,
         },
     )

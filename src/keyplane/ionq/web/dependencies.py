@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, Request, Response
 
 from keyplane.core.grant import GrantCode, KeyState
 from keyplane.http.authentication import check_request_key, missing_scope
+from keyplane.http.services import services_of
 from keyplane.ionq.jobs.records import JobOwner
-from keyplane.service.services import Services
-
-
-def get_services(request: Request) -> Services:
-    provider: Callable[[], Services | None] = request.app.state.services_provider
-    services = provider()
-    if services is None:  # pragma: no cover - the app always has services once started
-        raise RuntimeError("the IonQ surface has no services")
-    return services
 
 
 def require(scope: str | None) -> Any:
     """``Depends`` on a key that authenticates and holds ``scope`` (any valid key for None)."""
 
     async def dependency(request: Request, response: Response) -> KeyState:
-        services = get_services(request)
+        services = services_of(request)
         settings = services.settings
         checked = await check_request_key(
             services.verifier,

@@ -13,13 +13,14 @@ from fastapi import APIRouter, Query, Request, Response
 from keyplane.core import scopes
 from keyplane.core.errors import InvalidInput, NotFound
 from keyplane.core.grant import KeyState
+from keyplane.core.paths import IONQ_PREFIX
+from keyplane.http.services import services_of
 from keyplane.http.size_limits import FORM_CONTENT_TYPES
 from keyplane.ionq.jobs.records import DEFAULT_PAGE, MAX_PAGE, JobRecord, JobStatus
 from keyplane.ionq.jobs.requests import SIMULATOR
-from keyplane.ionq.web.dependencies import get_services, owner_of, require
+from keyplane.ionq.web.dependencies import owner_of, require
 from keyplane.ionq.web.errors import PayloadTooLarge
 
-PREFIX: Final = "/v0.4"
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 #: When this process started serving: the backends' ``last_updated``.
 STARTED_AT: Final = int(time.time())
@@ -54,7 +55,7 @@ async def backend(request: Request, name: str) -> dict[str, Any]:
 @router.post("/jobs")
 async def create_job(request: Request, key: Writer) -> dict[str, Any]:
     body = await _json_body(request)
-    services = get_services(request)
+    services = services_of(request)
     job = await anyio.to_thread.run_sync(services.jobs.submit, owner_of(key), body)
     services.job_runner.notify()
     return {"id": job.id, "status": job.status.value}
@@ -69,7 +70,7 @@ def list_jobs(
     next: Annotated[str | None, Query(max_length=64)] = None,
     id: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
-    page = get_services(request).jobs.list(
+    page = services_of(request).jobs.list(
         owner_of(key), status=status, ids=id or (), limit=limit, cursor=next
     )
     answer: dict[str, Any] = {"jobs": [job_json(job) for job in page.items]}
@@ -81,25 +82,25 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}")
 def get_job(request: Request, key: Reader, job_id: str) -> dict[str, Any]:
-    return job_json(get_services(request).jobs.get(owner_of(key), job_id))
+    return job_json(services_of(request).jobs.get(owner_of(key), job_id))
 
 
 @router.get("/jobs/{job_id}/results/probabilities")
 @router.get("/jobs/{job_id}/results/probabilities/aggregated")
 def probabilities(request: Request, key: Reader, job_id: str) -> Response:
-    text = get_services(request).jobs.probabilities(owner_of(key), job_id)
+    text = services_of(request).jobs.probabilities(owner_of(key), job_id)
     return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @router.put("/jobs/{job_id}/status/cancel")
 def cancel_job(request: Request, key: Writer, job_id: str) -> dict[str, Any]:
-    job = get_services(request).jobs.cancel(owner_of(key), job_id)
+    job = services_of(request).jobs.cancel(owner_of(key), job_id)
     return {"id": job.id, "status": job.status.value}
 
 
 @router.delete("/jobs/{job_id}")
 def delete_job(request: Request, key: Writer, job_id: str) -> dict[str, Any]:
-    get_services(request).jobs.delete(owner_of(key), job_id)
+    services_of(request).jobs.delete(owner_of(key), job_id)
     return {"id": job_id, "status": "deleted"}
 
 
@@ -127,7 +128,7 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         "results": None,
     }
     if job.status is JobStatus.COMPLETED:
-        url = f"{PREFIX}/jobs/{job.id}/results/probabilities"
+        url = f"{IONQ_PREFIX}/jobs/{job.id}/results/probabilities"
         answer["results"] = {"probabilities": {"url": url}}
     # The clients test `"error" in job["failure"]`: a null failure would break them.
     if job.failure_code is not None:
@@ -159,7 +160,7 @@ def _simulator(request: Request) -> dict[str, Any]:
     return {
         "backend": SIMULATOR,
         "status": "available",
-        "qubits": get_services(request).settings.ionq_max_qubits,
+        "qubits": services_of(request).settings.ionq_max_qubits,
         "average_queue_time": 0,
         "last_updated": STARTED_AT,
         "noise_models": ["ideal"],
@@ -170,4 +171,4 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-__all__ = ["PREFIX", "job_json", "router"]
+__all__ = ["job_json", "router"]
