@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from keyplane.client._scan_views import ENCRYPTED as ENCRYPTED
-from keyplane.client._scan_views import PARTLY_DECODED as PARTLY_DECODED
-from keyplane.client._scan_views import UNSUPPORTED as UNSUPPORTED
-from keyplane.client._scan_views import Hit, KeySearch
+from keyplane.client._scan_archives import ENCRYPTED as ENCRYPTED
+from keyplane.client._scan_archives import PARTLY_DECODED as PARTLY_DECODED
+from keyplane.client._scan_archives import UNSUPPORTED as UNSUPPORTED
+from keyplane.client._scan_search import KeySearch
+from keyplane.client._scan_views import Hit
 from keyplane.core.keys import DEFAULT_PREFIX, KeyFormat, SecretKey
 
 DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
