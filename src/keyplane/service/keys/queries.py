@@ -149,6 +149,8 @@ class KeyQueries:
 
 
 def _status_filter(status: KeyStatus, now: datetime) -> ColumnElement[bool]:
+    """``core.grant.key_status`` as SQL, for listing keys by status (both spellings
+    are held together by tests/service/test_status_filter.py)."""
     not_revoked = ApiKey.revoked_at.is_(None)
     expired = and_(ApiKey.expires_at.is_not(None), ApiKey.expires_at <= now)
     if status is KeyStatus.REVOKED:
