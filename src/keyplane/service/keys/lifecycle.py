@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -64,6 +64,18 @@ class _Unset:
 UNSET: Final = _Unset()
 
 
+class KeySettings(TypedDict, total=False):
+    """The optional settings of a new key, as :meth:`KeyService.create_in` takes them."""
+
+    scopes: Iterable[str]
+    expires_at: datetime | None
+    ip_allowlist: Iterable[str]
+    metadata: Mapping[str, Any] | None
+    enabled: bool
+    rate_limit: RateLimit | None
+    quota: Quota | None
+
+
 @dataclass(frozen=True)
 class KeyChanges:
     """A partial update: fields left ``UNSET`` keep their value."""
@@ -99,34 +111,14 @@ class KeyService(KeyQueries):
     # -- changes -------------------------------------------------------------
 
     def create(
-        self,
-        caller: Caller,
-        project_id: str,
-        *,
-        name: str,
-        scopes: Iterable[str] = (),
-        expires_at: datetime | None = None,
-        ip_allowlist: Iterable[str] = (),
-        metadata: Mapping[str, Any] | None = None,
-        enabled: bool = True,
-        rate_limit: RateLimit | None = None,
-        quota: Quota | None = None,
+        self, caller: Caller, project_id: str, *, name: str, **settings: Unpack[KeySettings]
     ) -> CreatedKey:
-        """Create a key; its value is in the result and nowhere else, ever."""
+        """Create a key; its value is in the result and nowhere else, ever.
+
+        ``settings`` are the optional ones of :meth:`create_in` (:class:`KeySettings`).
+        """
         with self._database.write() as session:
-            return self.create_in(
-                session,
-                caller,
-                project_id,
-                name=name,
-                scopes=scopes,
-                expires_at=expires_at,
-                ip_allowlist=ip_allowlist,
-                metadata=metadata,
-                enabled=enabled,
-                rate_limit=rate_limit,
-                quota=quota,
-            )
+            return self.create_in(session, caller, project_id, name=name, **settings)
 
     def create_in(
         self,

@@ -92,14 +92,11 @@ class Verifier:
         organization_id: str | None = None,
     ) -> Decision:
         """Decide whether ``raw_key`` grants a request; blocks on storage on a cache miss."""
-        key_hash = self._hash(raw_key)
-        if key_hash is None:
+        found = self._cached(raw_key)
+        if found is None:
             return _NOT_FOUND
-        state = self._cache.get(key_hash)
-        if state is None:
-            if not self._well_formed(raw_key):
-                return _NOT_FOUND
-            state = self.load(key_hash)
+        key_hash, state = found
+        state = state or self.load(key_hash)
         return self._decide(state, required_scopes, client_ip, user_agent, organization_id)
 
     async def verify_async(
@@ -112,14 +109,11 @@ class Verifier:
         organization_id: str | None = None,
     ) -> Decision:
         """:meth:`verify` for the event loop: a hit stays on the loop, a miss goes to a thread."""
-        key_hash = self._hash(raw_key)
-        if key_hash is None:
+        found = self._cached(raw_key)
+        if found is None:
             return _NOT_FOUND
-        state = self._cache.get(key_hash)
-        if state is None:
-            if not self._well_formed(raw_key):
-                return _NOT_FOUND
-            state = await anyio.to_thread.run_sync(self.load, key_hash)
+        key_hash, state = found
+        state = state or await anyio.to_thread.run_sync(self.load, key_hash)
         if (
             state is not None
             and self._limiter is not None
@@ -141,6 +135,17 @@ class Verifier:
         state = _to_state(tuple(row))
         self._cache.put(key_hash, state, generation)
         return state
+
+    def _cached(self, raw_key: str) -> tuple[str, KeyState | None] | None:
+        """None if ``raw_key`` is no key (refused without storage); else its hash and
+        its cached state, None on a miss (the caller loads it)."""
+        key_hash = self._hash(raw_key)
+        if key_hash is None:
+            return None
+        state = self._cache.get(key_hash)
+        if state is None and not self._well_formed(raw_key):
+            return None
+        return key_hash, state
 
     def _hash(self, raw_key: str) -> str | None:
         """The look-up hash, after the checks that cost nothing (type, length, prefix).
