@@ -21,7 +21,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "keyplane.storage": frozenset({"keyplane.core"}),
     "keyplane.logs": frozenset({"keyplane.core"}),
     "keyplane.ionq.jobs.limits": frozenset({"keyplane.core"}),
-    "keyplane.config": frozenset({"keyplane.core", "keyplane.ionq.jobs.limits"}),
+    # How a database URL is printed without its password (config.py shows it too).
+    "keyplane.storage.urls": frozenset(),
+    "keyplane.config": frozenset(
+        {"keyplane.core", "keyplane.ionq.jobs.limits", "keyplane.storage.urls"}
+    ),
     "keyplane.ionq.circuits": frozenset({"keyplane.core"}),
     "keyplane.ionq.jobs": frozenset(
         {
@@ -104,9 +108,10 @@ ALLOWED: dict[str, frozenset[str]] = {
 #: The layers that may import SQLAlchemy: storage, and the services that build
 #: their queries against storage's models.
 SQLALCHEMY_LAYERS = frozenset({"keyplane.storage", "keyplane.service", "keyplane.ionq.jobs"})
-#: Modules above storage that still import SQLAlchemy, to be moved into storage/
-#: (issue 12): each entry is a known debt, not a rule.
-SQLALCHEMY_DEBT = frozenset({"keyplane.config", "keyplane.cli.output"})
+#: The layers that may import SQLAlchemy besides, for one narrow reason each.
+SQLALCHEMY_EXCEPTIONS = frozenset({"keyplane.storage.urls"})
+#: The faces: they reach storage only through the services, never the handle.
+FACES = ("keyplane.api", "keyplane.console", "keyplane.ionq.web", "keyplane.http")
 
 
 def layer_of(module: str) -> str:
@@ -163,6 +168,8 @@ def test_every_import_points_to_a_layer_its_layer_may_use() -> None:
             target = layer_of(name)
             if target == "keyplane.http.services" and "keyplane.service" in ALLOWED[own]:
                 continue  # a face reaching Services, which it may use anyway
+            if target == "keyplane.storage.urls" and "keyplane.storage" in ALLOWED[own]:
+                continue  # a part of storage, for those that may use storage
             if target != own and target not in ALLOWED[own] and not name.startswith(own + "."):
                 wrong.append(f"{module} ({own}) imports {name} ({target})")
     assert wrong == []
@@ -171,7 +178,7 @@ def test_every_import_points_to_a_layer_its_layer_may_use() -> None:
 def test_sqlalchemy_stays_in_storage_and_the_services() -> None:
     wrong = []
     for path, module in modules():
-        if layer_of(module) in SQLALCHEMY_LAYERS or module in SQLALCHEMY_DEBT:
+        if layer_of(module) in SQLALCHEMY_LAYERS or module in SQLALCHEMY_EXCEPTIONS:
             continue
         if any(name.split(".")[0] == "sqlalchemy" for name in imported(path, module)):
             wrong.append(module)
@@ -208,4 +215,21 @@ def test_faces_reach_services_one_way() -> None:
                 and module.split(".")[1] in {"api", "console", "ionq", "integrations"}
             ):
                 wrong.append(f"{module}:{node.lineno} (getattr by name)")
+    assert wrong == []
+
+
+def test_faces_never_hold_the_database_handle() -> None:
+    """The API, the console, the IonQ surface and the HTTP edge ask services
+    (``services.audit``, ``services.readiness_problem()``...), never ``.database``."""
+    wrong = []
+    for path, module in modules():
+        if not module.startswith(FACES):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in {"database", "engine"}:
+                wrong.append(f"{module}:{node.lineno}")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "keyplane.storage"
+            ):
+                wrong.append(f"{module}:{node.lineno} imports {node.module}")
     assert wrong == []

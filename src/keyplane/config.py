@@ -16,13 +16,12 @@ from typing import Final, TypeVar
 
 import platformdirs
 from limits import parse_many
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from keyplane.core.errors import InvalidInput, KeyplaneError
 from keyplane.core.keys import DEFAULT_PREFIX, KeyFormat
 from keyplane.core.network import IPNetwork, parse_allowlist
 from keyplane.ionq.jobs.limits import JobLimits
+from keyplane.storage.urls import hide_password
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
@@ -303,14 +302,6 @@ def _max_connections(env: Mapping[str, str]) -> int:
             f"open {files} files: raise `ulimit -n` for more), got {raw!r}"
         )
     return value
-
-
-def hide_password(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to print."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
 
 
 def normalize_database_url(url: str) -> str:

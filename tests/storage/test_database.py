@@ -13,6 +13,7 @@ from keyplane.config import ConfigError, Settings
 from keyplane.core.errors import Conflict
 from keyplane.service.services import Services
 from keyplane.storage.database import Database, DatabaseUnavailable, after_commit
+from keyplane.storage.errors import StorageUnavailable
 from keyplane.storage.models import AuditEvent, Organization, Project
 
 
@@ -250,3 +251,34 @@ def test_a_failing_after_commit_callback_is_logged_not_raised(
 def test_after_commit_refuses_a_read_session(services: Services) -> None:
     with services.database.read() as session, pytest.raises(RuntimeError, match="write"):
         after_commit(session, lambda: None)
+
+
+# -- outages: one error above storage --------------------------------------------
+
+
+def test_an_unreachable_database_raises_storage_unavailable_from_every_entry_point() -> None:
+    database = Database(
+        "postgresql+psycopg://keyplane:hunter2@127.0.0.1:1/none",
+        connect_args={"connect_timeout": 1},
+    )
+    try:
+        statement = select(Organization.id).where(Organization.id == "org_x")
+        attempts: list[Callable[[], object]] = [
+            lambda: database.ping(),
+            lambda: database.schema_revision(),
+            lambda: database.lookup(statement, {}),
+        ]
+        for attempt in attempts:
+            with pytest.raises(StorageUnavailable) as raised:
+                attempt()
+            assert raised.value.cause == "OperationalError"
+            assert "hunter2" not in str(raised.value) + raised.value.reason
+            assert (
+                raised.value.__cause__ is None
+            )  # the driver's message (it may quote SQL) is not chained
+        with pytest.raises(StorageUnavailable), database.read() as session:
+            session.execute(statement)
+        with pytest.raises(StorageUnavailable), database.write() as session:
+            session.execute(statement)
+    finally:
+        database.dispose()

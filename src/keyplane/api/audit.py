@@ -10,7 +10,6 @@ from keyplane.api.dependencies import require
 from keyplane.api.schemas import AuditEventOut, PageOut, Timestamp, page_of
 from keyplane.core import scopes
 from keyplane.http.services import ServicesDep
-from keyplane.service.audit import list_events
 from keyplane.service.records import Caller
 
 router = APIRouter(tags=["audit"])
@@ -33,11 +32,10 @@ def list_audit_events(
     caller: Annotated[Caller, require(scopes.AUDIT_READ)],
     services: ServicesDep,
 ) -> dict[str, Any]:
-    page = list_events(
-        services.database,
-        caller.organization_id,
+    page = services.audit.events(
+        caller,
         action=action,
-        target_id=key_id,
+        key_id=key_id,
         actor=actor,
         since=since,
         until=until,

@@ -13,7 +13,6 @@ from fastapi import APIRouter
 
 from keyplane.http.problems import Problem
 from keyplane.http.services import ServicesDep
-from keyplane.service.availability import readiness_problem
 
 router = APIRouter(tags=["health"])
 
@@ -30,7 +29,7 @@ async def healthz() -> dict[str, str]:
     response_model=None,
 )
 async def readyz(services: ServicesDep) -> object:
-    problem = await anyio.to_thread.run_sync(readiness_problem, services.database)
+    problem = await anyio.to_thread.run_sync(services.readiness_problem)
     if problem is not None:
         return Problem(
             503, "not-ready", problem, {"code": "DATABASE_UNAVAILABLE"}, {"Retry-After": "1"}

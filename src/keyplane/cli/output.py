@@ -11,9 +11,9 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from keyplane.core.errors import KeyplaneError
+from keyplane.storage.errors import StorageUnavailable
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -35,10 +35,10 @@ def errors_as_messages() -> Iterator[None]:
         yield
     except KeyplaneError as error:
         fail(escape(str(error)))
-    except (OperationalError, InterfaceError) as error:
+    except StorageUnavailable as error:
         # The driver's first line says what went wrong (refused, unknown host,
         # bad password) without the password itself.
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        reason = error.reason
         hint = "Check KEYPLANE_DATABASE_URL and that the database is up."
         fail(escape(f"cannot use the database: {reason}. {hint}"))
 

@@ -13,11 +13,12 @@ from uvicorn.supervisors import Multiprocess
 
 from keyplane.cli.connections import ConnectionLimits, GuardedH11Protocol
 from keyplane.cli.output import errors_as_messages, stderr, stdout
-from keyplane.config import Settings, hide_password, listen_backlog
+from keyplane.config import Settings, listen_backlog
 from keyplane.logs import configure_logging
 from keyplane.service.keys.leaks import GitHubKeyring
 from keyplane.storage import migrate
 from keyplane.storage.database import Database
+from keyplane.storage.urls import hide_password
 
 #: What every worker runs: the one assembly (``app.py``), which the tests' ``app`` fixture
 #: builds too. Named as a string, so each worker process imports the app itself.

@@ -21,7 +21,6 @@ from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.access import MEMBER_UNGRANTABLE, can_manage_key
-from keyplane.service.audit import events_for
 from keyplane.service.keys.lifecycle import KeyChanges
 from keyplane.service.records import CreatedKey, KeyRecord, ProjectRecord, Role
 from keyplane.service.services import Services
@@ -246,7 +245,7 @@ def key_page(request: Request, services: ServicesDep, visitor: VisitorDep, key_i
     key = services.keys.get(visitor.caller, key_id)
     project = services.projects.get_project(visitor.caller, key.project_id)
     points = daily_usage(services, visitor.caller, key.id, days=30)
-    events = events_for(services.database, visitor.caller, key_id=key.id, limit=50)
+    events = services.audit.events(visitor.caller, key_id=key.id, limit=50)
     return render(
         request,
         "key_detail.html",

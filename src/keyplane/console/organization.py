@@ -12,7 +12,6 @@ from keyplane.console.web import PREFIX, CSRFVisitorDep, VisitorDep, redirect, r
 from keyplane.core.errors import Conflict, InvalidInput
 from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.access import require_manager
-from keyplane.service.audit import events_for
 from keyplane.service.records import Role
 
 router = APIRouter()
@@ -82,8 +81,7 @@ def audit_page(
     names = member_names(services, visitor)
     by_email = {email: actor_name for actor_name, email in names.items()}
     actor_filter = by_email.get(actor.strip().lower(), actor.strip()) or None
-    page = events_for(
-        services.database,
+    page = services.audit.events(
         visitor.caller,
         actor=actor_filter,
         action=action.strip() or None,

@@ -46,71 +46,57 @@ def record_event(
     )
 
 
-def list_events(
-    database: Database,
-    organization_id: str,
-    *,
-    action: str | None = None,
-    target_id: str | None = None,
-    actor: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> Page[AuditEventRecord]:
-    """The organization's events, newest first, filtered as asked."""
-    limit = check_limit(limit)
-    for field, value in (("action", action), ("key_id", target_id), ("actor", actor)):
-        if value is not None:
-            check_filter(value, field)
-    query = select(AuditEvent).where(AuditEvent.organization_id == organization_id)
-    if action is not None:
-        query = query.where(AuditEvent.action == action)
-    if target_id is not None:
-        query = query.where(AuditEvent.target_id == target_id)
-    if actor is not None:
-        query = query.where(AuditEvent.actor == actor)
-    if since is not None:
-        query = query.where(AuditEvent.occurred_at >= since)
-    if until is not None:
-        query = query.where(AuditEvent.occurred_at < until)
-    after = decode_cursor(cursor)
-    if after is not None:
-        query = query.where(AuditEvent.pk < after)
-    query = query.order_by(AuditEvent.pk.desc()).limit(limit + 1)
-    with database.read() as session:
-        rows = session.scalars(query).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=tuple(_to_record(row) for row in rows),
-        next_cursor=encode_cursor(rows[-1].pk) if more else None,
-    )
+class AuditService:
+    """Reading the audit log (events are written by :func:`record_event`, inside the
+    transaction of the change they describe)."""
 
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
-def events_for(
-    database: Database,
-    caller: Caller,
-    *,
-    action: str | None = None,
-    key_id: str | None = None,
-    actor: str | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> Page[AuditEventRecord]:
-    """The audit log as ``caller`` may read it: all of it for a manager (or a key,
-    whose scope was checked), one key's trail for a member."""
-    if key_id is None:
-        access.require_manager(caller, "read the organization's audit log")
-    return list_events(
-        database,
-        caller.organization_id,
-        action=action,
-        target_id=key_id,
-        actor=actor,
-        limit=limit,
-        cursor=cursor,
-    )
+    def events(
+        self,
+        caller: Caller,
+        *,
+        action: str | None = None,
+        key_id: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[AuditEventRecord]:
+        """The caller's organization's events, newest first, filtered as asked: all of
+        them for a manager (or a key, whose scope was checked), one key's trail for a
+        member."""
+        if key_id is None:
+            access.require_manager(caller, "read the organization's audit log")
+        limit = check_limit(limit)
+        for field, value in (("action", action), ("key_id", key_id), ("actor", actor)):
+            if value is not None:
+                check_filter(value, field)
+        query = select(AuditEvent).where(AuditEvent.organization_id == caller.organization_id)
+        if action is not None:
+            query = query.where(AuditEvent.action == action)
+        if key_id is not None:
+            query = query.where(AuditEvent.target_id == key_id)
+        if actor is not None:
+            query = query.where(AuditEvent.actor == actor)
+        if since is not None:
+            query = query.where(AuditEvent.occurred_at >= since)
+        if until is not None:
+            query = query.where(AuditEvent.occurred_at < until)
+        after = decode_cursor(cursor)
+        if after is not None:
+            query = query.where(AuditEvent.pk < after)
+        query = query.order_by(AuditEvent.pk.desc()).limit(limit + 1)
+        with self._database.read() as session:
+            rows = session.scalars(query).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            items=tuple(_to_record(row) for row in rows),
+            next_cursor=encode_cursor(rows[-1].pk) if more else None,
+        )
 
 
 def _to_record(row: AuditEvent) -> AuditEventRecord:

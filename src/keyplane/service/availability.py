@@ -1,10 +1,12 @@
-"""Which storage errors mean "the database cannot answer right now".
+"""What the faces do when the database cannot answer right now.
 
-The faces answer these with 503 (API: a problem with ``Retry-After``; console:
-an error page) and log one line without a traceback, so an outage is neither
-a burst of 500s nor a flood of tracebacks. Other database errors stay 500s.
-A schema that is gone (the database dropped and recreated empty, or never
-migrated) counts as unavailable too, and readiness says so.
+``storage/`` raises one error for an outage,
+:class:`~keyplane.storage.errors.StorageUnavailable`; the faces answer it with
+503 (API: a problem with ``Retry-After``; console: an error page) and log one
+line without a traceback, so an outage is neither a burst of 500s nor a flood
+of tracebacks. Other database errors stay 500s. A schema that is gone (the
+database dropped and recreated empty, or never migrated) counts as
+unavailable too, and readiness says so.
 """
 
 from __future__ import annotations
@@ -15,18 +17,13 @@ import time
 import weakref
 from typing import Final
 
-from sqlalchemy import exc as database_errors
-
 from keyplane.storage import migrate
 from keyplane.storage.database import Database
+from keyplane.storage.errors import StorageUnavailable
 
-#: Down, restarting, connections cut, pool exhausted, SQLite locked past its busy timeout.
-DATABASE_UNAVAILABLE_ERRORS: Final[tuple[type[Exception], ...]] = (
-    database_errors.OperationalError,
-    database_errors.InterfaceError,
-    database_errors.TimeoutError,
-    database_errors.DisconnectionError,
-)
+#: What the faces' exception handlers register for a 503 (storage translates
+#: every outage of the driver into this one class).
+DATABASE_UNAVAILABLE_ERRORS: Final[tuple[type[Exception], ...]] = (StorageUnavailable,)
 
 
 logger = logging.getLogger("keyplane.availability")
@@ -41,6 +38,8 @@ def log_database_unavailable(method: str, path: str, error: BaseException) -> No
 
 def cause_name(error: BaseException) -> str:
     """The driver's error class name (``OperationalError``), never its message or SQL."""
+    if isinstance(error, StorageUnavailable):
+        return error.cause
     return type(getattr(error, "orig", None) or error).__name__
 
 
@@ -48,7 +47,7 @@ def is_database_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means the database cannot serve right now (a 503, not a 500).
 
     A schema that is gone (PostgreSQL's undefined table) arrives here as an
-    ``OperationalError`` already: ``storage/database.py`` translates it.
+    outage already: ``storage/database.py`` translates it.
     """
     return isinstance(error, DATABASE_UNAVAILABLE_ERRORS)
 
@@ -67,7 +66,7 @@ def readiness_problem(database: Database) -> str | None:
         return None
     try:
         current = database.schema_revision()
-    except database_errors.SQLAlchemyError:
+    except StorageUnavailable:
         return "The database is unreachable."
     head = _head_revision()
     if current != head:

@@ -17,6 +17,8 @@ from keyplane.service.accounts.members import MemberService, SignupPolicy
 from keyplane.service.accounts.organizations import AccountService, Bootstrapped
 from keyplane.service.accounts.projects import ProjectService
 from keyplane.service.accounts.sessions import SessionService
+from keyplane.service.audit import AuditService
+from keyplane.service.availability import readiness_problem
 from keyplane.service.keys.cache import KeyCache
 from keyplane.service.keys.invalidation import ChangeFeed
 from keyplane.service.keys.leaks import GitHubKeyring, LeakService
@@ -82,6 +84,7 @@ class Services:
         )
         self.usage_history = UsageHistory(database, self.keys, self.usage, clock=clock)
         self.accounts = AccountService(database, clock=clock)
+        self.audit = AuditService(database)
         self.projects = ProjectService(database, clock=clock)
         if limit_storage is None:  # with KEYPLANE_REDIS_URL, every instance counts together
             limit_storage = self.limiter.shared_storage
@@ -136,6 +139,11 @@ class Services:
         except BaseException:
             database.dispose()
             raise
+
+    def readiness_problem(self) -> str | None:
+        """None when the database answers at this Keyplane's schema; else why not
+        (``/readyz``; blocking, for a worker thread)."""
+        return readiness_problem(self.database)
 
     def start(self) -> None:
         """Start background work: the usage flusher, the cache's change feed, the job workers."""

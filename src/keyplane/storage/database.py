@@ -34,6 +34,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyplane.core.errors import Conflict, KeyplaneError
+from keyplane.storage.errors import outages_translated
+from keyplane.storage.urls import hide_password
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 #: PostgreSQL SQLSTATEs meaning the schema is gone (the database dropped and
@@ -119,8 +121,8 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only unit of work."""
-        with self._reader() as session, session.begin():
+        """A read-only unit of work. An outage raises :class:`StorageUnavailable`."""
+        with outages_translated(), self._reader() as session, session.begin():
             yield session
 
     @contextmanager
@@ -128,11 +130,12 @@ class Database:
         """A transaction that commits on success and rolls back on any error.
 
         A constraint violation (at a flush or at the commit) rolls back and
-        raises :class:`WriteConflict`. After the commit it runs, in order, the
-        callbacks registered with :func:`after_commit`.
+        raises :class:`WriteConflict`; an outage raises :class:`StorageUnavailable`.
+        After the commit it runs, in order, the callbacks registered with
+        :func:`after_commit`.
         """
         try:
-            with self._writer() as session, session.begin():
+            with outages_translated(), self._writer() as session, session.begin():
                 yield session
         except IntegrityError:
             raise WriteConflict() from None
@@ -152,23 +155,27 @@ class Database:
         if self._lookup_engine is None:
             with self.read() as session:
                 return session.connection().execute(statement, parameters).one_or_none()
-        for attempt in (1, 2):
-            try:
-                with self._lookup_engine.connect() as connection:
-                    return connection.execute(statement, parameters).one_or_none()
-            except DBAPIError as error:
-                if attempt == 2 or not error.connection_invalidated:
-                    raise
+        with outages_translated():
+            for attempt in (1, 2):
+                try:
+                    with self._lookup_engine.connect() as connection:
+                        return connection.execute(statement, parameters).one_or_none()
+                except DBAPIError as error:
+                    if attempt == 2 or not error.connection_invalidated:
+                        raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def ping(self) -> None:
-        """Raise if the database cannot answer a trivial query."""
-        with self.engine.connect() as connection:
+        """Raise :class:`StorageUnavailable` if the database cannot answer a trivial query."""
+        with outages_translated(every_error=True), self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     def schema_revision(self) -> str | None:
-        """The Alembic revision the schema is at; None for an empty database (one query)."""
-        with self.engine.connect() as connection:
+        """The Alembic revision the schema is at; None for an empty database (one query).
+
+        Any failure to read it raises :class:`StorageUnavailable` (a health probe).
+        """
+        with outages_translated(every_error=True), self.engine.connect() as connection:
             if not self.engine.dialect.has_table(connection, "alembic_version"):
                 return None
             row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
@@ -180,7 +187,7 @@ class Database:
             self._lookup_engine.dispose()
 
     def __repr__(self) -> str:
-        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Database({hide_password(self.url)!r})"
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

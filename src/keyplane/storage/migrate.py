@@ -12,6 +12,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 
 from keyplane.core.errors import KeyplaneError
+from keyplane.storage.errors import outages_translated
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -39,11 +40,13 @@ def head_revision() -> str:
     return head
 
 
+@outages_translated()
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@outages_translated()
 def upgrade(engine: Engine, revision: str = "head") -> None:
     ensure_known(engine)
     # On SQLite the write option makes the migration take the write lock first,
@@ -51,10 +54,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine.execution_options(keyplane_write=True)), revision)
 
 
+@outages_translated()
 def downgrade(engine: Engine, revision: str) -> None:
     command.downgrade(alembic_config(engine), revision)
 
 
+@outages_translated()
 def prepare(engine: Engine) -> None:
     """Bring SQLite to head (zero configuration); require PostgreSQL to be migrated by hand."""
     ensure_known(engine)
@@ -74,6 +79,7 @@ def is_known(revision: str | None) -> bool:
         return False
 
 
+@outages_translated()
 def ensure_known(engine: Engine) -> None:
     """Raise :class:`SchemaAhead` if a newer Keyplane has migrated this database."""
     current = current_revision(engine)

@@ -24,6 +24,7 @@ from keyplane.ionq.jobs.queue import JobQueue
 from keyplane.ionq.jobs.records import LEASE
 from keyplane.logs import Throttled
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, cause_name
+from keyplane.storage.errors import StorageUnavailable
 
 logger = logging.getLogger("keyplane.jobs")
 
@@ -73,8 +74,10 @@ class JobRunner:
         if unfinished:
             try:
                 self._jobs.release(unfinished)
-            except SQLAlchemyError as error:
-                logger.warning("could not re-queue %d jobs (%s)", len(unfinished), error)
+            except (SQLAlchemyError, StorageUnavailable) as error:
+                logger.warning(
+                    "could not re-queue %d jobs (%s)", len(unfinished), cause_name(error)
+                )
 
     def notify(self) -> None:
         """A job was submitted: wake one idle worker now instead of at its next poll."""

@@ -42,8 +42,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from keyplane.logs import Throttled
+from keyplane.service.availability import cause_name
 from keyplane.service.keys.cache import KeyCache
 from keyplane.storage.database import Database, after_commit
+from keyplane.storage.errors import StorageUnavailable
 from keyplane.storage.models import KeyChange
 from keyplane.storage.redis import redis_client
 
@@ -147,8 +149,8 @@ class ChangeFeed:
         try:
             with self._database.read() as session:
                 self._high = session.connection().execute(_LAST_CHANGE).scalar() or 0
-        except SQLAlchemyError as error:
-            logger.warning("could not read the key change feed (%s)", type(error).__name__)
+        except (SQLAlchemyError, StorageUnavailable) as error:
+            logger.warning("could not read the key change feed (%s)", cause_name(error))
         self.poll()
         targets: list[tuple[str, Callable[[], None]]] = [("keyplane-change-poller", self._poll)]
         if self._redis_url is not None:
@@ -181,12 +183,12 @@ class ChangeFeed:
             try:
                 with self._database.read() as session:
                     rows = session.connection().execute(_CHANGES_SINCE, {"floor": floor}).all()
-            except SQLAlchemyError as error:
+            except (SQLAlchemyError, StorageUnavailable) as error:
                 self._warnings.warning(
                     "poll",
                     "could not poll the key change feed (%s); the key cache is bypassed "
                     "until it can",
-                    type(error).__name__,
+                    cause_name(error),
                 )
                 return 0
             self._warnings.recovered("poll", "the key change feed can be polled again")
@@ -215,9 +217,9 @@ class ChangeFeed:
                 session.execute(
                     delete(KeyChange).where(KeyChange.changed_at < self._clock() - RETENTION)
                 )
-        except SQLAlchemyError as error:
+        except (SQLAlchemyError, StorageUnavailable) as error:
             self._warnings.warning(
-                "prune", "could not prune the key change feed (%s)", type(error).__name__
+                "prune", "could not prune the key change feed (%s)", cause_name(error)
             )
 
     def _poll(self) -> None:

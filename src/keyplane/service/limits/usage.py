@@ -29,9 +29,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keyplane.core.network import IPAddress
 from keyplane.logs import Throttled
+from keyplane.service.availability import cause_name
 from keyplane.service.records import Usage
 from keyplane.service.validation import clip_user_agent
 from keyplane.storage.database import Database, WriteConflict
+from keyplane.storage.errors import StorageUnavailable
 from keyplane.storage.models import ApiKey, KeyUsage
 
 logger = logging.getLogger("keyplane.usage")
@@ -178,7 +180,7 @@ class UsageBuffer:
                             )
                         ):
                             stored[key_id] = (period, used)
-            except (SQLAlchemyError, WriteConflict) as error:
+            except (SQLAlchemyError, StorageUnavailable, WriteConflict) as error:
                 # Keep everything for the next try (a newer last use wins over an older one).
                 with self._swap_lock:
                     for key_id, usage in pending.items():
@@ -190,7 +192,7 @@ class UsageBuffer:
                 self._warnings.warning(
                     "flush",
                     "could not write last-used times and usage counts (%s); will retry",
-                    type(error).__name__,
+                    cause_name(error),
                 )
                 return 0
             finally:
@@ -253,10 +255,8 @@ class UsageBuffer:
                         KeyUsage.interval == "hour", KeyUsage.bucket < now - HOURLY_RETENTION
                     )
                 )
-        except SQLAlchemyError as error:
-            self._warnings.warning(
-                "prune", "could not prune hourly usage (%s)", type(error).__name__
-            )
+        except (SQLAlchemyError, StorageUnavailable) as error:
+            self._warnings.warning("prune", "could not prune hourly usage (%s)", cause_name(error))
             return 0
         return int(getattr(result, "rowcount", 0) or 0)
 
