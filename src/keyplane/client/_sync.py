@@ -6,14 +6,25 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
 from keyplane.client.errors import APIError
-from keyplane.client.models import AuditEvent, CreatedKey, Key, Page, Project, VerifyResult, WhoAmI
+from keyplane.client.models import (
+    AuditEvent,
+    CreatedKey,
+    Key,
+    Page,
+    Project,
+    Quota,
+    RateLimit,
+    Usage,
+    VerifyResult,
+    WhoAmI,
+)
 from keyplane.client.operations import NOT_GIVEN, _NotGiven
 from keyplane.client.resolution import ResolvedKey, resolve_key, resolve_url
 from keyplane.core.keys import SecretKey
@@ -209,8 +220,14 @@ class Keys:
         ip_allowlist: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
         enabled: bool = True,
+        rate_limit: RateLimit | None = None,
+        quota: Quota | None = None,
     ) -> CreatedKey:
-        """Create a key. Its value is in ``.key`` (``.key.reveal()``), this once only."""
+        """Create a key. Its value is in ``.key`` (``.key.reveal()``), this once only.
+
+        ``rate_limit=RateLimit(100, 60)`` allows 100 requests a minute;
+        ``quota=Quota(10_000, "day")`` allows 10,000 uses a UTC day.
+        """
         return self._client.run(
             operations.create_key(
                 project_id,
@@ -221,6 +238,8 @@ class Keys:
                 ip_allowlist=ip_allowlist,
                 metadata=metadata,
                 enabled=enabled,
+                rate_limit=rate_limit,
+                quota=quota,
             )
         )
 
@@ -234,8 +253,11 @@ class Keys:
         metadata: Mapping[str, Any] | _NotGiven = NOT_GIVEN,
         enabled: bool | _NotGiven = NOT_GIVEN,
         ip_allowlist: Iterable[str] | _NotGiven = NOT_GIVEN,
+        rate_limit: RateLimit | _NotGiven | None = NOT_GIVEN,
+        quota: Quota | _NotGiven | None = NOT_GIVEN,
     ) -> Key:
-        """Change only the fields given; ``expires_at=None`` removes the expiry."""
+        """Change only the fields given; ``expires_at``, ``rate_limit`` or ``quota`` set to
+        None removes the expiry, the rate limit or the quota."""
         return self._client.run(
             operations.update_key(
                 key_id,
@@ -245,7 +267,26 @@ class Keys:
                 metadata=metadata,
                 enabled=enabled,
                 ip_allowlist=ip_allowlist,
+                rate_limit=rate_limit,
+                quota=quota,
             )
+        )
+
+    def usage(
+        self,
+        key_id: str,
+        *,
+        interval: Literal["hour", "day"] = "day",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Usage:
+        """A key's verifications per UTC hour or day, by outcome, oldest first.
+
+        ``since`` defaults to 30 days (``day``) or 48 hours (``hour``) before ``until``
+        (default now); counts lag by about a second.
+        """
+        return self._client.run(
+            operations.key_usage(key_id, interval=interval, since=since, until=until)
         )
 
     def revoke(self, key_id: str) -> Key:

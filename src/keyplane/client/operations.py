@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from keyplane.client._http import Operation, query, segment
-from keyplane.client.models import AuditEvent, CreatedKey, Key, Page, Project, VerifyResult, WhoAmI
+from keyplane.client.models import (
+    AuditEvent,
+    CreatedKey,
+    Key,
+    Page,
+    Project,
+    Quota,
+    RateLimit,
+    Usage,
+    VerifyResult,
+    WhoAmI,
+)
 from keyplane.core.keys import SecretKey
 
 
@@ -59,6 +70,18 @@ def _duration(value: str | timedelta) -> str:
             raise ValueError("expires_in must be longer than zero")
         return f"{seconds}s"
     return value
+
+
+def _rate_limit(value: RateLimit | None) -> dict[str, int] | None:
+    if value is None:
+        return None
+    return {"limit": value.limit, "window_seconds": value.window_seconds}
+
+
+def _quota(value: Quota | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {"limit": value.limit, "refill": value.refill}
 
 
 def whoami() -> Operation[WhoAmI]:
@@ -133,6 +156,8 @@ def create_key(
     ip_allowlist: Iterable[str] = (),
     metadata: Mapping[str, Any] | None = None,
     enabled: bool = True,
+    rate_limit: RateLimit | None = None,
+    quota: Quota | None = None,
 ) -> Operation[CreatedKey]:
     body: dict[str, Any] = {
         "name": name,
@@ -145,6 +170,10 @@ def create_key(
         body["expires_at"] = _iso(expires_at)
     if expires_in is not None:
         body["expires_in"] = _duration(expires_in)
+    if rate_limit is not None:
+        body["rate_limit"] = _rate_limit(rate_limit)
+    if quota is not None:
+        body["quota"] = _quota(quota)
     return Operation(
         "POST", f"/projects/{segment(project_id, 'project')}/keys", CreatedKey.from_json, json=body
     )
@@ -159,6 +188,8 @@ def update_key(
     metadata: Mapping[str, Any] | _NotGiven = NOT_GIVEN,
     enabled: bool | _NotGiven = NOT_GIVEN,
     ip_allowlist: Iterable[str] | _NotGiven = NOT_GIVEN,
+    rate_limit: RateLimit | _NotGiven | None = NOT_GIVEN,
+    quota: Quota | _NotGiven | None = NOT_GIVEN,
 ) -> Operation[Key]:
     body: dict[str, Any] = {}
     if not isinstance(name, _NotGiven):
@@ -173,11 +204,34 @@ def update_key(
         body["enabled"] = enabled
     if not isinstance(ip_allowlist, _NotGiven):
         body["ip_allowlist"] = list(ip_allowlist)
+    if not isinstance(rate_limit, _NotGiven):
+        body["rate_limit"] = _rate_limit(rate_limit)
+    if not isinstance(quota, _NotGiven):
+        body["quota"] = _quota(quota)
     return Operation("PATCH", f"/keys/{segment(key_id, 'key')}", Key.from_json, json=body)
 
 
 def revoke_key(key_id: str) -> Operation[Key]:
     return Operation("DELETE", f"/keys/{segment(key_id, 'key')}", Key.from_json)
+
+
+def key_usage(
+    key_id: str,
+    *,
+    interval: Literal["hour", "day"] = "day",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Operation[Usage]:
+    return Operation(
+        "GET",
+        f"/keys/{segment(key_id, 'key')}/usage",
+        Usage.from_json,
+        params=query(
+            interval=interval,
+            since=_iso(since) if since is not None else None,
+            until=_iso(until) if until is not None else None,
+        ),
+    )
 
 
 def roll_key(
