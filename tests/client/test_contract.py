@@ -304,7 +304,8 @@ def test_every_response_property_has_a_field_in_the_sdk_model(document: dict[str
         if name is None or schema is None:
             continue
         model = answer_type(sdk_operations()[name])
-        missing += missing_in_model(document, schema, model, f"{method} {path} -> {model}")
+        where = f"{method} {path} -> {getattr(model, '__name__', model)}"
+        missing += missing_in_model(document, schema, model, where)
     assert missing == [], f"response properties the SDK models lack: {missing}"
 
 
