@@ -16,9 +16,7 @@ from keyplane.api.schemas import (
     KeyUpdate,
     PageOut,
     Timestamp,
-    UsageBucketOut,
     UsageOut,
-    page_of,
 )
 from keyplane.core import scopes
 from keyplane.core.durations import parse_duration
@@ -43,7 +41,7 @@ def list_keys(
     cursor: str | None = Query(None, max_length=64),
     caller: Annotated[Caller, require(scopes.KEYS_READ)],
     services: ServicesDep,
-) -> dict[str, Any]:
+) -> PageOut[KeyOut]:
     page = services.keys.list(
         caller,
         project_id,
@@ -51,7 +49,7 @@ def list_keys(
         limit=limit,
         cursor=cursor,
     )
-    return page_of(page, KeyOut.of)
+    return PageOut[KeyOut].model_validate(page)
 
 
 @router.post(
@@ -93,7 +91,7 @@ def get_key(
     caller: Annotated[Caller, require(scopes.KEYS_READ)],
     services: ServicesDep,
 ) -> KeyOut:
-    return KeyOut.of(services.keys.get(caller, key_id))
+    return KeyOut.model_validate(services.keys.get(caller, key_id))
 
 
 @router.patch(
@@ -115,7 +113,7 @@ def update_key(
         if values.get(field) is not None:
             values[field] = values[field].value()
     changes = KeyChanges(**values)
-    return KeyOut.of(services.keys.update(caller, key_id, changes))
+    return KeyOut.model_validate(services.keys.update(caller, key_id, changes))
 
 
 @router.delete("/keys/{key_id}", summary="Revoke a key (permanent; repeating it is harmless)")
@@ -125,7 +123,7 @@ def revoke_key(
     caller: Annotated[Caller, require(scopes.KEYS_WRITE)],
     services: ServicesDep,
 ) -> KeyOut:
-    return KeyOut.of(services.keys.revoke(caller, key_id))
+    return KeyOut.model_validate(services.keys.revoke(caller, key_id))
 
 
 @router.get(
@@ -146,9 +144,7 @@ def key_usage(
     services: ServicesDep,
 ) -> UsageOut:
     buckets = services.keys.usage(caller, key_id, interval=interval, since=since, until=until)
-    return UsageOut(
-        key_id=key_id, interval=interval, buckets=[UsageBucketOut.of(bucket) for bucket in buckets]
-    )
+    return UsageOut(key_id=key_id, interval=interval, buckets=buckets)
 
 
 @router.post(
