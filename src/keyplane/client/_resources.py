@@ -8,7 +8,9 @@ the same for a list read page by page. The same class serves
 :class:`~keyplane.client.Client` (``Keys[Client]``: a call answers the model)
 and :class:`~keyplane.client.AsyncClient` (``Keys[AsyncClient]``: a call
 answers an awaitable of it); the overloads of ``__get__`` tell a type checker
-which, with the operation's own parameters.
+which, with the operation's own parameters. :class:`ClientBase` holds the rest
+both clients share (the server, the key, the retry policy); only the sending
+differs between them.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
 
 from keyplane.client import operations
-from keyplane.client._http import Operation
+from keyplane.client._http import Operation, RetryPolicy
 from keyplane.client.operations import Pages
+from keyplane.client.resolution import ResolvedKey, resolve_key, resolve_url
+from keyplane.core.keys import SecretKey
 
 if TYPE_CHECKING:
     from keyplane.client._async import AsyncClient
@@ -141,3 +145,28 @@ class Keys(Resource[C]):
 class Audit(Resource[C]):
     list = call(operations.list_audit_events)
     iter = pages(operations.iter_audit_events)
+
+
+class ClientBase:
+    """What :class:`~keyplane.client.Client` and :class:`~keyplane.client.AsyncClient`
+    share beside the sending: the server, the key, the retry policy."""
+
+    def __init__(
+        self, api_key: str | SecretKey | None, base_url: str | None, retry: RetryPolicy
+    ) -> None:
+        self.base_url = resolve_url(base_url)
+        self._key: ResolvedKey = resolve_key(api_key, self.base_url)
+        self.retry = retry
+
+    @property
+    def key_hint(self) -> str:
+        """The hint of the key this client sends (``kp_...abcd``)."""
+        return self._key.secret.hint
+
+    @property
+    def key_source(self) -> str:
+        """Where the key came from, in words (``the environment variable KEYPLANE_API_KEY``)."""
+        return self._key.source
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, key={self.key_hint!r})"

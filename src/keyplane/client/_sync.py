@@ -11,11 +11,10 @@ import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
-from keyplane.client._resources import Audit, Keys, Projects, call
+from keyplane.client._resources import Audit, ClientBase, Keys, Projects, call
 from keyplane.client.errors import APIError
 from keyplane.client.models import Page
 from keyplane.client.operations import Pages
-from keyplane.client.resolution import ResolvedKey, resolve_key, resolve_url
 from keyplane.core.keys import SecretKey
 
 T = TypeVar("T")
@@ -23,7 +22,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
 
 
-class Client:
+class Client(ClientBase):
     """The Keyplane management API, synchronously.
 
     ``Client()`` finds its key and server on its own (see
@@ -46,9 +45,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         user_agent: str | None = None,
     ) -> None:
-        self.base_url = resolve_url(base_url)
-        self._key: ResolvedKey = resolve_key(api_key, self.base_url)
-        self.retry = retry or RetryPolicy(max_retries=max_retries)
+        super().__init__(api_key, base_url, retry or RetryPolicy(max_retries=max_retries))
         self._sleep: Callable[[float], None] = time.sleep
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -61,19 +58,6 @@ class Client:
         self.projects: Projects[Client] = Projects(self)
         self.keys: Keys[Client] = Keys(self)
         self.audit: Audit[Client] = Audit(self)
-
-    @property
-    def key_hint(self) -> str:
-        """The hint of the key this client sends (``kp_...abcd``)."""
-        return self._key.secret.hint
-
-    @property
-    def key_source(self) -> str:
-        """Where the key came from, in words (``the environment variable KEYPLANE_API_KEY``)."""
-        return self._key.source
-
-    def __repr__(self) -> str:
-        return f"Client(base_url={self.base_url!r}, key={self.key_hint!r})"
 
     # -- lifecycle -------------------------------------------------------------
 

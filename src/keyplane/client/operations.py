@@ -339,14 +339,11 @@ def iter_audit_events(
     page_size: int = 100,
 ) -> Pages[AuditEvent]:
     """Every matching audit event, fetching pages as needed."""
-    return Pages(
-        lambda cursor: list_audit_events(
-            action=action,
-            key_id=key_id,
-            actor=actor,
-            since=since,
-            until=until,
-            limit=page_size,
-            cursor=cursor,
-        )
-    )
+    filters: dict[str, Any] = {
+        "action": action,
+        "key_id": key_id,
+        "actor": actor,
+        "since": since,
+        "until": until,
+    }
+    return Pages(lambda cursor: list_audit_events(**filters, limit=page_size, cursor=cursor))
