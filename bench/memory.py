@@ -103,7 +103,8 @@ def run(keys: int = 100_000) -> Report:
     cache_only = tracemalloc.get_traced_memory()[0] - base
     decisions = {state.key_id: Decision(GrantCode.VALID, state) for state in states}
     bodies = {
-        state.key_id: (state, WhoAmI.of(state).model_dump_json().encode()) for state in states
+        state.key_id: (state, WhoAmI.model_validate(state).model_dump_json().encode())
+        for state in states
     }
     gc.collect()
     with_side = tracemalloc.get_traced_memory()[0] - base

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "APIError",
+    "Allowance",
     "AsyncClient",
     "AuditEvent",
     "BadRequest",
@@ -26,11 +27,16 @@ __all__ = [
     "Page",
     "PermissionDenied",
     "Project",
+    "Quota",
+    "QuotaStatus",
+    "RateLimit",
     "RateLimited",
     "RetryPolicy",
     "ServerError",
     "Timeout",
     "TransportError",
+    "Usage",
+    "UsageBucket",
     "VerifyResult",
     "WhoAmI",
     "__version__",
@@ -41,6 +47,7 @@ _CLIENT_NAMES = frozenset(__all__) - {"__version__"}
 
 if TYPE_CHECKING:
     from keyplane.client import (
+        Allowance,
         APIError,
         AsyncClient,
         AuditEvent,
@@ -56,11 +63,16 @@ if TYPE_CHECKING:
         Page,
         PermissionDenied,
         Project,
+        Quota,
+        QuotaStatus,
+        RateLimit,
         RateLimited,
         RetryPolicy,
         ServerError,
         Timeout,
         TransportError,
+        Usage,
+        UsageBucket,
         VerifyResult,
         WhoAmI,
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from keyplane.api.dependencies import require
-from keyplane.api.schemas import AuditEventOut, PageOut, Timestamp, page_of
+from keyplane.api.schemas import AuditEventOut, PageOut, Timestamp
 from keyplane.core import scopes
 from keyplane.http.services import ServicesDep
 from keyplane.service.records import Caller
@@ -31,7 +31,7 @@ def list_audit_events(
     cursor: str | None = Query(None, max_length=64),
     caller: Annotated[Caller, require(scopes.AUDIT_READ)],
     services: ServicesDep,
-) -> dict[str, Any]:
+) -> PageOut[AuditEventOut]:
     page = services.audit.events(
         caller,
         action=action,
@@ -42,4 +42,4 @@ def list_audit_events(
         limit=limit,
         cursor=cursor,
     )
-    return page_of(page, AuditEventOut.of)
+    return PageOut[AuditEventOut].model_validate(page)

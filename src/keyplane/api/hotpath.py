@@ -114,7 +114,7 @@ class HotPath:
         if cached is None or cached[0] is not key:
             if len(self._whoami_bodies) > max(services.settings.key_cache_size, 1) * 2:
                 self._whoami_bodies.clear()
-            cached = self._whoami_bodies[key.key_id] = (key, _dump(WhoAmI.of(key)))
+            cached = self._whoami_bodies[key.key_id] = (key, _dump(WhoAmI.model_validate(key)))
         await _send_json(send, cached[1], limit_headers)
 
     async def _verify(

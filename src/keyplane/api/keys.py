@@ -16,9 +16,7 @@ from keyplane.api.schemas import (
     KeyUpdate,
     PageOut,
     Timestamp,
-    UsageBucketOut,
     UsageOut,
-    page_of,
 )
 from keyplane.core import scopes
 from keyplane.core.durations import parse_duration
@@ -44,7 +42,7 @@ def list_keys(
     cursor: str | None = Query(None, max_length=64),
     caller: Annotated[Caller, require(scopes.KEYS_READ)],
     services: ServicesDep,
-) -> dict[str, Any]:
+) -> PageOut[KeyOut]:
     page = services.keys.list(
         caller,
         project_id,
@@ -52,7 +50,7 @@ def list_keys(
         limit=limit,
         cursor=cursor,
     )
-    return page_of(page, KeyOut.of)
+    return PageOut[KeyOut].model_validate(page)
 
 
 @router.post(
@@ -94,7 +92,7 @@ def get_key(
     caller: Annotated[Caller, require(scopes.KEYS_READ)],
     services: ServicesDep,
 ) -> KeyOut:
-    return KeyOut.of(services.keys.get(caller, key_id))
+    return KeyOut.model_validate(services.keys.get(caller, key_id))
 
 
 @router.patch(
@@ -116,7 +114,7 @@ def update_key(
         if values.get(field) is not None:
             values[field] = values[field].value()
     changes = KeyChanges(**values)
-    return KeyOut.of(services.keys.update(caller, key_id, changes))
+    return KeyOut.model_validate(services.keys.update(caller, key_id, changes))
 
 
 @router.delete("/keys/{key_id}", summary="Revoke a key (permanent; repeating it is harmless)")
@@ -126,7 +124,7 @@ def revoke_key(
     caller: Annotated[Caller, require(scopes.KEYS_WRITE)],
     services: ServicesDep,
 ) -> KeyOut:
-    return KeyOut.of(services.keys.revoke(caller, key_id))
+    return KeyOut.model_validate(services.keys.revoke(caller, key_id))
 
 
 @router.get(
@@ -149,9 +147,7 @@ def key_usage(
     buckets = services.usage_history.buckets(
         caller, key_id, interval=interval, since=since, until=until
     )
-    return UsageOut(
-        key_id=key_id, interval=interval, buckets=[UsageBucketOut.of(bucket) for bucket in buckets]
-    )
+    return UsageOut(key_id=key_id, interval=interval, buckets=buckets)
 
 
 @router.post(

@@ -63,10 +63,7 @@ async def github_report(request: Request, services: ServicesDep) -> list[LeakVer
         raise InvalidInput(_first_problem(error.errors(include_input=False))) from None
     tokens = [ReportedToken(item.token, item.type, item.url, item.source) for item in items]
     verdicts = await anyio.to_thread.run_sync(services.leaks.report, tokens)
-    return [
-        LeakVerdictOut(token_hash=v.token_hash, token_type=v.token_type, label=v.label)
-        for v in verdicts
-    ]
+    return [LeakVerdictOut.model_validate(verdict) for verdict in verdicts]
 
 
 def _first_problem(errors: list[Any]) -> str:

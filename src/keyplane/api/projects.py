@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from keyplane.api.dependencies import require
-from keyplane.api.schemas import PageOut, ProjectCreate, ProjectOut, page_of
+from keyplane.api.schemas import PageOut, ProjectCreate, ProjectOut
 from keyplane.core import scopes
 from keyplane.http.services import ServicesDep
 from keyplane.service.records import Caller
@@ -22,10 +22,9 @@ def list_projects(
     cursor: str | None = Query(None, max_length=64),
     caller: Annotated[Caller, require(scopes.PROJECTS_READ)],
     services: ServicesDep,
-) -> dict[str, Any]:
-    return page_of(
-        services.projects.list_projects(caller, limit=limit, cursor=cursor), ProjectOut.of
-    )
+) -> PageOut[ProjectOut]:
+    page = services.projects.list_projects(caller, limit=limit, cursor=cursor)
+    return PageOut[ProjectOut].model_validate(page)
 
 
 @router.post("", status_code=201, summary="Create a project")
@@ -35,7 +34,7 @@ def create_project(
     caller: Annotated[Caller, require(scopes.PROJECTS_WRITE)],
     services: ServicesDep,
 ) -> ProjectOut:
-    return ProjectOut.of(services.projects.create_project(caller, body.name))
+    return ProjectOut.model_validate(services.projects.create_project(caller, body.name))
 
 
 @router.get("/{project_id}", summary="Get a project")
@@ -45,4 +44,4 @@ def get_project(
     caller: Annotated[Caller, require(scopes.PROJECTS_READ)],
     services: ServicesDep,
 ) -> ProjectOut:
-    return ProjectOut.of(services.projects.get_project(caller, project_id))
+    return ProjectOut.model_validate(services.projects.get_project(caller, project_id))

@@ -14,4 +14,4 @@ router = APIRouter(tags=["keys"])
 
 @router.get("/whoami", summary="The calling key's identity (any valid key)")
 async def whoami(auth: Annotated[Authenticated, Depends(authenticate)]) -> WhoAmI:
-    return WhoAmI.of(auth.key)
+    return WhoAmI.model_validate(auth.key)

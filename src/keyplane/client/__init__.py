@@ -26,11 +26,17 @@ from keyplane.client.errors import (
     TransportError,
 )
 from keyplane.client.models import (
+    Allowance,
     AuditEvent,
     CreatedKey,
     Key,
     Page,
     Project,
+    Quota,
+    QuotaStatus,
+    RateLimit,
+    Usage,
+    UsageBucket,
     VerifyResult,
     WhoAmI,
 )
@@ -39,6 +45,7 @@ from keyplane.client.operations import NOT_GIVEN
 __all__ = [
     "NOT_GIVEN",
     "APIError",
+    "Allowance",
     "AsyncClient",
     "AuditEvent",
     "BadRequest",
@@ -53,11 +60,16 @@ __all__ = [
     "Page",
     "PermissionDenied",
     "Project",
+    "Quota",
+    "QuotaStatus",
+    "RateLimit",
     "RateLimited",
     "RetryPolicy",
     "ServerError",
     "Timeout",
     "TransportError",
+    "Usage",
+    "UsageBucket",
     "VerifyResult",
     "WhoAmI",
 ]

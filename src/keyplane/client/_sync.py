@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -12,10 +11,10 @@ import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
+from keyplane.client._resources import Audit, ClientBase, Keys, Projects, call
 from keyplane.client.errors import APIError
-from keyplane.client.models import AuditEvent, CreatedKey, Key, Page, Project, VerifyResult, WhoAmI
-from keyplane.client.operations import NOT_GIVEN, _NotGiven
-from keyplane.client.resolution import ResolvedKey, resolve_key, resolve_url
+from keyplane.client.models import Page
+from keyplane.client.operations import Pages
 from keyplane.core.keys import SecretKey
 
 T = TypeVar("T")
@@ -23,7 +22,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
 
 
-class Client:
+class Client(ClientBase):
     """The Keyplane management API, synchronously.
 
     ``Client()`` finds its key and server on its own (see
@@ -46,9 +45,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         user_agent: str | None = None,
     ) -> None:
-        self.base_url = resolve_url(base_url)
-        self._key: ResolvedKey = resolve_key(api_key, self.base_url)
-        self.retry = retry or RetryPolicy(max_retries=max_retries)
+        super().__init__(api_key, base_url, retry or RetryPolicy(max_retries=max_retries))
         self._sleep: Callable[[float], None] = time.sleep
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -58,22 +55,9 @@ class Client:
             headers={"User-Agent": user_agent or _http.USER_AGENT},
             follow_redirects=False,
         )
-        self.projects = Projects(self)
-        self.keys = Keys(self)
-        self.audit = Audit(self)
-
-    @property
-    def key_hint(self) -> str:
-        """The hint of the key this client sends (``kp_...abcd``)."""
-        return self._key.secret.hint
-
-    @property
-    def key_source(self) -> str:
-        """Where the key came from, in words (``the environment variable KEYPLANE_API_KEY``)."""
-        return self._key.source
-
-    def __repr__(self) -> str:
-        return f"Client(base_url={self.base_url!r}, key={self.key_hint!r})"
+        self.projects: Projects[Client] = Projects(self)
+        self.keys: Keys[Client] = Keys(self)
+        self.audit: Audit[Client] = Audit(self)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -91,24 +75,10 @@ class Client:
     ) -> None:
         self.close()
 
-    # -- calls -----------------------------------------------------------------
+    # -- calls: each one is an operation of ``operations.py`` (see ``_resources.py``) --
 
-    def whoami(self) -> WhoAmI:
-        """The key this client uses: name, id, project, organization, scopes."""
-        return self.run(operations.whoami())
-
-    def verify(
-        self,
-        key: str | SecretKey,
-        *,
-        scopes: Iterable[str] = (),
-        client_ip: str | None = None,
-        user_agent: str | None = None,
-    ) -> VerifyResult:
-        """Check a key someone handed you (this client's key needs ``keys:verify``)."""
-        return self.run(
-            operations.verify(key, scopes=scopes, client_ip=client_ip, user_agent=user_agent)
-        )
+    whoami = call(operations.whoami)
+    verify = call(operations.verify)
 
     def run(self, operation: Operation[T]) -> T:
         """Send one operation, retrying what is safe to retry; its parsed answer or an error."""
@@ -139,6 +109,9 @@ class Client:
         _http.log_retry(self.retry, operation, attempt, delay, why)
         self._sleep(delay)
 
+    def _iterate(self, pages: Pages[T]) -> Iterator[T]:
+        return paginate(lambda cursor: self.run(pages.fetch(cursor)))
+
 
 def paginate(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
     """Every item of a list, following ``next_cursor`` page after page."""
@@ -149,161 +122,3 @@ def paginate(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
-
-
-class Projects:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def list(self, *, limit: int | None = None, cursor: str | None = None) -> Page[Project]:
-        """One page of projects, newest first."""
-        return self._client.run(operations.list_projects(limit=limit, cursor=cursor))
-
-    def iter(self, *, page_size: int = 100) -> Iterator[Project]:
-        """Every project, fetching pages as needed."""
-        return paginate(lambda cursor: self.list(limit=page_size, cursor=cursor))
-
-    def get(self, project_id: str) -> Project:
-        return self._client.run(operations.get_project(project_id))
-
-    def create(self, name: str) -> Project:
-        return self._client.run(operations.create_project(name))
-
-
-class Keys:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def list(
-        self,
-        project_id: str,
-        *,
-        status: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[Key]:
-        """One page of a project's keys, newest first; ``status`` filters (active, revoked...)."""
-        return self._client.run(
-            operations.list_keys(project_id, status=status, limit=limit, cursor=cursor)
-        )
-
-    def iter(
-        self, project_id: str, *, status: str | None = None, page_size: int = 100
-    ) -> Iterator[Key]:
-        """Every key of a project, fetching pages as needed."""
-        return paginate(
-            lambda cursor: self.list(project_id, status=status, limit=page_size, cursor=cursor)
-        )
-
-    def get(self, key_id: str) -> Key:
-        return self._client.run(operations.get_key(key_id))
-
-    def create(
-        self,
-        project_id: str,
-        *,
-        name: str,
-        scopes: Iterable[str] = (),
-        expires_at: datetime | None = None,
-        expires_in: str | timedelta | None = None,
-        ip_allowlist: Iterable[str] = (),
-        metadata: Mapping[str, Any] | None = None,
-        enabled: bool = True,
-    ) -> CreatedKey:
-        """Create a key. Its value is in ``.key`` (``.key.reveal()``), this once only."""
-        return self._client.run(
-            operations.create_key(
-                project_id,
-                name=name,
-                scopes=scopes,
-                expires_at=expires_at,
-                expires_in=expires_in,
-                ip_allowlist=ip_allowlist,
-                metadata=metadata,
-                enabled=enabled,
-            )
-        )
-
-    def update(
-        self,
-        key_id: str,
-        *,
-        name: str | _NotGiven = NOT_GIVEN,
-        scopes: Iterable[str] | _NotGiven = NOT_GIVEN,
-        expires_at: datetime | _NotGiven | None = NOT_GIVEN,
-        metadata: Mapping[str, Any] | _NotGiven = NOT_GIVEN,
-        enabled: bool | _NotGiven = NOT_GIVEN,
-        ip_allowlist: Iterable[str] | _NotGiven = NOT_GIVEN,
-    ) -> Key:
-        """Change only the fields given; ``expires_at=None`` removes the expiry."""
-        return self._client.run(
-            operations.update_key(
-                key_id,
-                name=name,
-                scopes=scopes,
-                expires_at=expires_at,
-                metadata=metadata,
-                enabled=enabled,
-                ip_allowlist=ip_allowlist,
-            )
-        )
-
-    def revoke(self, key_id: str) -> Key:
-        """Revoke for good (repeating it is harmless)."""
-        return self._client.run(operations.revoke_key(key_id))
-
-    def roll(self, key_id: str, *, grace_period: timedelta | float | None = None) -> CreatedKey:
-        """A new key with the same settings; the old one works for ``grace_period`` (24 h)."""
-        return self._client.run(operations.roll_key(key_id, grace_period=grace_period))
-
-
-class Audit:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def list(
-        self,
-        *,
-        action: str | None = None,
-        key_id: str | None = None,
-        actor: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[AuditEvent]:
-        """One page of the organization's audit events, newest first."""
-        return self._client.run(
-            operations.list_audit_events(
-                action=action,
-                key_id=key_id,
-                actor=actor,
-                since=since,
-                until=until,
-                limit=limit,
-                cursor=cursor,
-            )
-        )
-
-    def iter(
-        self,
-        *,
-        action: str | None = None,
-        key_id: str | None = None,
-        actor: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        page_size: int = 100,
-    ) -> Iterator[AuditEvent]:
-        """Every matching audit event, fetching pages as needed."""
-        return paginate(
-            lambda cursor: self.list(
-                action=action,
-                key_id=key_id,
-                actor=actor,
-                since=since,
-                until=until,
-                limit=page_size,
-                cursor=cursor,
-            )
-        )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from keyplane.core.keys import SecretKey
 
@@ -112,6 +112,53 @@ class Project(_Model):
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit(_Model):
+    """At most ``limit`` requests per ``window_seconds``: a key's setting, sent and read."""
+
+    limit: int
+    window_seconds: int = 60
+
+    @classmethod
+    def from_json(cls, data: Any) -> RateLimit | None:
+        if not isinstance(data, Mapping):
+            return None
+        return cls(int(data["limit"]), int(data.get("window_seconds", 60)))
+
+
+@dataclass(frozen=True, slots=True)
+class Quota(_Model):
+    """The quota to give a key: at most ``limit`` uses, counted again from zero every
+    UTC ``"day"`` or ``"month"`` (``refill``), or in total (``refill=None``)."""
+
+    limit: int
+    refill: Literal["day", "month"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus(_Model):
+    """A key's quota as the server reads it: the setting, and the uses counted in the
+    current period (``used`` may lag by about a second); ``resets_at`` None means never."""
+
+    limit: int
+    refill: str | None
+    used: int
+    remaining: int
+    resets_at: datetime | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> QuotaStatus | None:
+        if not isinstance(data, Mapping):
+            return None
+        return cls(
+            limit=int(data["limit"]),
+            refill=data.get("refill"),
+            used=int(data["used"]),
+            remaining=int(data["remaining"]),
+            resets_at=_time(data.get("resets_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Key(_Model):
     """A key's record. ``hint`` (``kp_...abcd``) is safe to show; the value is never here."""
 
@@ -134,6 +181,8 @@ class Key(_Model):
     last_used_at: datetime | None
     last_used_ip: str | None
     last_used_user_agent: str | None
+    rate_limit: RateLimit | None = None
+    quota: QuotaStatus | None = None
 
     @classmethod
     def _fields_of(cls, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,6 +206,8 @@ class Key(_Model):
             "last_used_at": _time(data.get("last_used_at")),
             "last_used_ip": data.get("last_used_ip"),
             "last_used_user_agent": data.get("last_used_user_agent"),
+            "rate_limit": RateLimit.from_json(data.get("rate_limit")),
+            "quota": QuotaStatus.from_json(data.get("quota")),
         }
 
     @classmethod
@@ -208,6 +259,45 @@ class AuditEvent(_Model):
             occurred_at=_required_time(data["occurred_at"]),
             details=dict(data.get("details") or {}),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBucket(_Model):
+    """One hour or day of a key's verifications (``start`` is UTC), by outcome: grant
+    codes such as ``VALID`` or ``RATE_LIMITED``."""
+
+    start: datetime
+    total: int
+    outcomes: Mapping[str, int]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UsageBucket:
+        outcomes = data.get("outcomes") or {}
+        return cls(
+            start=_required_time(data["start"]),
+            total=int(data["total"]),
+            outcomes={str(code): int(count) for code, count in outcomes.items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage(_Model):
+    """A key's verifications per hour or day (``interval``), oldest bucket first."""
+
+    key_id: str
+    interval: str
+    buckets: tuple[UsageBucket, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Usage:
+        return cls(
+            key_id=data["key_id"],
+            interval=data["interval"],
+            buckets=tuple(UsageBucket.from_json(bucket) for bucket in data.get("buckets") or ()),
+        )
+
+    def __iter__(self) -> Iterator[UsageBucket]:
+        return iter(self.buckets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,4 +382,18 @@ class Page(Generic[T]):
         return len(self.items)
 
 
-__all__ = ["AuditEvent", "CreatedKey", "Key", "Page", "Project", "VerifyResult", "WhoAmI"]
+__all__ = [
+    "Allowance",
+    "AuditEvent",
+    "CreatedKey",
+    "Key",
+    "Page",
+    "Project",
+    "Quota",
+    "QuotaStatus",
+    "RateLimit",
+    "Usage",
+    "UsageBucket",
+    "VerifyResult",
+    "WhoAmI",
+]

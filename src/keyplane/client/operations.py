@@ -1,17 +1,33 @@
 """Every call of the management API as an :class:`Operation` value.
 
 The sync and async clients run the same operations, so both cover the same
-API with the same arguments and answers; only the sending differs.
+API with the same arguments and answers; only the sending differs. Each
+function here is also the method users call (``client.keys.create`` is
+:func:`create_key`, bound in ``_resources.py``): its signature, checks and
+docstring are the method's. ``tests/client/test_contract.py`` checks that
+they reach every operation and field of ``/api/v1``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from keyplane.client._http import Operation, query, segment
-from keyplane.client.models import AuditEvent, CreatedKey, Key, Page, Project, VerifyResult, WhoAmI
+from keyplane.client.models import (
+    AuditEvent,
+    CreatedKey,
+    Key,
+    Page,
+    Project,
+    Quota,
+    RateLimit,
+    Usage,
+    VerifyResult,
+    WhoAmI,
+)
 from keyplane.core.keys import SecretKey
 
 
@@ -33,6 +49,16 @@ class _NotGiven:
 
 
 NOT_GIVEN: Final = _NotGiven()
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Pages(Generic[T]):
+    """A whole list, read page by page: ``fetch(cursor)`` is the operation for one page."""
+
+    fetch: Callable[[str | None], Operation[Page[T]]]
+
 
 #: ``/verify`` takes a user agent of at most 512 characters (docs/api.md); user
 #: agents can be longer, and a check must not fail for that.
@@ -61,7 +87,20 @@ def _duration(value: str | timedelta) -> str:
     return value
 
 
+def _rate_limit(value: RateLimit | None) -> dict[str, int] | None:
+    if value is None:
+        return None
+    return {"limit": value.limit, "window_seconds": value.window_seconds}
+
+
+def _quota(value: Quota | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {"limit": value.limit, "refill": value.refill}
+
+
 def whoami() -> Operation[WhoAmI]:
+    """The key this client uses: name, id, project, organization, scopes."""
     return Operation("GET", "/whoami", WhoAmI.from_json)
 
 
@@ -72,6 +111,7 @@ def verify(
     client_ip: str | None = None,
     user_agent: str | None = None,
 ) -> Operation[VerifyResult]:
+    """Check a key someone handed you (this client's key needs ``keys:verify``)."""
     value = key.reveal() if isinstance(key, SecretKey) else key
     body: dict[str, Any] = {"key": value, "scopes": list(scopes)}
     if client_ip is not None:
@@ -88,16 +128,19 @@ def verify(
 def list_projects(
     *, limit: int | None = None, cursor: str | None = None
 ) -> Operation[Page[Project]]:
+    """One page of projects, newest first."""
     return Operation(
         "GET", "/projects", _page(Project.from_json), params=query(limit=limit, cursor=cursor)
     )
 
 
 def get_project(project_id: str) -> Operation[Project]:
+    """A project of your organization."""
     return Operation("GET", f"/projects/{segment(project_id, 'project')}", Project.from_json)
 
 
 def create_project(name: str) -> Operation[Project]:
+    """A new project (its name is unique in the organization)."""
     return Operation("POST", "/projects", Project.from_json, json={"name": name})
 
 
@@ -111,6 +154,7 @@ def list_keys(
     limit: int | None = None,
     cursor: str | None = None,
 ) -> Operation[Page[Key]]:
+    """One page of a project's keys, newest first; ``status`` filters (active, revoked...)."""
     return Operation(
         "GET",
         f"/projects/{segment(project_id, 'project')}/keys",
@@ -120,6 +164,7 @@ def list_keys(
 
 
 def get_key(key_id: str) -> Operation[Key]:
+    """A key's record (never its value)."""
     return Operation("GET", f"/keys/{segment(key_id, 'key')}", Key.from_json)
 
 
@@ -133,7 +178,14 @@ def create_key(
     ip_allowlist: Iterable[str] = (),
     metadata: Mapping[str, Any] | None = None,
     enabled: bool = True,
+    rate_limit: RateLimit | None = None,
+    quota: Quota | None = None,
 ) -> Operation[CreatedKey]:
+    """Create a key. Its value is in ``.key`` (``.key.reveal()``), this once only.
+
+    ``rate_limit=RateLimit(100, 60)`` allows 100 requests a minute;
+    ``quota=Quota(10_000, "day")`` allows 10,000 uses a UTC day.
+    """
     body: dict[str, Any] = {
         "name": name,
         "scopes": list(scopes),
@@ -145,6 +197,10 @@ def create_key(
         body["expires_at"] = _iso(expires_at)
     if expires_in is not None:
         body["expires_in"] = _duration(expires_in)
+    if rate_limit is not None:
+        body["rate_limit"] = _rate_limit(rate_limit)
+    if quota is not None:
+        body["quota"] = _quota(quota)
     return Operation(
         "POST", f"/projects/{segment(project_id, 'project')}/keys", CreatedKey.from_json, json=body
     )
@@ -159,7 +215,11 @@ def update_key(
     metadata: Mapping[str, Any] | _NotGiven = NOT_GIVEN,
     enabled: bool | _NotGiven = NOT_GIVEN,
     ip_allowlist: Iterable[str] | _NotGiven = NOT_GIVEN,
+    rate_limit: RateLimit | _NotGiven | None = NOT_GIVEN,
+    quota: Quota | _NotGiven | None = NOT_GIVEN,
 ) -> Operation[Key]:
+    """Change only the fields given; ``expires_at``, ``rate_limit`` or ``quota`` set to
+    None removes the expiry, the rate limit or the quota."""
     body: dict[str, Any] = {}
     if not isinstance(name, _NotGiven):
         body["name"] = name
@@ -173,16 +233,46 @@ def update_key(
         body["enabled"] = enabled
     if not isinstance(ip_allowlist, _NotGiven):
         body["ip_allowlist"] = list(ip_allowlist)
+    if not isinstance(rate_limit, _NotGiven):
+        body["rate_limit"] = _rate_limit(rate_limit)
+    if not isinstance(quota, _NotGiven):
+        body["quota"] = _quota(quota)
     return Operation("PATCH", f"/keys/{segment(key_id, 'key')}", Key.from_json, json=body)
 
 
 def revoke_key(key_id: str) -> Operation[Key]:
+    """Revoke for good (repeating it is harmless)."""
     return Operation("DELETE", f"/keys/{segment(key_id, 'key')}", Key.from_json)
+
+
+def key_usage(
+    key_id: str,
+    *,
+    interval: Literal["hour", "day"] = "day",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Operation[Usage]:
+    """A key's verifications per UTC hour or day, by outcome, oldest first.
+
+    ``since`` defaults to 30 days (``day``) or 48 hours (``hour``) before ``until``
+    (default now); counts lag by about a second.
+    """
+    return Operation(
+        "GET",
+        f"/keys/{segment(key_id, 'key')}/usage",
+        Usage.from_json,
+        params=query(
+            interval=interval,
+            since=_iso(since) if since is not None else None,
+            until=_iso(until) if until is not None else None,
+        ),
+    )
 
 
 def roll_key(
     key_id: str, *, grace_period: timedelta | float | None = None
 ) -> Operation[CreatedKey]:
+    """A new key with the same settings; the old one works for ``grace_period`` (24 h)."""
     body: dict[str, Any] | None = None
     if grace_period is not None:
         seconds = (
@@ -207,6 +297,7 @@ def list_audit_events(
     limit: int | None = None,
     cursor: str | None = None,
 ) -> Operation[Page[AuditEvent]]:
+    """One page of the organization's audit events, newest first."""
     return Operation(
         "GET",
         "/audit-events",
@@ -221,3 +312,38 @@ def list_audit_events(
             cursor=cursor,
         ),
     )
+
+
+# -- whole lists ----------------------------------------------------------------
+
+
+def iter_projects(*, page_size: int = 100) -> Pages[Project]:
+    """Every project, fetching pages as needed."""
+    return Pages(lambda cursor: list_projects(limit=page_size, cursor=cursor))
+
+
+def iter_keys(project_id: str, *, status: str | None = None, page_size: int = 100) -> Pages[Key]:
+    """Every key of a project, fetching pages as needed."""
+    return Pages(
+        lambda cursor: list_keys(project_id, status=status, limit=page_size, cursor=cursor)
+    )
+
+
+def iter_audit_events(
+    *,
+    action: str | None = None,
+    key_id: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page_size: int = 100,
+) -> Pages[AuditEvent]:
+    """Every matching audit event, fetching pages as needed."""
+    filters: dict[str, Any] = {
+        "action": action,
+        "key_id": key_id,
+        "actor": actor,
+        "since": since,
+        "until": until,
+    }
+    return Pages(lambda cursor: list_audit_events(**filters, limit=page_size, cursor=cursor))
