@@ -11,8 +11,12 @@ from sqlalchemy.orm import Session
 
 from keyplane.core.ids import new_id
 from keyplane.service.accounts import access
-from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
-from keyplane.service.records import Actor, AuditEventRecord, Caller, Page
+from keyplane.service.pagination import (
+    check_limit,
+    newest_first,
+    page_of,
+)
+from keyplane.service.records import Actor, AuditEventRecord, Caller, Page, record_of
 from keyplane.service.validation import check_filter, clip_user_agent
 from keyplane.storage.database import Database
 from keyplane.storage.models import AuditEvent
@@ -85,30 +89,11 @@ class AuditService:
             query = query.where(AuditEvent.occurred_at >= since)
         if until is not None:
             query = query.where(AuditEvent.occurred_at < until)
-        after = decode_cursor(cursor)
-        if after is not None:
-            query = query.where(AuditEvent.pk < after)
-        query = query.order_by(AuditEvent.pk.desc()).limit(limit + 1)
+        query = newest_first(query, AuditEvent.pk, cursor, limit)
         with self._database.read() as session:
             rows = session.scalars(query).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(
-            items=tuple(_to_record(row) for row in rows),
-            next_cursor=encode_cursor(rows[-1].pk) if more else None,
-        )
+        return page_of(rows, limit, _to_record)
 
 
 def _to_record(row: AuditEvent) -> AuditEventRecord:
-    return AuditEventRecord(
-        id=row.id,
-        organization_id=row.organization_id,
-        actor=row.actor,
-        action=row.action,
-        target_type=row.target_type,
-        target_id=row.target_id,
-        client_ip=row.client_ip,
-        user_agent=row.user_agent,
-        occurred_at=row.occurred_at,
-        details=row.details,
-    )
+    return record_of(AuditEventRecord, row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -212,3 +213,19 @@ class Usage:
     at: datetime
     client_ip: IPAddress | None
     user_agent: str | None
+
+
+R = TypeVar("R")
+
+
+def record_of(record: type[R], row: object, **values: Any) -> R:
+    """A ``record`` (one of the dataclasses above) built from a storage ``row``: each
+    field not in ``values`` is the row's attribute of the same name. The records'
+    fields are then named once, in their dataclass, and a field the row lacks is
+    an ``AttributeError`` in the tests, not a silent copy left behind."""
+    given = {
+        field.name: getattr(row, field.name)
+        for field in dataclasses.fields(record)  # type: ignore[arg-type]
+        if field.name not in values
+    }
+    return record(**given, **values)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from keyplane.core.errors import Conflict, InvalidInput
+from keyplane.service.records import record_of
 from keyplane.service.validation import renderable
 from keyplane.storage.models import Job
 
@@ -112,29 +113,15 @@ def check_status(status: str) -> str:
 
 
 def job_record(row: Job, key_name: str | None = None) -> JobRecord:
-    return JobRecord(
-        id=row.id,
-        organization_id=row.organization_id,
-        project_id=row.project_id,
-        key_id=row.key_id,
+    return record_of(
+        JobRecord,
+        row,
         key_name=key_name,
-        name=row.name,
-        type=row.type,
-        backend=row.backend,
         status=JobStatus(row.status),
-        shots=row.shots,
-        qubits=row.qubits,
-        circuits=row.circuits,
         metadata=renderable(row.meta, "metadata"),
         noise=renderable(row.noise, "noise"),
         settings=renderable(row.settings, "settings"),
         gate_counts=dict(row.gate_counts),
-        submitted_at=row.submitted_at,
-        started_at=row.started_at,
-        completed_at=row.completed_at,
-        execution_duration_ms=row.execution_duration_ms,
-        failure_code=row.failure_code,
-        failure_error=row.failure_error,
     )
 
 

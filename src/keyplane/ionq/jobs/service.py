@@ -39,7 +39,7 @@ from keyplane.ionq.jobs.records import (
 )
 from keyplane.ionq.jobs.requests import SIMULATOR, gate_counts, parse_submission
 from keyplane.service.accounts.projects import find_project
-from keyplane.service.pagination import decode_cursor, encode_cursor
+from keyplane.service.pagination import newest_first, page_of
 from keyplane.service.records import Caller, Page
 from keyplane.storage.models import ApiKey, Job, Project
 
@@ -215,22 +215,10 @@ class JobService(JobQueue):
             if len(wanted) > MAX_ID_FILTER:
                 raise InvalidInput(f"at most {MAX_ID_FILTER} ids", field="id")
             query = query.where(Job.id.in_([job_id for job_id in wanted if is_id(job_id, "job")]))
-        after = decode_cursor(cursor)
-        if after is not None:
-            query = query.where(Job.pk < after)
-        query = (
-            query.options(defer(Job.probabilities), defer(Job.input))
-            .order_by(Job.pk.desc())
-            .limit(limit + 1)
-        )
+        query = query.options(defer(Job.probabilities), defer(Job.input))
+        query = newest_first(query, Job.pk, cursor, limit)
         with self._database.read() as session:
-            rows = session.scalars(query).all()
-            more = len(rows) > limit
-            rows = rows[:limit]
-            return Page(
-                tuple(job_record(row) for row in rows),
-                encode_cursor(rows[-1].pk) if more else None,
-            )
+            return page_of(session.scalars(query).all(), limit, job_record)
 
     @staticmethod
     def _find(session: Session, owner: JobOwner, job_id: str) -> Job:

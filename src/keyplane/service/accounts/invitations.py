@@ -26,7 +26,7 @@ from keyplane.service.accounts.members import find_membership, parse_role
 from keyplane.service.accounts.organizations import AccountService, check_email
 from keyplane.service.accounts.sessions import NewSession, SessionService, hash_token
 from keyplane.service.audit import record_event
-from keyplane.service.records import Actor, Caller, InvitationRecord, Role, SessionRecord
+from keyplane.service.records import Actor, Caller, InvitationRecord, Role, SessionRecord, record_of
 from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import Invitation, Membership, Organization, User
 
@@ -291,13 +291,4 @@ class InvitationService:
 
 def _invitation_record(session: Session, row: Invitation) -> InvitationRecord:
     name = session.scalar(select(Organization.name).where(Organization.id == row.organization_id))
-    return InvitationRecord(
-        id=row.id,
-        organization_id=row.organization_id,
-        organization_name=name or "",
-        email=row.email,
-        role=Role(row.role),
-        created_at=row.created_at,
-        created_by=row.created_by,
-        expires_at=row.expires_at,
-    )
+    return record_of(InvitationRecord, row, organization_name=name or "", role=Role(row.role))

@@ -12,8 +12,12 @@ from keyplane.core.errors import Conflict, NotFound
 from keyplane.core.ids import is_id, new_id
 from keyplane.service.accounts import access
 from keyplane.service.audit import record_event
-from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
-from keyplane.service.records import Caller, Page, ProjectRecord
+from keyplane.service.pagination import (
+    check_limit,
+    newest_first,
+    page_of,
+)
+from keyplane.service.records import Caller, Page, ProjectRecord, record_of
 from keyplane.service.validation import check_name
 from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import Project
@@ -67,18 +71,10 @@ class ProjectService:
         self, caller: Caller, *, limit: int = 50, cursor: str | None = None
     ) -> Page[ProjectRecord]:
         limit = check_limit(limit)
-        after = decode_cursor(cursor)
         query = select(Project).where(Project.organization_id == caller.organization_id)
-        if after is not None:
-            query = query.where(Project.pk < after)
+        query = newest_first(query, Project.pk, cursor, limit)
         with self._database.read() as session:
-            rows = session.scalars(query.order_by(Project.pk.desc()).limit(limit + 1)).all()
-            more = len(rows) > limit
-            rows = rows[:limit]
-            return Page(
-                tuple(project_record(row) for row in rows),
-                encode_cursor(rows[-1].pk) if more else None,
-            )
+            return page_of(session.scalars(query).all(), limit, project_record)
 
     def find_project(self, caller: Caller, project: str) -> ProjectRecord:
         """A project of the caller's organization, by id or by name."""
@@ -107,10 +103,4 @@ def find_project(session: Session, organization_id: str, project_id: str) -> Pro
 
 
 def project_record(project: Project) -> ProjectRecord:
-    return ProjectRecord(
-        id=project.id,
-        name=project.name,
-        organization_id=project.organization_id,
-        created_at=project.created_at,
-        created_by=project.created_by,
-    )
+    return record_of(ProjectRecord, project)

@@ -18,8 +18,12 @@ from keyplane.core.grant import KeyStatus, key_status
 from keyplane.core.ids import is_id
 from keyplane.service.accounts.projects import find_project
 from keyplane.service.limits.usage import UsageBuffer
-from keyplane.service.pagination import check_limit, decode_cursor, encode_cursor
-from keyplane.service.records import Caller, KeyRecord, Page, QuotaStatus, RateLimit
+from keyplane.service.pagination import (
+    check_limit,
+    newest_first,
+    page_of,
+)
+from keyplane.service.records import Caller, KeyRecord, Page, QuotaStatus, RateLimit, record_of
 from keyplane.service.validation import renderable
 from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey
@@ -56,7 +60,6 @@ class KeyQueries:
         disabled and expired keys in view, with their status); ``True`` keeps only them.
         """
         limit = check_limit(limit)
-        after = decode_cursor(cursor)
         now = self._clock()
         query = select(ApiKey).where(
             ApiKey.project_id == project_id, ApiKey.organization_id == caller.organization_id
@@ -67,18 +70,11 @@ class KeyQueries:
             query = query.where(
                 ApiKey.revoked_at.is_not(None) if revoked else ApiKey.revoked_at.is_(None)
             )
-        if after is not None:
-            query = query.where(ApiKey.pk < after)
-        query = query.order_by(ApiKey.pk.desc()).limit(limit + 1)
+        query = newest_first(query, ApiKey.pk, cursor, limit)
         with self._database.read() as session:
             find_project(session, caller.organization_id, project_id)
             rows = session.scalars(query).all()
-            more = len(rows) > limit
-            rows = rows[:limit]
-            return Page(
-                items=tuple(self._to_record(row, now) for row in rows),
-                next_cursor=encode_cursor(rows[-1].pk) if more else None,
-            )
+            return page_of(rows, limit, lambda row: self._to_record(row, now))
 
     def find_row(
         self, session: Session, caller: Caller, key_id: str, *, lock: bool = False
@@ -105,23 +101,13 @@ class KeyQueries:
             last_used_at = pending.at
             last_used_ip = str(pending.client_ip) if pending.client_ip is not None else None
             last_used_user_agent = pending.user_agent
-        return KeyRecord(
-            id=row.id,
-            name=row.name,
-            hint=row.hint,
-            organization_id=row.organization_id,
-            project_id=row.project_id,
+        return record_of(
+            KeyRecord,
+            row,
             status=key_status(row.revoked_at, row.enabled, row.expires_at, now),
-            enabled=row.enabled,
             scopes=tuple(row.scopes),
             ip_allowlist=tuple(row.ip_allowlist),
             metadata=dict(renderable(row.meta, "metadata")),
-            created_at=row.created_at,
-            created_by=row.created_by,
-            updated_at=row.updated_at,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-            rolled_from_id=row.rolled_from_id,
             last_used_at=last_used_at,
             last_used_ip=last_used_ip,
             last_used_user_agent=last_used_user_agent,
