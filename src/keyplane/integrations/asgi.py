@@ -8,40 +8,18 @@ gets a problem+json 400/401/403/429/503 and never reaches the app.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keyplane.core.network import IPNetwork
 from keyplane.integrations import guard
-from keyplane.integrations.verifiers import KeyVerifier
+from keyplane.integrations._middleware import GuardedApp
 
 STATE_KEY = "keyplane"
 
 
-class KeyplaneMiddleware:
-    """``app = KeyplaneMiddleware(app, verifier, scopes=["reports:read"])``.
-
-    ``exclude_paths``: exact paths or prefixes ending in ``/`` that need no key
-    (health checks). ``trusted_proxies``: CIDRs whose ``X-Forwarded-For`` is
-    believed for the client IP (the key's allowlist), as Keyplane itself does.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        verifier: KeyVerifier,
-        *,
-        scopes: Iterable[str] = (),
-        exclude_paths: Iterable[str] = (),
-        trusted_proxies: tuple[IPNetwork, ...] = (),
-    ) -> None:
-        self.app = app
-        self.verifier = verifier
-        self.scopes = tuple(scopes)
-        self.exclude_paths = tuple(exclude_paths)
-        self.trusted_proxies = trusted_proxies
+class KeyplaneMiddleware(GuardedApp[ASGIApp]):
+    """``app = KeyplaneMiddleware(app, verifier, scopes=["reports:read"])``; the
+    options are :class:`~keyplane.integrations._middleware.GuardedApp`'s."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or guard.excluded(

@@ -11,7 +11,7 @@ from typing import Any
 
 from keyplane.core.network import IPNetwork
 from keyplane.integrations import guard
-from keyplane.integrations.verifiers import KeyVerifier
+from keyplane.integrations._middleware import GuardedApp
 
 ENVIRON_KEY = "keyplane"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -34,23 +34,8 @@ def facts_of(
     )
 
 
-class KeyplaneWSGIMiddleware:
+class KeyplaneWSGIMiddleware(GuardedApp[WSGIApp]):
     """``app.wsgi_app = KeyplaneWSGIMiddleware(app.wsgi_app, verifier, scopes=[...])``."""
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        verifier: KeyVerifier,
-        *,
-        scopes: Iterable[str] = (),
-        exclude_paths: Iterable[str] = (),
-        trusted_proxies: tuple[IPNetwork, ...] = (),
-    ) -> None:
-        self.app = app
-        self.verifier = verifier
-        self.scopes = tuple(scopes)
-        self.exclude_paths = tuple(exclude_paths)
-        self.trusted_proxies = trusted_proxies
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
