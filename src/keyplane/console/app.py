@@ -27,12 +27,7 @@ from keyplane.console.web import (
     templates,
 )
 from keyplane.core.errors import (
-    AuthenticationFailed,
-    Conflict,
-    InvalidInput,
     KeyplaneError,
-    NotFound,
-    PermissionDenied,
 )
 from keyplane.http.services import attach
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, log_database_unavailable
@@ -120,10 +115,10 @@ def _install_error_pages(console: FastAPI) -> None:
         return redirect_to(f"{PREFIX}/signin{query}")
 
     async def keyplane_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, KeyplaneError)
         status, message = _status_of(error)
-        headers = {}
-        if isinstance(error, TooManyAttempts):
-            headers["Retry-After"] = str(error.retry_after)
+        retry_after = error.problem_headers().get("Retry-After") if status < 500 else None
+        headers = {"Retry-After": retry_after} if retry_after else {}
         return error_page(request, status, message, headers=headers)
 
     async def http_error(request: Request, error: Exception) -> Response:
@@ -155,22 +150,20 @@ def _install_error_pages(console: FastAPI) -> None:
     console.add_exception_handler(Exception, unexpected)
 
 
-def _status_of(error: Exception) -> tuple[int, str]:
+def _status_of(error: KeyplaneError) -> tuple[int, str]:
+    """The status the error's class carries, in the console's words (a page for a
+    person, not a problem for a program)."""
+    if error.status >= 500:
+        return 500, "Something went wrong on our side."
     if isinstance(error, CSRFFailed):
         return 403, f"This form could not be accepted ({error}). Reload the page and try again."
-    if isinstance(error, NotFound):
+    if error.status == 404:
         return 404, "Not found, or not in your organization."
-    if isinstance(error, PermissionDenied):
+    if error.status == 403:
         return 403, f"You are not allowed to do this: {error}."
     if isinstance(error, TooManyAttempts):
         return 429, f"Too many failed attempts. Try again in {error.retry_after} seconds."
-    if isinstance(error, AuthenticationFailed):
-        return 401, str(error)
-    if isinstance(error, Conflict):
-        return 409, str(error)
-    if isinstance(error, InvalidInput):
-        return 422, str(error)
-    return 500, "Something went wrong on our side."
+    return error.status, str(error)
 
 
 def error_page(

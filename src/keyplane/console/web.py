@@ -59,6 +59,9 @@ class SignInRequired(KeyplaneError):
 class CSRFFailed(KeyplaneError):
     """A state-changing request without a valid CSRF token, or from another site."""
 
+    status = 403
+    problem_type = "csrf-failed"
+
 
 @dataclass(frozen=True)
 class Visitor:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from keyplane.core.errors import PermissionDenied
+from keyplane.core.errors import PermissionDenied, ratelimit_headers
 from keyplane.core.grant import UNAUTHENTICATED_CODES, Decision, GrantCode, KeyState
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import IPAddress, IPNetwork
@@ -29,7 +29,6 @@ from keyplane.core.refusals import (
 )
 from keyplane.http.client_ip import client_ip
 from keyplane.http.credentials import key_from_headers, key_in_url
-from keyplane.http.problems import ratelimit_headers
 
 
 class KeyVerifier(Protocol):

@@ -122,13 +122,13 @@ def test_qubits_are_inferred_when_not_declared() -> None:
 def test_mistakes_are_invalid_circuits(circuit: list[Any], code: str, words: str) -> None:
     with pytest.raises(InvalidCircuit, match=words) as caught:
         parse(circuit)
-    assert caught.value.code == code
+    assert caught.value.failure_code == code
 
 
 def test_too_many_qubits_is_circuit_too_large() -> None:
     with pytest.raises(InvalidCircuit) as caught:
         parse([], qubits=6)
-    assert caught.value.code == "CircuitTooLarge"
+    assert caught.value.failure_code == "CircuitTooLarge"
 
 
 def test_too_many_gates() -> None:
@@ -136,7 +136,7 @@ def test_too_many_gates() -> None:
         parse_circuit(
             {"qubits": 1, "circuit": [{"gate": "h", "target": 0}] * 3}, max_qubits=1, max_gates=2
         )
-    assert caught.value.code == "TooManyGates"
+    assert caught.value.failure_code == "TooManyGates"
 
 
 @pytest.mark.parametrize(
@@ -188,10 +188,10 @@ def test_pauliexp_terms_count_toward_the_gate_limit_before_any_is_checked() -> N
     bad_last = {**gate, "terms": ["X", "Z"] * 128}  # would be refused for not commuting
     with pytest.raises(InvalidCircuit) as caught:
         parse_circuit({"qubits": 1, "circuit": [gate] * 646 + [bad_last]}, max_qubits=1)
-    assert caught.value.code == "TooManyGates"
+    assert caught.value.failure_code == "TooManyGates"
     assert "this circuit has 165,632" in str(caught.value)
     assert circuit_size([gate] * 39) == 9_984
     assert parse_circuit({"qubits": 1, "circuit": [gate] * 39}, max_qubits=1).size() == 9_984
     with pytest.raises(InvalidCircuit) as caught:
         parse_circuit({"qubits": 1, "circuit": [gate] * 40}, max_qubits=1)
-    assert caught.value.code == "TooManyGates"
+    assert caught.value.failure_code == "TooManyGates"

@@ -29,11 +29,11 @@ _PAULI_LETTERS: Final = frozenset("IXYZ")
 
 
 class InvalidCircuit(InvalidInput):
-    """The circuit cannot run; ``code`` is IonQ's failure code (``UnsupportedGate``, ...)."""
+    """The circuit cannot run; ``failure_code`` is IonQ's (``UnsupportedGate``, ...)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, failure_code: str, message: str) -> None:
         super().__init__(message, field="input")
-        self.code = code
+        self.failure_code = failure_code
 
 
 @dataclass(frozen=True, slots=True)

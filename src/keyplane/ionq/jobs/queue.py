@@ -171,7 +171,7 @@ class JobQueue:
         except JobStopped:
             return False
         except InvalidCircuit as error:
-            self._finish(claimed, failure=(error.code, str(error)))
+            self._finish(claimed, failure=(error.failure_code, str(error)))
             return True
         except MemoryError:
             self._finish(claimed, failure=("SimulationError", "the simulation ran out of memory"))

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from keyplane.core.errors import Conflict, InvalidInput
+from keyplane.core.errors import Conflict, ErrorCode, InvalidInput
 from keyplane.service.records import record_of
 from keyplane.service.validation import renderable
 from keyplane.storage.models import Job
@@ -38,6 +38,8 @@ class JobStatus(StrEnum):
     CANCELED = "canceled"
 
 
+#: Seconds a client at its open-job limit is asked to wait (about one budgeted job).
+JOB_LIMIT_RETRY_AFTER: Final = 5
 OPEN_STATUSES: Final = (JobStatus.SUBMITTED, JobStatus.READY, JobStatus.STARTED)
 
 
@@ -47,10 +49,18 @@ class JobLimitReached(Conflict):
     ``setting`` names the limit's environment variable; ``limit`` is its value.
     """
 
+    #: A full queue drains: a client's few retries are the right answer (429, Retry-After).
+    status = 429
+    problem_type = "job-limit"
+    code = ErrorCode.JOB_LIMIT
+
     def __init__(self, message: str, *, setting: str, limit: int) -> None:
         super().__init__(message)
         self.setting = setting
         self.limit = limit
+
+    def problem_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(JOB_LIMIT_RETRY_AFTER)}
 
 
 class JobStopped(Exception):

@@ -176,13 +176,13 @@ def _programs(
         try:
             program = parse_circuit(one, max_qubits=max_qubits, max_gates=budget)
         except InvalidCircuit as error:
-            if error.code == "TooManyGates":  # say the job's limit, not what was left of it
+            if error.failure_code == "TooManyGates":  # say the job's limit, not what was left of it
                 error = InvalidCircuit(
-                    error.code,
+                    error.failure_code,
                     f"a job has at most {max_gates} gates in all its circuits "
                     "(KEYPLANE_JOB_MAX_GATES; a pauliexp counts one per term)",
                 )
-            raise InvalidCircuit(error.code, f"circuit {index}: {error}") from None
+            raise InvalidCircuit(error.failure_code, f"circuit {index}: {error}") from None
         budget -= program.size()
         programs.append(program)
     return tuple(programs)

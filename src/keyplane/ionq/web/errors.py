@@ -12,29 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from keyplane.core.errors import KeyplaneError, TooManyAttempts
+from keyplane.core.errors import ErrorCode, KeyplaneError, TooManyAttempts
 from keyplane.core.keys import KeyFormat
 from keyplane.http.problems import problem_for
-from keyplane.ionq.jobs.records import JobLimitReached
 from keyplane.service.availability import (
     DATABASE_UNAVAILABLE_ERRORS,
     log_database_unavailable,
 )
 from keyplane.service.services import Services
 
-#: Seconds a client at its open-job limit is asked to wait (about one budgeted job).
-JOB_LIMIT_RETRY_AFTER: Final = 5
-
 
 class PayloadTooLarge(KeyplaneError):
     """The request body is larger than this surface accepts."""
+
+    status = 413
+    problem_type = "payload-too-large"
+    code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 def error_response(
@@ -53,10 +52,6 @@ def install_error_handlers(app: FastAPI, services: Callable[[], Services | None]
         return current.settings.key_format if current is not None else KeyFormat()
 
     async def keyplane_error(request: Request, error: Exception) -> Response:
-        if isinstance(error, PayloadTooLarge):
-            return error_response(413, str(error))
-        if isinstance(error, JobLimitReached):
-            return error_response(429, str(error), {"Retry-After": str(JOB_LIMIT_RETRY_AFTER)})
         problem = problem_for(error).redacted(key_format())
         # Keyplane's 422 (a value its rules refuse) is IonQ's 400 Bad Request.
         status = 400 if problem.status == 422 else problem.status
