@@ -50,6 +50,51 @@ def record_event(
     )
 
 
+def record_by(
+    session: Session,
+    caller: Caller,
+    action: str,
+    target: tuple[str, str],
+    *,
+    at: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`record_event` for the common case: ``caller`` did ``action`` to
+    ``target`` (its type and id) in its own organization."""
+    record_event(
+        session,
+        organization_id=caller.organization_id,
+        actor=caller.actor,
+        action=action,
+        target_type=target[0],
+        target_id=target[1],
+        at=at,
+        details=details,
+    )
+
+
+def record_key_event(
+    session: Session,
+    key: Any,
+    actor: Actor,
+    action: str,
+    *,
+    at: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`record_event` about a key (its row): in the key's organization."""
+    record_event(
+        session,
+        organization_id=key.organization_id,
+        actor=actor,
+        action=action,
+        target_type="key",
+        target_id=key.id,
+        at=at,
+        details=details,
+    )
+
+
 class AuditService:
     """Reading the audit log (events are written by :func:`record_event`, inside the
     transaction of the change they describe)."""

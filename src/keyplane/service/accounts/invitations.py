@@ -25,7 +25,7 @@ from keyplane.service.accounts import access
 from keyplane.service.accounts.members import find_membership, parse_role
 from keyplane.service.accounts.organizations import AccountService, check_email
 from keyplane.service.accounts.sessions import NewSession, SessionService, hash_token
-from keyplane.service.audit import record_event
+from keyplane.service.audit import record_by, record_event
 from keyplane.service.records import Actor, Caller, InvitationRecord, Role, SessionRecord, record_of
 from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import Invitation, Membership, Organization, User
@@ -91,13 +91,11 @@ class InvitationService:
             )
             session.add(row)
             session.flush()
-            record_event(
+            record_by(
                 session,
-                organization_id=caller.organization_id,
-                actor=caller.actor,
-                action="invitation.created",
-                target_type="invitation",
-                target_id=row.id,
+                caller,
+                "invitation.created",
+                ("invitation", row.id),
                 at=now,
                 details={"email": email, "role": new_role.value},
             )
@@ -142,13 +140,11 @@ class InvitationService:
                 raise NotFound("invitation", invitation_id)
             if row.revoked_at is None and row.accepted_at is None:
                 row.revoked_at = now
-                record_event(
+                record_by(
                     session,
-                    organization_id=caller.organization_id,
-                    actor=caller.actor,
-                    action="invitation.revoked",
-                    target_type="invitation",
-                    target_id=row.id,
+                    caller,
+                    "invitation.revoked",
+                    ("invitation", row.id),
                     at=now,
                     details={"email": row.email},
                 )

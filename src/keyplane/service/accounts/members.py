@@ -42,7 +42,7 @@ from keyplane.service.accounts.sessions import (
     SessionService,
     locked_password_hash,
 )
-from keyplane.service.audit import record_event
+from keyplane.service.audit import record_by
 from keyplane.service.records import (
     Actor,
     Caller,
@@ -206,13 +206,11 @@ class MemberService:
                 _keep_an_owner(session, caller.organization_id)
             if old is not new:
                 membership.role = new.value
-                record_event(
+                record_by(
                     session,
-                    organization_id=caller.organization_id,
-                    actor=caller.actor,
-                    action="member.role_changed",
-                    target_type="user",
-                    target_id=user_id,
+                    caller,
+                    "member.role_changed",
+                    ("user", user_id),
                     at=now,
                     details={"from": old.value, "to": new.value},
                 )
@@ -237,13 +235,11 @@ class MemberService:
                 )
             )
             email = session.scalar(select(User.email).where(User.id == user_id))
-            record_event(
+            record_by(
                 session,
-                organization_id=caller.organization_id,
-                actor=caller.actor,
-                action="member.removed",
-                target_type="user",
-                target_id=user_id,
+                caller,
+                "member.removed",
+                ("user", user_id),
                 at=now,
                 details={"email": email, "role": old.value},
             )

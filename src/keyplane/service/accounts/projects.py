@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from keyplane.core.errors import Conflict, NotFound
 from keyplane.core.ids import is_id, new_id
 from keyplane.service.accounts import access
-from keyplane.service.audit import record_event
+from keyplane.service.audit import record_by
 from keyplane.service.pagination import (
     check_limit,
     newest_first,
@@ -49,13 +49,11 @@ class ProjectService:
                 )
                 session.add(project)
                 session.flush()
-                record_event(
+                record_by(
                     session,
-                    organization_id=caller.organization_id,
-                    actor=caller.actor,
-                    action="project.created",
-                    target_type="project",
-                    target_id=project.id,
+                    caller,
+                    "project.created",
+                    ("project", project.id),
                     at=now,
                     details={"name": name},
                 )

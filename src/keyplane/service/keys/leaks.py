@@ -39,7 +39,7 @@ from keyplane.config import ConfigError
 from keyplane.core.errors import AuthenticationFailed, InvalidInput, MalformedKey, PermissionDenied
 from keyplane.core.ids import new_id
 from keyplane.core.keys import KeyFormat, hash_key
-from keyplane.service.audit import record_event
+from keyplane.service.audit import record_key_event
 from keyplane.service.keys.lifecycle import KeyService
 from keyplane.service.keys.queries import locked
 from keyplane.service.records import Actor
@@ -206,13 +206,11 @@ class LeakService:
                         revoked=revoked_now,
                     )
                 )
-                record_event(
+                record_key_event(
                     session,
-                    organization_id=row.organization_id,
-                    actor=actor,
-                    action="key.leaked",
-                    target_type="key",
-                    target_id=row.id,
+                    row,
+                    actor,
+                    "key.leaked",
                     at=now,
                     details={
                         "url": url,

@@ -31,7 +31,7 @@ from keyplane.core.keys import KeyFormat
 from keyplane.core.network import parse_allowlist
 from keyplane.service.accounts import access
 from keyplane.service.accounts.projects import find_project
-from keyplane.service.audit import record_event
+from keyplane.service.audit import record_key_event
 from keyplane.service.keys.invalidation import ChangeFeed
 from keyplane.service.keys.queries import KeyQueries
 from keyplane.service.limits.usage import UsageBuffer
@@ -170,13 +170,11 @@ class KeyService(KeyQueries):
         )
         session.add(row)
         session.flush()
-        record_event(
+        record_key_event(
             session,
-            organization_id=row.organization_id,
-            actor=caller.actor,
-            action="key.created",
-            target_type="key",
-            target_id=row.id,
+            row,
+            caller.actor,
+            "key.created",
             at=now,
             details={
                 "name": name,
@@ -232,13 +230,11 @@ class KeyService(KeyQueries):
                 action = "key.updated"
                 if set(changed) == {"enabled"}:
                     action = "key.enabled" if row.enabled else "key.disabled"
-                record_event(
+                record_key_event(
                     session,
-                    organization_id=row.organization_id,
-                    actor=caller.actor,
-                    action=action,
-                    target_type="key",
-                    target_id=row.id,
+                    row,
+                    caller.actor,
+                    action,
                     at=now,
                     details={"changes": changed},
                 )
@@ -277,13 +273,11 @@ class KeyService(KeyQueries):
         row.revoked_by = actor.name
         row.updated_at = now
         self._changes.record(session, row.key_hash)
-        record_event(
+        record_key_event(
             session,
-            organization_id=row.organization_id,
-            actor=actor,
-            action="key.revoked",
-            target_type="key",
-            target_id=row.id,
+            row,
+            actor,
+            "key.revoked",
             at=now,
             details={"name": row.name, "hint": row.hint, **(details or {})},
         )
@@ -332,13 +326,11 @@ class KeyService(KeyQueries):
             old.updated_at = now
             self._changes.record(session, old.key_hash)
             session.flush()
-            record_event(
+            record_key_event(
                 session,
-                organization_id=old.organization_id,
-                actor=caller.actor,
-                action="key.rolled",
-                target_type="key",
-                target_id=old.id,
+                old,
+                caller.actor,
+                "key.rolled",
                 at=now,
                 details={"new_key_id": new.id, "old_key_expires_at": _iso(old.expires_at)},
             )
