@@ -233,3 +233,23 @@ def test_faces_never_hold_the_database_handle() -> None:
             ):
                 wrong.append(f"{module}:{node.lineno} imports {node.module}")
     assert wrong == []
+
+
+def test_server_and_sdk_errors_share_no_class_name_but_their_base() -> None:
+    """``keyplane.core.errors`` (raised by the server's code) and
+    ``keyplane.client.errors`` (the SDK's view of an answer) never use one name
+    for two meanings; both derive from the one ``KeyplaneError``."""
+    import inspect
+
+    from keyplane.client import errors as sdk
+    from keyplane.core import errors as core
+
+    def own_classes(module: object) -> set[str]:
+        return {
+            name
+            for name, value in vars(module).items()
+            if inspect.isclass(value) and value.__module__ == module.__name__  # type: ignore[attr-defined]
+        }
+
+    assert own_classes(core) & own_classes(sdk) == set()
+    assert issubclass(sdk.APIError, core.KeyplaneError)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyplane.core.errors import ErrorCode, InvalidInput, KeyplaneError, NotFound
+from keyplane.core.errors import ErrorCode, InvalidInput, KeyplaneError, ObjectNotFound
 from keyplane.http.problems import problem_for
 
 
@@ -57,5 +57,5 @@ def test_codes_are_an_enum_and_subclasses_inherit_their_answer() -> None:
         "INVALID_INPUT",
     )
     assert problem.body()["field"] == "name"
-    assert isinstance(NotFound.code, ErrorCode)
-    assert problem_for(NotFound("key", "key_notours")).detail == "No key with that id."
+    assert isinstance(ObjectNotFound.code, ErrorCode)
+    assert problem_for(ObjectNotFound("key", "key_notours")).detail == "No key with that id."

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from keyplane.config import Settings
-from keyplane.core.errors import NotFound
+from keyplane.core.errors import ObjectNotFound
 from keyplane.ionq.jobs.records import LEASE, MAX_ATTEMPTS, JobOwner, JobStatus
 from keyplane.service.services import Services
 from tests.ionq.conftest import BELL, operator
@@ -154,5 +154,5 @@ def test_the_console_lists_a_projects_jobs_with_the_key_name(
     (listed,) = page.items
     assert (listed.id, listed.key_id, listed.key_name) == (job.id, created.record.id, "notebook")
     assert (listed.status, listed.qubits, listed.shots) == (JobStatus.READY, 2, 42)
-    with pytest.raises(NotFound):
+    with pytest.raises(ObjectNotFound):
         services.jobs.list_project(operator(other_tenant), tenant.project_id)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
-from keyplane.core.errors import AuthenticationFailed, PermissionDenied
+from keyplane.core.errors import AuthenticationFailed, NotPermitted
 from keyplane.core.network import allowed, parse_allowlist
 from keyplane.http.size_limits import SizeLimitMiddleware, SizeLimits
 from keyplane.service.keys.leaks import GitHubKeyring
@@ -117,7 +117,7 @@ def test_arbitrary_signature_headers_are_refused_with_401_or_403_only(
 ) -> None:
     try:
         KEYRING.verify(identifier, signature, body)
-    except (AuthenticationFailed, PermissionDenied):
+    except (AuthenticationFailed, NotPermitted):
         return
     raise AssertionError("an unsigned body was accepted")
 

@@ -28,7 +28,7 @@ from argon2 import PasswordHasher, profiles
 from sqlalchemy import delete, func, select, update
 
 from keyplane.config import Settings
-from keyplane.core.errors import AuthenticationFailed, Conflict
+from keyplane.core.errors import AuthenticationFailed, StateConflict
 from keyplane.ionq.jobs.records import JobOwner, JobStatus
 from keyplane.service.accounts.members import SignupPolicy
 from keyplane.service.records import Actor, Caller, Role
@@ -439,7 +439,7 @@ def test_a_sign_up_checked_before_a_password_change_adds_no_organization_after_i
             outcome.append(
                 services.members.sign_up(email=email, password=PASSWORD, organization_name="New")
             )
-        except Conflict as error:
+        except StateConflict as error:
             outcome.append(error)
 
     thread = threading.Thread(target=sign_up_with_the_old_password)
@@ -453,7 +453,7 @@ def test_a_sign_up_checked_before_a_password_change_adds_no_organization_after_i
         hasher.release.set()
         thread.join(TIMEOUT)
     assert len(outcome) == 1
-    assert isinstance(outcome[0], Conflict), "an organization added under the old password"
+    assert isinstance(outcome[0], StateConflict), "an organization added under the old password"
     with services.database.read() as session:
         assert session.scalar(select(func.count()).select_from(Organization)) == 1
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from keyplane.core.errors import InvalidInput, NotPermitted, ObjectNotFound, StateConflict
 from keyplane.core.grant import GrantCode, KeyStatus
 from keyplane.core.keys import KeyFormat, hash_key
 from keyplane.service.keys.lifecycle import KeyChanges
@@ -45,11 +45,11 @@ def test_get_never_returns_the_value(services: Services, tenant: Tenant) -> None
 def test_if_key_in_another_organization_then_not_found(
     services: Services, tenant: Tenant, other_tenant: Tenant
 ) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(ObjectNotFound):
         services.keys.get(caller_of(other_tenant), tenant.key_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(ObjectNotFound):
         services.keys.revoke(caller_of(other_tenant), tenant.key_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(ObjectNotFound):
         services.keys.create(caller_of(other_tenant), tenant.project_id, name="sneaky")
 
 
@@ -57,7 +57,7 @@ def test_if_caller_lacks_a_scope_then_it_cannot_grant_it(
     services: Services, tenant: Tenant
 ) -> None:
     limited = caller_of(tenant, "keys:write", "keys:read")
-    with pytest.raises(PermissionDenied) as raised:
+    with pytest.raises(NotPermitted) as raised:
         services.keys.create(limited, tenant.project_id, name="escalate", scopes=["*"])
     assert raised.value.code == GrantCode.INSUFFICIENT_SCOPE
     created = services.keys.create(limited, tenant.project_id, name="ok", scopes=["keys:read"])
@@ -162,9 +162,9 @@ def test_revoke_is_permanent_and_idempotent(
     second = services.keys.revoke(caller, created.record.id)
     assert first.status is second.status is KeyStatus.REVOKED
     assert first.revoked_at == second.revoked_at
-    with pytest.raises(Conflict):
+    with pytest.raises(StateConflict):
         services.keys.update(caller, created.record.id, KeyChanges(enabled=True))
-    with pytest.raises(Conflict):
+    with pytest.raises(StateConflict):
         services.keys.roll(caller, created.record.id)
     assert services.verifier.verify(created.secret.reveal()).code is GrantCode.REVOKED
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text
 
 from keyplane.config import ConfigError, Settings
-from keyplane.core.errors import Conflict
+from keyplane.core.errors import StateConflict
 from keyplane.service.services import Services
 from keyplane.storage.database import Database, DatabaseUnavailable, after_commit
 from keyplane.storage.errors import StorageUnavailable
@@ -106,7 +106,7 @@ def test_a_constraint_violation_is_a_write_conflict_and_commits_nothing(
             session.flush()
             session.add(second(now))
 
-    with pytest.raises(Conflict) as raised:
+    with pytest.raises(StateConflict) as raised:
         add_both()
     assert "INSERT" not in str(raised.value)
     assert raised.value.__cause__ is None  # no SQL or driver text rides along
@@ -220,7 +220,7 @@ def test_after_commit_callbacks_never_run_when_the_write_rolls_back(services: Se
     with pytest.raises(RuntimeError, match="boom"), services.database.write() as session:  # noqa: PT012
         after_commit(session, lambda: seen.append("told"))
         raise RuntimeError("boom")
-    with pytest.raises(Conflict), services.database.write() as session:  # noqa: PT012
+    with pytest.raises(StateConflict), services.database.write() as session:  # noqa: PT012
         after_commit(session, lambda: seen.append("told"))
         session.add(Organization(id="org_dup", name="A", created_at=datetime.now(UTC)))
         session.add(Organization(id="org_dup", name="B", created_at=datetime.now(UTC)))

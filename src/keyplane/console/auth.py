@@ -28,10 +28,10 @@ from keyplane.console.web import (
 )
 from keyplane.core.errors import (
     AuthenticationFailed,
-    Conflict,
     InvalidInput,
-    NotFound,
-    PermissionDenied,
+    NotPermitted,
+    ObjectNotFound,
+    StateConflict,
 )
 from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.invitations import AccountExists
@@ -140,7 +140,7 @@ def sign_up(
             },
             status_code=401,
         )
-    except (InvalidInput, Conflict) as error:
+    except (InvalidInput, StateConflict) as error:
         return render(
             request,
             "signup.html",
@@ -166,7 +166,7 @@ def _join_page(
 ) -> Response:
     try:
         invitation = services.invitations.find_invitation(token)
-    except NotFound:
+    except ObjectNotFound:
         return render(request, "join.html", {"invitation": None}, status_code=404)
     signin_url = f"{PREFIX}/signin?" + urlencode({"next": f"{PREFIX}/join?token={token}"})
     return render(
@@ -212,9 +212,9 @@ def join(
             if password != confirm_password:
                 raise InvalidInput("the two passwords differ", field="confirm_password")
             started = services.invitations.accept_new_account(token, password, **client)
-    except NotFound:
+    except ObjectNotFound:
         return render(request, "join.html", {"invitation": None}, status_code=404)
-    except (InvalidInput, AccountExists, PermissionDenied) as error:
+    except (InvalidInput, AccountExists, NotPermitted) as error:
         status = (
             422
             if isinstance(error, InvalidInput)

@@ -18,7 +18,7 @@ from keyplane.console.web import (
     render,
 )
 from keyplane.core import scopes as scope_rules
-from keyplane.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from keyplane.core.errors import InvalidInput, NotPermitted, ObjectNotFound, StateConflict
 from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.access import MEMBER_UNGRANTABLE, can_manage_key
 from keyplane.service.keys.lifecycle import KeyChanges
@@ -58,7 +58,7 @@ def current_project(
 ) -> tuple[ProjectRecord | None, list[ProjectRecord]]:
     """The project a page shows (the one asked for, else the oldest) and all of them.
 
-    A project of another organization is :class:`NotFound` (a 404 page).
+    A project of another organization is :class:`ObjectNotFound` (a 404 page).
     """
     projects = _projects(services, visitor)
     if project_id:
@@ -156,7 +156,7 @@ def new_key_page(
     (the Jobs page links here with the job scopes)."""
     current, _ = current_project(services, visitor, project)
     if current is None:
-        raise NotFound("project", project or "none")
+        raise ObjectNotFound("project", project or "none")
     # Only ticks check boxes the visitor is offered; nothing else is shown or kept.
     offered = {choice for _, scopes in scope_choices(visitor) for choice in scopes}
     form = {"scopes": [choice for choice in scope or [] if choice in offered]}
@@ -213,7 +213,7 @@ def create_key(
             scopes=parse_scopes(scopes or [], other_scopes),
             expires_at=parse_expiry(expires, expires_on, services.clock()),
         )
-    except (InvalidInput, PermissionDenied) as error:
+    except (InvalidInput, NotPermitted) as error:
         template = "_create_form.html" if _is_fetch(request) else "key_new.html"
         return render(
             request,
@@ -266,9 +266,7 @@ def key_page(request: Request, services: ServicesDep, visitor: VisitorDep, key_i
 def _key_for_action(services: Services, visitor: Visitor, key_id: str) -> KeyRecord:
     key = services.keys.get(visitor.caller, key_id)
     if not can_manage_key(visitor.caller, key.created_by):
-        raise PermissionDenied(
-            "INSUFFICIENT_ROLE", "a member can change only the keys they created"
-        )
+        raise NotPermitted("INSUFFICIENT_ROLE", "a member can change only the keys they created")
     return key
 
 
@@ -338,6 +336,6 @@ def rename_key(
 ) -> Response:
     try:
         services.keys.update(visitor.caller, key_id, KeyChanges(name=name))
-    except (InvalidInput, Conflict):
+    except (InvalidInput, StateConflict):
         return redirect(f"/keys/{key_id}", notice="invalid-name")
     return redirect(f"/keys/{key_id}", notice="renamed")

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from keyplane.console.keys import member_names
 from keyplane.console.web import PREFIX, CSRFVisitorDep, VisitorDep, redirect, render
-from keyplane.core.errors import Conflict, InvalidInput
+from keyplane.core.errors import InvalidInput, StateConflict
 from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.access import require_manager
 from keyplane.service.records import Role
@@ -57,7 +57,7 @@ def create_project(
 ) -> Response:
     try:
         project = services.projects.create_project(visitor.caller, name)
-    except (InvalidInput, Conflict) as error:
+    except (InvalidInput, StateConflict) as error:
         return _projects_page(
             request, services, visitor, error=str(error), form_name=name, status_code=422
         )
@@ -164,7 +164,7 @@ def invite(
 ) -> Response:
     try:
         created = services.invitations.invite(visitor.caller, email, role)
-    except (InvalidInput, Conflict) as error:
+    except (InvalidInput, StateConflict) as error:
         return _members_page(
             request, services, visitor, status_code=422, error=str(error), form_email=email
         )

@@ -4,12 +4,17 @@
     ├── MalformedKey          not a well-formed key (prefix, length, alphabet, checksum)
     ├── KeyInURL              a request carried a key in its URL (path or query string)
     ├── InvalidInput          a value a caller supplied is not acceptable (scope, CIDR, ...)
-    ├── NotFound              no such object in the caller's organization
-    ├── Conflict              the object's state forbids the change (a revoked key)
+    ├── ObjectNotFound        no such object in the caller's organization
+    ├── StateConflict         the object's state forbids the change (a revoked key)
     ├── AuthenticationFailed  the credential identifies no usable key (carries the code)
-    ├── PermissionDenied      the key is valid but may not do this (carries the code)
-    └── LimitExceeded         the key is valid but over its rate limit or usage quota
+    ├── NotPermitted          the key is valid but may not do this (carries the code)
+    ├── LimitExceeded         the key is valid but over its rate limit or usage quota
     └── TooManyAttempts       too many failed attempts from a source; carries retry_after
+
+The names differ from the SDK's (``keyplane.client.errors``: ``NotFound``,
+``Conflict``, ``PermissionDenied``, raised for the server's *answers*), so a
+module never means one by the other's name; the SDK's errors derive from
+:class:`KeyplaneError` too, so ``except keyplane.KeyplaneError`` catches both.
 
 Messages never contain a secret: callers pass hints and ids, never key values.
 
@@ -100,7 +105,7 @@ class InvalidInput(KeyplaneError):
         return {"field": self.field} if self.field else {}
 
 
-class NotFound(KeyplaneError):
+class ObjectNotFound(KeyplaneError):
     """The object does not exist, or exists in an organization the caller cannot see."""
 
     status = 404
@@ -120,7 +125,7 @@ class NotFound(KeyplaneError):
         return f"No {self.kind} with {which}."
 
 
-class Conflict(KeyplaneError):
+class StateConflict(KeyplaneError):
     """The object's current state does not allow the requested change."""
 
     status = 409
@@ -148,7 +153,7 @@ class AuthenticationFailed(KeyplaneError):
         }
 
 
-class PermissionDenied(KeyplaneError):
+class NotPermitted(KeyplaneError):
     """The key is valid but not allowed to do this. ``code`` is a grant code."""
 
     status = 403

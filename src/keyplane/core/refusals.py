@@ -21,7 +21,7 @@ from keyplane.core.errors import (
     AuthenticationFailed,
     KeyInURL,
     LimitExceeded,
-    PermissionDenied,
+    NotPermitted,
 )
 from keyplane.core.grant import GrantCode
 
@@ -131,14 +131,14 @@ def unusable_key(code: str) -> AuthenticationFailed:
     return AuthenticationFailed(refusal, refusal.detail())
 
 
-def forbidden_ip() -> PermissionDenied:
-    return PermissionDenied(Refusal.FORBIDDEN, Refusal.FORBIDDEN.detail())
+def forbidden_ip() -> NotPermitted:
+    return NotPermitted(Refusal.FORBIDDEN, Refusal.FORBIDDEN.detail())
 
 
-def lacking_scopes(scopes: Iterable[str | None]) -> PermissionDenied:
+def lacking_scopes(scopes: Iterable[str | None]) -> NotPermitted:
     """The 403 for a key that authenticates but lacks a scope the call needs."""
     refusal = Refusal.INSUFFICIENT_SCOPE
-    return PermissionDenied(refusal, refusal.detail(scopes=scopes_phrase(scopes)))
+    return NotPermitted(refusal, refusal.detail(scopes=scopes_phrase(scopes)))
 
 
 def over_limit(

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from keyplane.core.errors import PermissionDenied, ratelimit_headers
+from keyplane.core.errors import NotPermitted, ratelimit_headers
 from keyplane.core.grant import UNAUTHENTICATED_CODES, Decision, GrantCode, KeyState
 from keyplane.core.keys import KeyFormat
 from keyplane.core.network import IPAddress, IPNetwork
@@ -126,6 +126,6 @@ def limit_state(decision: Decision) -> dict[str, str]:
     return ratelimit_headers(allowance.limit, allowance.remaining, allowance.reset_at, window)
 
 
-def missing_scope(scope: str | None) -> PermissionDenied:
+def missing_scope(scope: str | None) -> NotPermitted:
     """The 403 for a key that authenticates but lacks the scope the route needs."""
     return lacking_scopes((scope,))

@@ -9,7 +9,7 @@ read and their write.
 
 A write that breaks a unique or foreign-key constraint (the database's last
 word when two requests race past the same check) is translated here, once,
-into :class:`WriteConflict`, a :class:`~keyplane.core.errors.Conflict`: the
+into :class:`WriteConflict`, a :class:`~keyplane.core.errors.StateConflict`: the
 faces answer it with 409, never a 500, and the transaction is rolled back.
 
 Code that changes something others cache registers what to tell them with
@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from keyplane.core.errors import Conflict, KeyplaneError
+from keyplane.core.errors import KeyplaneError, StateConflict
 from keyplane.storage.errors import outages_translated
 from keyplane.storage.urls import hide_password
 
@@ -56,7 +56,7 @@ class DatabaseUnavailable(KeyplaneError):
     """The database cannot be opened; the message says which setting to check."""
 
 
-class WriteConflict(Conflict):
+class WriteConflict(StateConflict):
     """A write broke a constraint: another change got there first. Nothing was committed.
 
     Raised by :meth:`Database.write` in place of SQLAlchemy's ``IntegrityError``

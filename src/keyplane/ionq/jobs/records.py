@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from keyplane.core.errors import Conflict, ErrorCode, InvalidInput
+from keyplane.core.errors import ErrorCode, InvalidInput, StateConflict
 from keyplane.service.records import record_of
 from keyplane.service.validation import renderable
 from keyplane.storage.models import Job
@@ -43,7 +43,7 @@ JOB_LIMIT_RETRY_AFTER: Final = 5
 OPEN_STATUSES: Final = (JobStatus.SUBMITTED, JobStatus.READY, JobStatus.STARTED)
 
 
-class JobLimitReached(Conflict):
+class JobLimitReached(StateConflict):
     """The key or the project has as many jobs queued or running as it may.
 
     ``setting`` names the limit's environment variable; ``limit`` is its value.

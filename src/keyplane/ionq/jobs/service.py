@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
-from keyplane.core.errors import InvalidInput, NotFound
+from keyplane.core.errors import InvalidInput, ObjectNotFound
 from keyplane.core.ids import is_id, new_id
 from keyplane.ionq.jobs.queue import JobQueue
 from keyplane.ionq.jobs.records import (
@@ -95,7 +95,7 @@ class JobService(JobQueue):
             .with_for_update()
         )
         if locked is None:
-            raise NotFound("project", owner.project_id)
+            raise ObjectNotFound("project", owner.project_id)
         open_jobs = Job.status.in_([status.value for status in OPEN_STATUSES])
         limits = self.limits
         for whose, counted, limit, setting in (
@@ -223,7 +223,7 @@ class JobService(JobQueue):
     @staticmethod
     def _find(session: Session, owner: JobOwner, job_id: str) -> Job:
         if not is_id(job_id, "job"):
-            raise NotFound("job", job_id)
+            raise ObjectNotFound("job", job_id)
         row = session.scalar(
             select(Job).where(
                 Job.id == job_id,
@@ -232,7 +232,7 @@ class JobService(JobQueue):
             )
         )
         if row is None:
-            raise NotFound("job", job_id)
+            raise ObjectNotFound("job", job_id)
         return row
 
 

@@ -11,7 +11,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 
 from keyplane.core import scopes
-from keyplane.core.errors import InvalidInput, NotFound
+from keyplane.core.errors import InvalidInput, ObjectNotFound
 from keyplane.core.grant import KeyState
 from keyplane.core.paths import IONQ_PREFIX
 from keyplane.http.services import services_of
@@ -48,7 +48,7 @@ async def backends(request: Request, status: str | None = None) -> list[dict[str
 @router.get("/backends/{name}")
 async def backend(request: Request, name: str) -> dict[str, Any]:
     if name != SIMULATOR:
-        raise NotFound("backend", name)
+        raise ObjectNotFound("backend", name)
     return _simulator(request)
 
 

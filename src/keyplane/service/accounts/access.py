@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from keyplane.core import scopes as scope_rules
-from keyplane.core.errors import PermissionDenied
+from keyplane.core.errors import NotPermitted
 from keyplane.service.records import Caller, Role
 
 INSUFFICIENT_ROLE: Final = "INSUFFICIENT_ROLE"
@@ -44,7 +44,7 @@ def is_manager(caller: Caller) -> bool:
 
 def require_manager(caller: Caller, what: str) -> None:
     if not is_manager(caller):
-        raise PermissionDenied(INSUFFICIENT_ROLE, f"only an owner or an admin can {what}")
+        raise NotPermitted(INSUFFICIENT_ROLE, f"only an owner or an admin can {what}")
 
 
 def can_manage_key(caller: Caller, created_by: str) -> bool:
@@ -53,7 +53,7 @@ def can_manage_key(caller: Caller, created_by: str) -> bool:
 
 def require_key_manager(caller: Caller, created_by: str) -> None:
     if not can_manage_key(caller, created_by):
-        raise PermissionDenied(INSUFFICIENT_ROLE, "a member can change only the keys they created")
+        raise NotPermitted(INSUFFICIENT_ROLE, "a member can change only the keys they created")
 
 
 def check_member_scopes(caller: Caller, scopes: Iterable[str]) -> None:
@@ -61,7 +61,7 @@ def check_member_scopes(caller: Caller, scopes: Iterable[str]) -> None:
         return
     reserved = sorted(set(scopes) & MEMBER_UNGRANTABLE)
     if reserved:
-        raise PermissionDenied(
+        raise NotPermitted(
             INSUFFICIENT_ROLE,
             f"a member cannot put management scopes on a key: {', '.join(reserved)}",
         )
@@ -71,6 +71,4 @@ def check_role_change(caller: Caller, old: Role | None, new: Role) -> None:
     """Owners and admins change roles; only an owner touches the owner role."""
     require_manager(caller, "change members")
     if Role.OWNER in (old, new) and caller.role not in (None, Role.OWNER):
-        raise PermissionDenied(
-            INSUFFICIENT_ROLE, "only an owner can grant or remove the owner role"
-        )
+        raise NotPermitted(INSUFFICIENT_ROLE, "only an owner can grant or remove the owner role")

@@ -19,7 +19,7 @@ from typing import Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from keyplane.core.errors import Conflict, NotFound, PermissionDenied
+from keyplane.core.errors import NotPermitted, ObjectNotFound, StateConflict
 from keyplane.core.ids import is_id, new_id
 from keyplane.service.accounts import access
 from keyplane.service.accounts.members import find_membership, parse_role
@@ -37,7 +37,7 @@ _ACCOUNT_EXISTS: Final = (
 )
 
 
-class AccountExists(Conflict):
+class AccountExists(StateConflict):
     """The invited address has an account: it joins by signing in, not through the link."""
 
 
@@ -76,7 +76,7 @@ class InvitationService:
                 .where(Membership.organization_id == caller.organization_id, User.email == email)
             )
             if already is not None:
-                raise Conflict(f"{email} is already a member")
+                raise StateConflict(f"{email} is already a member")
             row = Invitation(
                 id=new_id("inv"),
                 token_hash=hash_token(token),
@@ -137,7 +137,7 @@ class InvitationService:
                 else None
             )
             if row is None:
-                raise NotFound("invitation", invitation_id)
+                raise ObjectNotFound("invitation", invitation_id)
             if row.revoked_at is None and row.accepted_at is None:
                 row.revoked_at = now
                 record_by(
@@ -150,7 +150,7 @@ class InvitationService:
                 )
 
     def find_invitation(self, token: str) -> InvitationRecord:
-        """The open invitation behind a link's token, or :class:`NotFound`."""
+        """The open invitation behind a link's token, or :class:`ObjectNotFound`."""
         with self._database.read() as session:
             return _invitation_record(session, self._open_invitation(session, token))
 
@@ -202,7 +202,7 @@ class InvitationService:
                 row = self._claim(session, token, now)
                 email = session.scalar(select(User.email).where(User.id == current.user_id))
                 if email is None or email != row.email:
-                    raise PermissionDenied(
+                    raise NotPermitted(
                         "WRONG_ACCOUNT",
                         f"this invitation is for {row.email}; "
                         "sign out, then sign in as that address",
@@ -210,7 +210,7 @@ class InvitationService:
                 client = (client_ip, user_agent, replacing)
                 return self._join(session, row, current.user_id, now, client)
         except WriteConflict:  # joined the same organization through another link just now
-            raise Conflict("you are already a member of this organization") from None
+            raise StateConflict("you are already a member of this organization") from None
 
     def _claim(self, session: Session, token: str, now: datetime) -> Invitation:
         """Mark the open invitation accepted, once: the conditional UPDATE is the
@@ -229,7 +229,7 @@ class InvitationService:
             .execution_options(synchronize_session=False)
         )
         if getattr(claimed, "rowcount", 0) != 1:
-            raise NotFound("invitation", "that link")
+            raise ObjectNotFound("invitation", "that link")
         session.refresh(row)
         return row
 
@@ -273,7 +273,7 @@ class InvitationService:
 
     def _open_invitation(self, session: Session, token: str) -> Invitation:
         if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
-            raise NotFound("invitation", "that link")
+            raise ObjectNotFound("invitation", "that link")
         row = session.scalar(select(Invitation).where(Invitation.token_hash == hash_token(token)))
         if (
             row is None
@@ -281,7 +281,7 @@ class InvitationService:
             or row.revoked_at is not None
             or row.expires_at <= self._clock()
         ):
-            raise NotFound("invitation", "that link")
+            raise ObjectNotFound("invitation", "that link")
         return row
 
 

@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 
 from keyplane.core.errors import (
     AuthenticationFailed,
-    Conflict,
     InvalidInput,
-    NotFound,
-    PermissionDenied,
+    NotPermitted,
+    ObjectNotFound,
+    StateConflict,
 )
 from keyplane.core.ids import is_id
 from keyplane.service.accounts import access
@@ -68,7 +68,7 @@ class SignupPolicy(StrEnum):
     OFF = "off"
 
 
-class SignupClosed(Conflict):
+class SignupClosed(StateConflict):
     """Sign-up is not open on this server; join through an invitation."""
 
 
@@ -140,13 +140,13 @@ class MemberService:
                     raise SignupClosed(_SIGNUP_CLOSED)
                 user = session.scalar(select(User).where(User.email == email))
                 if (user is None) != (existing is None):  # created or deleted since the check
-                    raise Conflict("that e-mail address changed just now; try again")
+                    raise StateConflict("that e-mail address changed just now; try again")
                 # The password checked must still be the one in force (as at sign-in):
                 # a concurrent change would otherwise let the old one add an organization.
                 if existing is not None and (
                     locked_password_hash(session, existing.id) != existing.password_hash
                 ):
-                    raise Conflict("that account's password changed just now; try again")
+                    raise StateConflict("that account's password changed just now; try again")
                 created = self._accounts.bootstrap(
                     session,
                     organization_name=organization_name,
@@ -158,7 +158,7 @@ class MemberService:
                 if new_hash is not None:
                     row = session.scalar(select(User).where(User.id == created.owner.id))
                     if row is None:  # pragma: no cover - bootstrap just created it
-                        raise NotFound("user", created.owner.id)
+                        raise ObjectNotFound("user", created.owner.id)
                     row.password_hash = new_hash
                 return self._sessions.start_in(
                     session,
@@ -168,7 +168,7 @@ class MemberService:
                     user_agent=user_agent,
                 )
         except WriteConflict:  # a concurrent sign-up or accept took the e-mail address
-            raise Conflict("that e-mail address changed just now; try again") from None
+            raise StateConflict("that e-mail address changed just now; try again") from None
 
     def _an_organization_exists(self, session: Session) -> bool:
         """True once any organization exists, checked so that two sign-ups cannot both
@@ -263,7 +263,7 @@ def find_membership(session: Session, organization_id: str, user_id: str) -> Mem
 def _membership(session: Session, organization_id: str, user_id: str) -> Membership:
     found = find_membership(session, organization_id, user_id) if is_id(user_id, "usr") else None
     if found is None:
-        raise NotFound("member", user_id)
+        raise ObjectNotFound("member", user_id)
     return found
 
 
@@ -289,7 +289,7 @@ def _lock_organization(session: Session, caller: Caller) -> Caller:
         )
     )
     if role is None:
-        raise PermissionDenied(
+        raise NotPermitted(
             access.INSUFFICIENT_ROLE, "you are no longer a member of this organization"
         )
     return replace(caller, role=Role(role))
@@ -302,4 +302,6 @@ def _keep_an_owner(session: Session, organization_id: str) -> None:
         .where(Membership.organization_id == organization_id, Membership.role == Role.OWNER.value)
     )
     if (owners or 0) <= 1:
-        raise Conflict("an organization keeps at least one owner; make someone else owner first")
+        raise StateConflict(
+            "an organization keeps at least one owner; make someone else owner first"
+        )

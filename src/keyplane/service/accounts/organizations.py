@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from keyplane.core import scopes as scope_rules
-from keyplane.core.errors import Conflict, InvalidInput, NotFound
+from keyplane.core.errors import InvalidInput, ObjectNotFound, StateConflict
 from keyplane.core.ids import new_id
 from keyplane.service.accounts.projects import project_record
 from keyplane.service.audit import record_event
@@ -82,7 +82,7 @@ class AccountService:
         if unique_name and session.scalar(
             select(Organization.pk).where(Organization.name == organization_name)
         ):
-            raise Conflict(f"an organization named {organization_name!r} already exists")
+            raise StateConflict(f"an organization named {organization_name!r} already exists")
         organization = Organization(id=new_id("org"), name=organization_name, created_at=now)
         session.add(organization)
         user = session.scalar(select(User).where(User.email == email))
@@ -91,7 +91,7 @@ class AccountService:
             session.add(user)
         if owner_password is not None:
             if user.password_hash is not None:
-                raise Conflict(
+                raise StateConflict(
                     f"{email} already has a console password; leave the password out "
                     "(theirs stays) or change it with keyplane admin set-password"
                 )
@@ -152,7 +152,7 @@ class AccountService:
         with self._database.write() as session:
             user = session.scalar(select(User).where(User.email == email))
             if user is None:
-                raise NotFound("user", email)
+                raise ObjectNotFound("user", email)
             user.password_hash = new_hash
             session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))
             organizations = session.scalars(
@@ -201,9 +201,9 @@ class AccountService:
             by_id = [row for row in rows if row.id == organization]
             rows = by_id or rows
             if not rows:
-                raise NotFound("organization", organization)
+                raise ObjectNotFound("organization", organization)
             if len(rows) > 1:  # sign-up does not keep names unique
-                raise Conflict(
+                raise StateConflict(
                     f"several organizations are named {organization!r}; give the id (org_...)"
                 )
             return Caller(rows[0].id, (scope_rules.ALL,), Actor.operator())

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keyplane.core.errors import Conflict, NotFound
+from keyplane.core.errors import ObjectNotFound, StateConflict
 from keyplane.core.ids import is_id, new_id
 from keyplane.service.accounts import access
 from keyplane.service.audit import record_by
@@ -39,7 +39,7 @@ class ProjectService:
                         Project.organization_id == caller.organization_id, Project.name == name
                     )
                 ):
-                    raise Conflict(f"a project named {name!r} already exists")
+                    raise StateConflict(f"a project named {name!r} already exists")
                 project = Project(
                     id=new_id("prj"),
                     organization_id=caller.organization_id,
@@ -59,7 +59,7 @@ class ProjectService:
                 )
                 return project_record(project)
         except WriteConflict:  # a concurrent create of the same name won the race
-            raise Conflict(f"a project named {name!r} already exists") from None
+            raise StateConflict(f"a project named {name!r} already exists") from None
 
     def get_project(self, caller: Caller, project_id: str) -> ProjectRecord:
         with self._database.read() as session:
@@ -84,19 +84,19 @@ class ProjectService:
                 )
             )
             if row is None:
-                raise NotFound("project", project)
+                raise ObjectNotFound("project", project)
             return project_record(row)
 
 
 def find_project(session: Session, organization_id: str, project_id: str) -> Project:
-    """The organization's project, or :class:`NotFound`."""
+    """The organization's project, or :class:`ObjectNotFound`."""
     if not is_id(project_id, "prj"):
-        raise NotFound("project", project_id)
+        raise ObjectNotFound("project", project_id)
     project = session.scalar(
         select(Project).where(Project.id == project_id, Project.organization_id == organization_id)
     )
     if project is None:
-        raise NotFound("project", project_id)
+        raise ObjectNotFound("project", project_id)
     return project
 
 

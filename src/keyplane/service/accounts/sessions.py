@@ -26,7 +26,7 @@ from typing import Final
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from keyplane.core.errors import AuthenticationFailed, Conflict, InvalidInput
+from keyplane.core.errors import AuthenticationFailed, InvalidInput, StateConflict
 from keyplane.core.ids import new_id
 from keyplane.service.accounts.organizations import AccountService, check_email
 from keyplane.service.audit import record_event
@@ -237,7 +237,7 @@ class SessionService:
                 .execution_options(synchronize_session=False)
             )
             if int(getattr(changed, "rowcount", 0) or 0) != 1:
-                raise Conflict("the password was changed at the same time; sign in again")
+                raise StateConflict("the password was changed at the same time; sign in again")
             session.execute(
                 delete(ConsoleSession).where(
                     ConsoleSession.user_id == current.user_id, ConsoleSession.id != current.id

@@ -36,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyplane.config import ConfigError
-from keyplane.core.errors import AuthenticationFailed, InvalidInput, MalformedKey, PermissionDenied
+from keyplane.core.errors import AuthenticationFailed, InvalidInput, MalformedKey, NotPermitted
 from keyplane.core.ids import new_id
 from keyplane.core.keys import KeyFormat, hash_key
 from keyplane.service.audit import record_key_event
@@ -53,7 +53,7 @@ MAX_TOKENS_PER_REPORT: Final = 1000
 MAX_URL_LENGTH: Final = 2000
 
 
-class BadSignature(PermissionDenied):
+class BadSignature(NotPermitted):
     """The report's signature does not verify against any configured GitHub key."""
 
     def __init__(self, message: str) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from keyplane.config import DEFAULT_MAX_JSON_DEPTH
 from keyplane.core import scopes as scope_rules
-from keyplane.core.errors import Conflict, InvalidInput, PermissionDenied
+from keyplane.core.errors import InvalidInput, NotPermitted, StateConflict
 from keyplane.core.grant import GrantCode, KeyStatus, key_status
 from keyplane.core.ids import new_id
 from keyplane.core.keys import KeyFormat
@@ -191,7 +191,7 @@ class KeyService(KeyQueries):
             row = self.find_row(session, caller, key_id, lock=True)
             access.require_key_manager(caller, row.created_by)
             if row.revoked_at is not None:
-                raise Conflict("a revoked key cannot be changed")
+                raise StateConflict("a revoked key cannot be changed")
             changed: dict[str, Any] = {}
             if not isinstance(changes.name, _Unset):
                 changed["name"] = row.name = check_name(changes.name)
@@ -345,14 +345,16 @@ class KeyService(KeyQueries):
         to revive an ended key, nor to fork one key into several."""
         status = key_status(old.revoked_at, old.enabled, old.expires_at, now)
         if status in (KeyStatus.REVOKED, KeyStatus.EXPIRED):
-            raise Conflict(
+            raise StateConflict(
                 f"a key that is {status.value} cannot be rolled; create a new key instead"
             )
         successor = session.scalar(
             select(ApiKey.id).where(ApiKey.rolled_from_id == old.id).limit(1)
         )
         if successor is not None:
-            raise Conflict(f"this key was already rolled into {successor}; roll that key instead")
+            raise StateConflict(
+                f"this key was already rolled into {successor}; roll that key instead"
+            )
 
     @staticmethod
     def _grantable_scopes(caller: Caller, scopes: Iterable[str]) -> tuple[str, ...]:
@@ -361,7 +363,7 @@ class KeyService(KeyQueries):
         access.check_member_scopes(caller, normalized)
         beyond = [scope for scope in normalized if not scope_rules.grants(caller.scopes, scope)]
         if beyond:
-            raise PermissionDenied(
+            raise NotPermitted(
                 GrantCode.INSUFFICIENT_SCOPE,
                 f"you cannot grant scopes you do not hold: {', '.join(beyond)}",
             )

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from keyplane.core import quotas
-from keyplane.core.errors import NotFound
+from keyplane.core.errors import ObjectNotFound
 from keyplane.core.grant import KeyStatus, key_status
 from keyplane.core.ids import is_id
 from keyplane.service.accounts.projects import find_project
@@ -81,13 +81,13 @@ class KeyQueries:
     ) -> ApiKey:
         """The caller's key; with ``lock``, its row locked until the transaction ends."""
         if not is_id(key_id, "key"):
-            raise NotFound("key", key_id)
+            raise ObjectNotFound("key", key_id)
         query = select(ApiKey).where(
             ApiKey.id == key_id, ApiKey.organization_id == caller.organization_id
         )
         row = session.scalar(locked(query) if lock else query)
         if row is None:
-            raise NotFound("key", key_id)
+            raise ObjectNotFound("key", key_id)
         return row
 
     def _to_record(self, row: ApiKey, now: datetime) -> KeyRecord:
