@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from keyplane.service.services import Services
 
 _PROVIDER: Final = "services_provider"
+_MISSING: Final = object()
 
 
 def attach(app: Any, provider: Callable[[], Services | None]) -> None:
@@ -29,12 +30,14 @@ def attach(app: Any, provider: Callable[[], Services | None]) -> None:
 
 def services_or_none(app: Any) -> Services | None:
     """The services of ``app`` (the host's, for a mounted app); None before start-up."""
+    # The host's own attribute first: on the hot path a missing attribute costs
+    # an exception inside Starlette's State (about 4 µs), a present one 1 µs.
     state = app.state
+    services: Services | object | None = getattr(state, "services", _MISSING)
+    if services is not _MISSING:
+        return services  # type: ignore[return-value]
     provider: Callable[[], Services | None] | None = getattr(state, _PROVIDER, None)
-    if provider is not None:
-        return provider()
-    services: Services | None = getattr(state, "services", None)
-    return services
+    return provider() if provider is not None else None
 
 
 def services_of(connection: HTTPConnection) -> Services:
