@@ -10,13 +10,16 @@ import os
 import resource
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Final, TypeVar
+from urllib.parse import urlsplit
 
 import platformdirs
 from limits import parse_many
 
+from keyplane.core.durations import parse_duration
 from keyplane.core.errors import InvalidInput, KeyplaneError
 from keyplane.core.keys import DEFAULT_PREFIX, KeyFormat
 from keyplane.core.network import IPNetwork, parse_allowlist
@@ -57,6 +60,13 @@ OTHER_FILES: Final = 64
 ACCEPT_TURNS: Final = 3
 #: The open-file limit assumed when the process has none (RLIM_INFINITY).
 UNLIMITED_FILES: Final = 65_536
+DEFAULT_SMTP_FROM: Final = "Keyplane <keyplane@localhost>"
+SMTP_SCHEMES: Final = ("smtp", "smtp+starttls", "smtps")
+_ANY_ADDRESS: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - compared, not bound
+#: IonQ's console signs out after 30 idle minutes.
+DEFAULT_SESSION_IDLE_TIMEOUT: Final = timedelta(minutes=30)
+DEFAULT_SESSION_LIFETIME: Final = timedelta(days=7)
+DEFAULT_SUDO_TIMEOUT: Final = timedelta(minutes=15)
 
 
 N = TypeVar("N", int, float)
@@ -128,6 +138,25 @@ class Settings:
     #: unset, ``POST /api/v1/leaks/github`` refuses every report.
     github_keys_file: Path | None = None
     jobs: JobLimits = field(default_factory=JobLimits)
+    #: Keys that seal secrets kept in the database (TOTP secrets, SSO client
+    #: secrets, mail waiting to be sent), newest first: the first seals, every
+    #: one opens (rotation). Empty: a key file in ``data_dir`` made on first use.
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: ``smtp://``, ``smtp+starttls://`` or ``smtps://`` (implicit TLS), with
+    #: ``user:password@`` when the server wants them; None: mail is not sent and
+    #: the console shows links to the person who asked (``keyplane admin`` prints them).
+    smtp_url: str | None = field(default=None, repr=False)
+    smtp_from: str = DEFAULT_SMTP_FROM
+    #: The URL people reach the console at, for links in mail (never taken from a
+    #: request's Host header, which a caller chooses). Default: ``http://host:port``.
+    public_url: str | None = None
+    #: A console session ends after this long without a request, and this long
+    #: after sign-in however active.
+    session_idle_timeout: timedelta = DEFAULT_SESSION_IDLE_TIMEOUT
+    session_lifetime: timedelta = DEFAULT_SESSION_LIFETIME
+    #: Sensitive changes (keys with management scopes, roles, MFA and SSO
+    #: settings) need a sign-in or re-authentication at most this long ago.
+    sudo_timeout: timedelta = DEFAULT_SUDO_TIMEOUT
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -153,6 +182,15 @@ class Settings:
     @cached_property
     def key_format(self) -> KeyFormat:
         return KeyFormat(self.key_prefix)
+
+    @property
+    def console_url(self) -> str:
+        """The console's base URL for links in mail (no trailing slash)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host if self.host not in _ANY_ADDRESS else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:
@@ -260,7 +298,92 @@ class Settings:
             login_ip_limit=_rate(env, "KEYPLANE_LOGIN_IP_LIMIT", LOGIN_IP_LIMIT),
             github_keys_file=Path(github_keys).expanduser() if github_keys else None,
             jobs=_job_limits(env),
+            secret_keys=tuple(
+                part.strip()
+                for part in (_get(env, "KEYPLANE_SECRET_KEY") or "").split(",")
+                if part.strip()
+            ),
+            smtp_url=_smtp_url(env),
+            smtp_from=_get(env, "KEYPLANE_SMTP_FROM") or DEFAULT_SMTP_FROM,
+            public_url=_public_url(env),
+            session_idle_timeout=_duration(
+                env,
+                "KEYPLANE_SESSION_IDLE_TIMEOUT",
+                DEFAULT_SESSION_IDLE_TIMEOUT,
+                timedelta(minutes=1),
+                timedelta(days=30),
+            ),
+            session_lifetime=_duration(
+                env,
+                "KEYPLANE_SESSION_LIFETIME",
+                DEFAULT_SESSION_LIFETIME,
+                timedelta(minutes=5),
+                timedelta(days=90),
+            ),
+            sudo_timeout=_duration(
+                env,
+                "KEYPLANE_SUDO_TIMEOUT",
+                DEFAULT_SUDO_TIMEOUT,
+                timedelta(minutes=1),
+                timedelta(days=1),
+            ),
         )
+
+
+def _smtp_url(env: Mapping[str, str]) -> str | None:
+    raw = _get(env, "KEYPLANE_SMTP_URL")
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in SMTP_SCHEMES or not parts.hostname or not port_ok:
+        raise ConfigError(
+            "KEYPLANE_SMTP_URL must be smtp://host:port, smtp+starttls://host:587 or "
+            "smtps://host:465, with user:password@ before the host if the server wants them"
+        )
+    return raw
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    raw = _get(env, "KEYPLANE_PUBLIC_URL")
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            "KEYPLANE_PUBLIC_URL must be the http(s) URL people open the console at, "
+            "e.g. https://keys.example.com"
+        )
+    return raw.rstrip("/")
+
+
+def _duration(
+    env: Mapping[str, str], name: str, default: timedelta, low: timedelta, high: timedelta
+) -> timedelta:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = parse_duration(raw)
+    except InvalidInput:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(
+            f"{name} must be a duration from {_words(low)} to {_words(high)} "
+            f"(e.g. 30m, 12h, 7d), got {raw!r}"
+        )
+    return value
+
+
+def _words(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def open_file_limit() -> int:

@@ -21,7 +21,6 @@ from keyplane.core.paths import CONSOLE_PREFIX
 from keyplane.http.client_ip import client_ip
 from keyplane.http.services import services_of
 from keyplane.service.accounts.access import is_manager
-from keyplane.service.accounts.sessions import SESSION_LIFETIME
 from keyplane.service.keys.leaks import LeakRecord
 from keyplane.service.records import Caller, SessionRecord
 from keyplane.service.services import Services
@@ -177,7 +176,7 @@ def set_session_cookie(request: Request, response: Response, token: str) -> None
     response.set_cookie(
         SESSION_COOKIE,
         token,
-        max_age=int(SESSION_LIFETIME.total_seconds()),
+        max_age=int(services_of(request).settings.session_lifetime.total_seconds()),
         path=PREFIX,
         httponly=True,
         samesite="lax",

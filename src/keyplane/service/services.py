@@ -30,6 +30,7 @@ from keyplane.service.limits.sign_in_throttle import LoginThrottle
 from keyplane.service.limits.usage import UsageBuffer
 from keyplane.service.limits.usage_history import UsageHistory
 from keyplane.service.records import Actor, Caller, CreatedKey
+from keyplane.service.sealing import Sealer
 from keyplane.storage import migrate
 from keyplane.storage.database import Database
 
@@ -83,6 +84,8 @@ class Services:
             max_json_depth=settings.max_json_depth,
         )
         self.usage_history = UsageHistory(database, self.keys, self.usage, clock=clock)
+        #: Seals the secrets the server reads back (service/sealing.py).
+        self.sealer = Sealer.from_settings(settings)
         self.accounts = AccountService(database, clock=clock)
         self.audit = AuditService(database)
         self.projects = ProjectService(database, clock=clock)
@@ -93,7 +96,14 @@ class Services:
             account_limit=settings.login_account_limit,
             ip_limit=settings.login_ip_limit,
         )
-        self.sessions = SessionService(database, self.accounts, throttle, clock=clock)
+        self.sessions = SessionService(
+            database,
+            self.accounts,
+            throttle,
+            clock=clock,
+            idle_timeout=settings.session_idle_timeout,
+            lifetime=settings.session_lifetime,
+        )
         #: Failed key attempts per client IP (the API's ``authenticate``; the hot path).
         self.failed_keys = FailedKeyLimiter(settings.failed_key_limit, limit_storage)
         self.members = MemberService(

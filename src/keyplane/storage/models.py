@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from keyplane.storage.types import UTCDateTime
@@ -52,6 +53,10 @@ class Organization(Base):
     #: Not unique: sign-up would otherwise tell anyone which names exist (0007).
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
     created_at: Mapped[datetime]
+    #: Members must use a second factor (TOTP or a passkey) to sign in.
+    require_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    #: Members must sign in with the organization's SSO connection.
+    require_sso: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class User(Base):
@@ -63,6 +68,11 @@ class User(Base):
     #: argon2id hash; None until the user sets a password.
     password_hash: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime]
+    #: When the user proved they read mail at ``email`` (a link, an invitation, SSO).
+    email_verified_at: Mapped[datetime | None]
+    #: The organization the console opens in (the last one used). No foreign key:
+    #: a membership that ended simply falls back to another.
+    last_organization_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
 
 
 class Membership(Base):
@@ -166,6 +176,14 @@ class ConsoleSession(Base):
     expires_at: Mapped[datetime]
     client_ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_LENGTH))
+    #: When the person last proved who they are (sign-in, or re-authentication for
+    #: sudo mode): sensitive changes need it to be recent.
+    authenticated_at: Mapped[datetime]
+    #: ``active``, or ``second_factor``: the password was right and a second factor
+    #: is owed; such a session reaches the second-factor page only.
+    stage: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
+    #: How the session was started: ``password``, ``passkey``, ``sso``, ``invitation``...
+    method: Mapped[str] = mapped_column(String(20), default="password", server_default="password")
 
 
 class Invitation(Base):
@@ -296,3 +314,153 @@ class KeyLeak(Base):
     reported_at: Mapped[datetime]
     #: True if this report revoked the key (False: it was already revoked).
     revoked: Mapped[bool] = mapped_column(Boolean)
+
+
+class UserToken(Base):
+    """A one-time link mailed to a user (verify the address, reset the password).
+    Only the token's SHA-256 is stored; ``used_at`` makes it single-use."""
+
+    __tablename__ = "user_tokens"
+    __table_args__ = (Index("ix_user_tokens_user_id_purpose", "user_id", "purpose"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    #: ``verify_email`` or ``reset_password``.
+    purpose: Mapped[str] = mapped_column(String(20))
+    #: The address the link was sent to (a verification proves this address).
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class OutboxMessage(Base):
+    """A message to send (an e-mail), written in the transaction of the event that
+    causes it and sent by one worker. The body holds links with secrets: it is
+    stored sealed (service/sealing.py) and dropped once sent."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        Index("ix_outbox_messages_pending", "sent_at", "failed_at", "next_attempt_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    #: ``email``.
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str] = mapped_column(String(320))
+    #: The template's name (``verify_email``, ``reset_password``, ``invitation``...).
+    template: Mapped[str] = mapped_column(String(60))
+    #: The subject, text and HTML, sealed; ``None`` once sent.
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime]
+    #: Who holds the message while sending it, and until when.
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    #: Set when the retries ran out.
+    failed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class TotpFactor(Base):
+    """A user's authenticator app. The shared secret is stored sealed; ``last_step``
+    refuses a code used once already (RFC 6238 §5.2)."""
+
+    __tablename__ = "totp_factors"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    #: None until the user entered a first code: an unconfirmed factor is not a factor.
+    confirmed_at: Mapped[datetime | None]
+    last_step: Mapped[int | None] = mapped_column(Integer)
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code (high-entropy, so its SHA-256 is enough)."""
+
+    __tablename__ = "recovery_codes"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class WebAuthnCredential(Base):
+    """A passkey or security key (WebAuthn). The public key is not a secret."""
+
+    __tablename__ = "webauthn_credentials"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: The credential id, base64url.
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    #: The COSE public key, base64url.
+    public_key: Mapped[str] = mapped_column(Text)
+    sign_count: Mapped[int] = mapped_column(Integer)
+    transports: Mapped[list[str]]
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+
+
+class SsoConnection(Base):
+    """An organization's OpenID Connect provider. The client secret is stored sealed."""
+
+    __tablename__ = "sso_connections"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), unique=True
+    )
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(300))
+    client_secret: Mapped[str] = mapped_column(Text)
+    #: Sign-in by e-mail domain: an address at this domain signs in here.
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    #: The role of a user added on first sign-in.
+    default_role: Mapped[str] = mapped_column(String(20))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SsoIdentity(Base):
+    """A user's identity at an SSO provider: the (issuer, subject) pair, never the
+    e-mail alone, decides who signs in."""
+
+    __tablename__ = "sso_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+class AuthChallenge(Base):
+    """A sign-in step in flight (an OIDC redirect, a WebAuthn challenge): the browser
+    holds a random token, the row its SHA-256 and the step's data, sealed. Used once."""
+
+    __tablename__ = "auth_challenges"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: ``oidc``, ``webauthn_register``, ``webauthn_sign_in``...
+    purpose: Mapped[str] = mapped_column(String(30))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]

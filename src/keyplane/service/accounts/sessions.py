@@ -26,6 +26,7 @@ from typing import Final
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from keyplane.config import DEFAULT_SESSION_IDLE_TIMEOUT, DEFAULT_SESSION_LIFETIME
 from keyplane.core.errors import AuthenticationFailed, InvalidInput, StateConflict
 from keyplane.core.ids import new_id
 from keyplane.service.accounts.organizations import AccountService, check_email
@@ -36,10 +37,6 @@ from keyplane.service.validation import clip_user_agent
 from keyplane.storage.database import Database
 from keyplane.storage.models import ConsoleSession, Membership, Organization, User
 
-#: A session ends this long after sign-in, however active.
-SESSION_LIFETIME: Final = timedelta(days=7)
-#: ... or after this long without a request.
-SESSION_IDLE_TIMEOUT: Final = timedelta(hours=12)
 #: ``last_seen_at`` is written at most this often (a page view is not a write).
 _TOUCH_EVERY: Final = timedelta(minutes=1)
 _TOKEN_BYTES: Final = 32
@@ -66,11 +63,15 @@ class SessionService:
         throttle: LoginThrottle,
         *,
         clock: Callable[[], datetime],
+        idle_timeout: timedelta = DEFAULT_SESSION_IDLE_TIMEOUT,
+        lifetime: timedelta = DEFAULT_SESSION_LIFETIME,
     ) -> None:
         self._database = database
         self._accounts = accounts
         self.throttle = throttle
         self._clock = clock
+        self.idle_timeout = idle_timeout
+        self.lifetime = lifetime
 
     def sign_in(
         self,
@@ -133,6 +134,7 @@ class SessionService:
         client_ip: str | None,
         user_agent: str | None,
         replacing: str | None = None,
+        method: str = "password",
     ) -> NewSession:
         """A new session inside the caller's transaction (sign-in, sign-up, joining)."""
         now = self._clock()
@@ -148,7 +150,9 @@ class SessionService:
             organization_id=organization_id,
             created_at=now,
             last_seen_at=now,
-            expires_at=now + SESSION_LIFETIME,
+            expires_at=now + self.lifetime,
+            authenticated_at=now,
+            method=method,
             client_ip=client_ip,
             user_agent=clip_user_agent(user_agent),
         )
@@ -178,11 +182,7 @@ class SessionService:
             row = session.scalar(
                 select(ConsoleSession).where(ConsoleSession.token_hash == token_hash)
             )
-            if (
-                row is None
-                or row.expires_at <= now
-                or row.last_seen_at + SESSION_IDLE_TIMEOUT <= now
-            ):
+            if row is None or row.expires_at <= now or row.last_seen_at + self.idle_timeout <= now:
                 return None
             record = _load(session, row)
             stale = row.last_seen_at + _TOUCH_EVERY <= now
