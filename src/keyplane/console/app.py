@@ -14,13 +14,14 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyplane.console import auth, keys, organization
-from keyplane.console.formatting import actor_label, day, duration, exact, relative
+from keyplane.console import account, auth, keys, organization, recovery
+from keyplane.console.formatting import actor_label, day, device, duration, exact, relative
 from keyplane.console.web import (
     HERE,
     PREFIX,
     CSRFFailed,
     SignInRequired,
+    clear_session_cookie,
     redirect_target,
     redirect_to,
     render,
@@ -94,8 +95,9 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
     env.filters["day"] = day
     env.filters["actor"] = actor_label
     env.filters["duration"] = duration
+    env.filters["device"] = device
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, keys, organization):
+    for module in (auth, account, recovery, keys, organization):
         console.include_router(module.router)
 
     @console.get("/", include_in_schema=False)
@@ -111,8 +113,14 @@ def _install_error_pages(console: FastAPI) -> None:
     async def sign_in_required(request: Request, error: Exception) -> Response:
         assert isinstance(error, SignInRequired)
         target = redirect_target(error.next_path)
-        query = f"?{urlencode({'next': target})}" if target else ""
-        return redirect_to(f"{PREFIX}/signin{query}")
+        params = {"next": target} if target else {}
+        if error.ended:
+            params["ended"] = "1"
+        query = f"?{urlencode(params)}" if params else ""
+        response = redirect_to(f"{PREFIX}/signin{query}")
+        if error.ended:  # the cookie names a session that is gone: drop it
+            clear_session_cookie(request, response)
+        return response
 
     async def keyplane_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, KeyplaneError)

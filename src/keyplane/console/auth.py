@@ -8,10 +8,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import Response
 
+from keyplane.console.account import account_context
 from keyplane.console.web import (
     DEFAULT_PAGE,
     PREFIX,
     SESSION_COOKIE,
+    SESSION_ENDED,
     AnonymousCSRF,
     CSRFVisitorDep,
     VisitorDep,
@@ -53,14 +55,21 @@ def _signed_in(request: Request, started: NewSession, target: str = DEFAULT_PAGE
 
 @router.get("/signin")
 def sign_in_page(
-    request: Request, services: ServicesDep, next: str | None = Query(None, max_length=500)
+    request: Request,
+    services: ServicesDep,
+    next: str | None = Query(None, max_length=500),
+    ended: str = Query("", max_length=1),
 ) -> Response:
     if current_visitor(request) is not None:
         return redirect("/keys")
     return render(
         request,
         "signin.html",
-        {"next": safe_next(next), "signup_open": services.members.signup_open()},
+        {
+            "next": safe_next(next),
+            "signup_open": services.members.signup_open(),
+            "session_ended": SESSION_ENDED if ended == "1" else None,
+        },
     )
 
 
@@ -229,14 +238,14 @@ def join(
 @router.post("/signout")
 def sign_out(request: Request, services: ServicesDep, visitor: CSRFVisitorDep) -> Response:
     services.sessions.sign_out(visitor.token)
-    response = redirect("/signin")
+    response = redirect("/signin", notice="signed-out")
     clear_session_cookie(request, response)
     return response
 
 
 @router.get("/account")
-def account_page(request: Request, visitor: VisitorDep) -> Response:
-    return render(request, "account.html", {"section": "account"})
+def account_page(request: Request, services: ServicesDep, visitor: VisitorDep) -> Response:
+    return render(request, "account.html", account_context(services, visitor))
 
 
 @router.post("/account/password")
@@ -256,6 +265,9 @@ def change_password(
         )
     except InvalidInput as error:
         return render(
-            request, "account.html", {"section": "account", "error": str(error)}, status_code=422
+            request,
+            "account.html",
+            {**account_context(services, visitor), "error": str(error)},
+            status_code=422,
         )
     return redirect("/account", notice="password-changed")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import Response
 
 from keyplane.console.keys import member_names
-from keyplane.console.web import PREFIX, CSRFVisitorDep, VisitorDep, redirect, render
+from keyplane.console.web import CSRFVisitorDep, VisitorDep, redirect, render
 from keyplane.core.errors import InvalidInput, StateConflict
 from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.access import require_manager
@@ -168,11 +168,16 @@ def invite(
         return _members_page(
             request, services, visitor, status_code=422, error=str(error), form_email=email
         )
-    base = str(request.base_url).rstrip("/")
-    link = f"{base}{PREFIX}/join?token={created.token}"
+    link = services.invitations.link(created.token, str(request.base_url))
     # The link is shown once, on this answer (no-store), like a key.
     return _members_page(
-        request, services, visitor, status_code=201, invite_link=link, invited=created.record
+        request,
+        services,
+        visitor,
+        status_code=201,
+        invite_link=link,
+        invited=created.record,
+        invite_mailed=created.mailed,
     )
 
 

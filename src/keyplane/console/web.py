@@ -44,15 +44,27 @@ NOTICES: Final = {
     "role-changed": "Role changed.",
     "member-removed": "Member removed.",
     "invitation-revoked": "Invitation revoked.",
+    "signed-out": "You have signed out.",
+    "session-ended": "Session signed out.",
+    "other-sessions-ended": "Every other session of your account was signed out.",
+    "use-sign-out": "To end this session, sign out.",
+    "switched": "Switched organization.",
+    "password-reset": "Password changed. Sign in with the new password.",
+    "verification-sent": "We sent a verification link to your address.",
+    "email-verified": "Your e-mail address is verified.",
 }
+#: Shown on the sign-in page when a request came with a session that had ended.
+SESSION_ENDED: Final = "Your session ended. Sign in again to go back to the page you were on."
 
 
 class SignInRequired(KeyplaneError):
-    """No live session: the visitor is sent to the sign-in page."""
+    """No live session: the visitor is sent to the sign-in page (told so when the
+    browser held a session that has ended)."""
 
-    def __init__(self, next_path: str) -> None:
+    def __init__(self, next_path: str, *, ended: bool = False) -> None:
         super().__init__("sign in to continue")
         self.next_path = next_path
+        self.ended = ended
 
 
 class CSRFFailed(KeyplaneError):
@@ -121,7 +133,7 @@ def current_visitor(request: Request) -> Visitor | None:
 def signed_in(request: Request) -> Visitor:
     visitor = current_visitor(request)
     if visitor is None:
-        raise SignInRequired(_local_path(request))
+        raise SignInRequired(_local_path(request), ended=bool(request.cookies.get(SESSION_COOKIE)))
     return visitor
 
 
@@ -220,6 +232,12 @@ def render(
     }
     if visitor is not None and "leak_alert" not in values:
         values["leak_alert"] = recent_leaks(services_of(request), visitor.session.organization_id)
+    if visitor is not None:
+        services = services_of(request)
+        values.setdefault("organizations", services.sessions.organizations(visitor.session.user_id))
+        values["verify_banner"] = (
+            not visitor.session.email_verified and services.email_links.mail_enabled
+        )
     if visitor is None and "anonymous_csrf" not in values:
         values["anonymous_csrf"] = anonymous_token(request)
     response = templates.TemplateResponse(

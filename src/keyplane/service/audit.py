@@ -19,7 +19,7 @@ from keyplane.service.pagination import (
 from keyplane.service.records import Actor, AuditEventRecord, Caller, Page, record_of
 from keyplane.service.validation import check_filter, clip_user_agent
 from keyplane.storage.database import Database
-from keyplane.storage.models import AuditEvent
+from keyplane.storage.models import AuditEvent, Membership
 
 
 def record_event(
@@ -71,6 +71,33 @@ def record_by(
         at=at,
         details=details,
     )
+
+
+def record_account_event(
+    session: Session,
+    user_id: str,
+    actor: Actor,
+    action: str,
+    *,
+    at: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`record_event` about a person's account (sign-ins, passwords, factors):
+    an account is not in one organization, so the event goes to each of theirs."""
+    organizations = session.scalars(
+        select(Membership.organization_id).where(Membership.user_id == user_id)
+    ).all()
+    for organization_id in organizations:
+        record_event(
+            session,
+            organization_id=organization_id,
+            actor=actor,
+            action=action,
+            target_type="user",
+            target_id=user_id,
+            at=at,
+            details=details,
+        )
 
 
 def record_key_event(

@@ -175,6 +175,8 @@ class SessionRecord:
     role: Role
     created_at: datetime
     expires_at: datetime
+    #: True once the person proved they read mail at ``email``.
+    email_verified: bool = False
 
     def caller(self, client_ip: str | None = None, user_agent: str | None = None) -> Caller:
         """The caller this person acts as: every scope, limited by the role's rules."""

@@ -12,6 +12,7 @@ from limits.storage import Storage
 from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
 from keyplane.ionq import feature as ionq
+from keyplane.service.accounts.email_links import EmailLinks
 from keyplane.service.accounts.invitations import InvitationService
 from keyplane.service.accounts.members import MemberService, SignupPolicy
 from keyplane.service.accounts.organizations import AccountService, Bootstrapped
@@ -29,6 +30,8 @@ from keyplane.service.limits.key_limits import Limiter
 from keyplane.service.limits.sign_in_throttle import LoginThrottle
 from keyplane.service.limits.usage import UsageBuffer
 from keyplane.service.limits.usage_history import UsageHistory
+from keyplane.service.mail.outbox import Outbox
+from keyplane.service.mail.smtp import SmtpSender
 from keyplane.service.records import Actor, Caller, CreatedKey
 from keyplane.service.sealing import Sealer
 from keyplane.storage import migrate
@@ -106,14 +109,41 @@ class Services:
         )
         #: Failed key attempts per client IP (the API's ``authenticate``; the hot path).
         self.failed_keys = FailedKeyLimiter(settings.failed_key_limit, limit_storage)
+        self.outbox = Outbox(
+            database,
+            self.sealer,
+            sender=(
+                SmtpSender(settings.smtp_url, settings.smtp_from)
+                if settings.smtp_url is not None
+                else None
+            ),
+            clock=clock,
+        )
+        #: Verification and password-reset links (mailed through the outbox).
+        self.email_links = EmailLinks(
+            database,
+            self.accounts,
+            self.outbox,
+            throttle,
+            console_url=settings.console_url,
+            clock=clock,
+        )
         self.members = MemberService(
             database,
             self.accounts,
             self.sessions,
             policy=SignupPolicy(settings.signup),
             clock=clock,
+            email_links=self.email_links,
         )
-        self.invitations = InvitationService(database, self.accounts, self.sessions, clock=clock)
+        self.invitations = InvitationService(
+            database,
+            self.accounts,
+            self.sessions,
+            clock=clock,
+            outbox=self.outbox,
+            console_url=settings.console_url,
+        )
         keyring = (
             GitHubKeyring.from_file(settings.github_keys_file)
             if settings.github_keys_file is not None
@@ -160,9 +190,11 @@ class Services:
         self.usage.start()
         self.changes.start()
         self.job_runner.start()
+        self.outbox.start()
 
     def close(self) -> None:
         """Stop the job workers and the change feed, write pending usage, release connections."""
+        self.outbox.stop()
         self.job_runner.stop()
         self.changes.stop()
         self.usage.stop()

@@ -15,17 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
+from urllib.parse import urlencode
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from keyplane.core.errors import NotPermitted, ObjectNotFound, StateConflict
 from keyplane.core.ids import is_id, new_id
+from keyplane.core.paths import CONSOLE_PREFIX
 from keyplane.service.accounts import access
 from keyplane.service.accounts.members import find_membership, parse_role
 from keyplane.service.accounts.organizations import AccountService, check_email
 from keyplane.service.accounts.sessions import NewSession, SessionService, hash_token
 from keyplane.service.audit import record_by, record_event
+from keyplane.service.mail.outbox import Outbox
 from keyplane.service.records import Actor, Caller, InvitationRecord, Role, SessionRecord, record_of
 from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import Invitation, Membership, Organization, User
@@ -47,6 +50,8 @@ class NewInvitation:
 
     token: str = field(repr=False)
     record: InvitationRecord
+    #: True when the link went out by mail (a mail server is configured).
+    mailed: bool = False
 
 
 class InvitationService:
@@ -57,11 +62,20 @@ class InvitationService:
         sessions: SessionService,
         *,
         clock: Callable[[], datetime],
+        outbox: Outbox | None = None,
+        console_url: str = "",
     ) -> None:
         self._database = database
         self._accounts = accounts
         self._sessions = sessions
         self._clock = clock
+        self._outbox = outbox
+        self._console_url = console_url.rstrip("/")
+
+    def link(self, token: str, base_url: str | None = None) -> str:
+        """The link that accepts an invitation (``base_url``: the console's own URL)."""
+        base = (base_url or self._console_url).rstrip("/")
+        return f"{base}{CONSOLE_PREFIX}/join?" + urlencode({"token": token})
 
     def invite(self, caller: Caller, email: str, role: Role | str = Role.MEMBER) -> NewInvitation:
         new_role = parse_role(role)
@@ -99,7 +113,26 @@ class InvitationService:
                 at=now,
                 details={"email": email, "role": new_role.value},
             )
-            return NewInvitation(token, _invitation_record(session, row))
+            record = _invitation_record(session, row)
+            mailed = (
+                self._outbox is not None
+                and self._outbox.enqueue(
+                    session,
+                    recipient=email,
+                    template="invitation",
+                    context={
+                        "email": email,
+                        "url": self.link(token),
+                        "organization": record.organization_name,
+                        "role": new_role.value,
+                        "inviter": _inviter(session, caller),
+                        "expires_in": f"{INVITATION_LIFETIME.days} days",
+                        "console_url": self._console_url,
+                    },
+                )
+                is not None
+            )
+            return NewInvitation(token, record, mailed=mailed)
 
     def list_invitations(self, caller: Caller) -> list[InvitationRecord]:
         """Invitations still waiting to be accepted."""
@@ -242,6 +275,13 @@ class InvitationService:
         client: tuple[str | None, str | None, str | None],
     ) -> NewSession:
         client_ip, user_agent, replacing = client
+        # The link reached the invited address's mailbox: that proves the address.
+        session.execute(
+            update(User)
+            .where(User.id == user_id, User.email == row.email, User.email_verified_at.is_(None))
+            .values(email_verified_at=now)
+            .execution_options(synchronize_session=False)
+        )
         if find_membership(session, row.organization_id, user_id) is None:
             session.add(
                 Membership(
@@ -269,6 +309,7 @@ class InvitationService:
             client_ip=client_ip,
             user_agent=user_agent,
             replacing=replacing,
+            method="invitation",
         )
 
     def _open_invitation(self, session: Session, token: str) -> Invitation:
@@ -283,6 +324,16 @@ class InvitationService:
         ):
             raise ObjectNotFound("invitation", "that link")
         return row
+
+
+def _inviter(session: Session, caller: Caller) -> str:
+    """Who invited, in words for the mail: a person's address, else the key or operator."""
+    kind, _, identity = caller.actor.name.partition(":")
+    if kind == "user":
+        email = session.scalar(select(User.email).where(User.id == identity))
+        if email:
+            return email
+    return "An administrator" if kind != "key" else "An API key of the organization"
 
 
 def _invitation_record(session: Session, row: Invitation) -> InvitationRecord:

@@ -36,6 +36,7 @@ from keyplane.core.errors import (
 )
 from keyplane.core.ids import is_id
 from keyplane.service.accounts import access
+from keyplane.service.accounts.email_links import VERIFY_EMAIL, EmailLinks
 from keyplane.service.accounts.organizations import AccountService, check_email, check_password
 from keyplane.service.accounts.sessions import (
     NewSession,
@@ -81,12 +82,14 @@ class MemberService:
         *,
         policy: SignupPolicy,
         clock: Callable[[], datetime],
+        email_links: EmailLinks | None = None,
     ) -> None:
         self._database = database
         self._accounts = accounts
         self._sessions = sessions
         self.policy = policy
         self._clock = clock
+        self._email_links = email_links
 
     # -- sign-up -------------------------------------------------------------
 
@@ -160,6 +163,11 @@ class MemberService:
                     if row is None:  # pragma: no cover - bootstrap just created it
                         raise ObjectNotFound("user", created.owner.id)
                     row.password_hash = new_hash
+                    if self._email_links is not None and self._email_links.mail_enabled:
+                        # A new account proves its address by the link in this mail.
+                        self._email_links.issue(
+                            session, created.owner.id, created.owner.email, VERIFY_EMAIL
+                        )
                 return self._sessions.start_in(
                     session,
                     created.owner.id,

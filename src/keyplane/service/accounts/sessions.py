@@ -27,10 +27,15 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from keyplane.config import DEFAULT_SESSION_IDLE_TIMEOUT, DEFAULT_SESSION_LIFETIME
-from keyplane.core.errors import AuthenticationFailed, InvalidInput, StateConflict
+from keyplane.core.errors import (
+    AuthenticationFailed,
+    InvalidInput,
+    ObjectNotFound,
+    StateConflict,
+)
 from keyplane.core.ids import new_id
 from keyplane.service.accounts.organizations import AccountService, check_email
-from keyplane.service.audit import record_event
+from keyplane.service.audit import record_account_event, record_event
 from keyplane.service.limits.sign_in_throttle import LoginThrottle
 from keyplane.service.records import Actor, Role, SessionRecord
 from keyplane.service.validation import clip_user_agent
@@ -45,6 +50,30 @@ _MAX_TOKEN_LENGTH: Final = 128
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChoice:
+    """One of a user's organizations."""
+
+    organization_id: str
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSession:
+    """One signed-in browser of a user, as "Your sessions" lists it."""
+
+    id: str
+    client_ip: str | None
+    user_agent: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    #: When it ends if unused (the idle timeout) or at the latest (its lifetime).
+    expires_at: datetime
+    method: str
+    current: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,19 +125,16 @@ class SessionService:
                 user_id = user.id if user is not None else None
             if not self._accounts.verify_password(password_hash, password) or user_id is None:
                 self.throttle.failed(email, client_ip)
+                if user_id is not None:
+                    self._record_failure(user_id, client_ip, user_agent)
                 raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
         with self._database.write() as session:
             if locked_password_hash(session, user_id) != password_hash:
                 # The password changed since it was checked: the one given is not in force.
                 self.throttle.failed(email, client_ip)
                 raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
-            membership = session.scalar(
-                select(Membership)
-                .where(Membership.user_id == user_id)
-                .order_by(Membership.pk)
-                .limit(1)
-            )
-            if membership is None:
+            organization_id = landing_organization(session, user_id)
+            if organization_id is None:
                 raise AuthenticationFailed(
                     "NO_ORGANIZATION", "this account belongs to no organization any more"
                 )
@@ -119,7 +145,7 @@ class SessionService:
             return self.start_in(
                 session,
                 user_id,
-                membership.organization_id,
+                organization_id,
                 client_ip=client_ip,
                 user_agent=user_agent,
                 replacing=replacing,
@@ -157,6 +183,12 @@ class SessionService:
             user_agent=clip_user_agent(user_agent),
         )
         session.add(row)
+        session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(last_organization_id=organization_id)
+            .execution_options(synchronize_session=False)
+        )
         session.flush()
         record_event(
             session,
@@ -166,6 +198,7 @@ class SessionService:
             target_type="user",
             target_id=user_id,
             at=now,
+            details={"method": method},
         )
         record = _load(session, row)
         if record is None:  # pragma: no cover - the membership was just checked
@@ -194,6 +227,139 @@ class SessionService:
                 if row is not None:
                     row.last_seen_at = now
         return record
+
+    def _record_failure(self, user_id: str, client_ip: str | None, user_agent: str | None) -> None:
+        """A wrong password for an account that exists goes into its organizations' logs."""
+        with self._database.write() as session:
+            record_account_event(
+                session,
+                user_id,
+                Actor(f"user:{user_id}", client_ip, user_agent),
+                "user.sign_in_failed",
+                at=self._clock(),
+                details={"reason": "wrong password"},
+            )
+
+    # -- organizations ---------------------------------------------------------------
+
+    def organizations(self, user_id: str) -> list[MembershipChoice]:
+        """Every organization the user belongs to, by name (the console's switcher)."""
+        with self._database.read() as session:
+            rows = session.execute(
+                select(Organization.id, Organization.name, Membership.role)
+                .join(Membership, Membership.organization_id == Organization.id)
+                .where(Membership.user_id == user_id)
+                .order_by(Organization.name, Organization.pk)
+            ).all()
+        return [MembershipChoice(id_, name, Role(role)) for id_, name, role in rows]
+
+    def switch(
+        self, current: SessionRecord, organization_id: str, *, actor: Actor
+    ) -> SessionRecord:
+        """Move the session to another organization of the same user (and remember it
+        as the one to land in). Not a member there: ObjectNotFound, as for any
+        organization one cannot see."""
+        now = self._clock()
+        with self._database.write() as session:
+            row = session.scalar(select(ConsoleSession).where(ConsoleSession.id == current.id))
+            member = session.scalar(
+                select(Membership.pk).where(
+                    Membership.user_id == current.user_id,
+                    Membership.organization_id == organization_id,
+                )
+            )
+            if row is None or member is None:
+                raise ObjectNotFound("organization", organization_id)
+            row.organization_id = organization_id
+            session.execute(
+                update(User)
+                .where(User.id == current.user_id)
+                .values(last_organization_id=organization_id)
+                .execution_options(synchronize_session=False)
+            )
+            session.flush()
+            record_event(
+                session,
+                organization_id=organization_id,
+                actor=actor,
+                action="user.switched_organization",
+                target_type="user",
+                target_id=current.user_id,
+                at=now,
+                details={"from": current.organization_id},
+            )
+            record = _load(session, row)
+            if record is None:  # pragma: no cover - the membership was just checked
+                raise ObjectNotFound("organization", organization_id)
+            return record
+
+    # -- a person's sessions ---------------------------------------------------------
+
+    def sessions_of(self, current: SessionRecord) -> list[DeviceSession]:
+        """The user's live sessions, this one first, then the most recently seen."""
+        now = self._clock()
+        with self._database.read() as session:
+            rows = session.scalars(
+                select(ConsoleSession)
+                .where(
+                    ConsoleSession.user_id == current.user_id,
+                    ConsoleSession.expires_at > now,
+                    ConsoleSession.last_seen_at > now - self.idle_timeout,
+                )
+                .order_by(ConsoleSession.last_seen_at.desc(), ConsoleSession.pk.desc())
+            ).all()
+            found = [
+                DeviceSession(
+                    id=row.id,
+                    client_ip=row.client_ip,
+                    user_agent=row.user_agent,
+                    created_at=row.created_at,
+                    last_seen_at=row.last_seen_at,
+                    expires_at=min(row.expires_at, row.last_seen_at + self.idle_timeout),
+                    method=row.method,
+                    current=row.id == current.id,
+                )
+                for row in rows
+            ]
+        return sorted(found, key=lambda item: not item.current)
+
+    def end_session(self, current: SessionRecord, session_id: str, *, actor: Actor) -> None:
+        """Sign out one of the user's own sessions (another user's: ObjectNotFound)."""
+        with self._database.write() as session:
+            ended = session.execute(
+                delete(ConsoleSession).where(
+                    ConsoleSession.id == session_id, ConsoleSession.user_id == current.user_id
+                )
+            )
+            if int(getattr(ended, "rowcount", 0) or 0) != 1:
+                raise ObjectNotFound("session", session_id)
+            record_account_event(
+                session,
+                current.user_id,
+                actor,
+                "user.session_ended",
+                at=self._clock(),
+                details={"session_id": session_id},
+            )
+
+    def end_others(self, current: SessionRecord, *, actor: Actor) -> int:
+        """Sign out every other session of the user; returns how many ended."""
+        with self._database.write() as session:
+            ended = session.execute(
+                delete(ConsoleSession).where(
+                    ConsoleSession.user_id == current.user_id, ConsoleSession.id != current.id
+                )
+            )
+            count = int(getattr(ended, "rowcount", 0) or 0)
+            record_account_event(
+                session,
+                current.user_id,
+                actor,
+                "user.other_sessions_ended",
+                at=self._clock(),
+                details={"count": count},
+            )
+            return count
 
     def sign_out(self, token: str | None) -> None:
         if not token or len(token) > _MAX_TOKEN_LENGTH:
@@ -243,15 +409,27 @@ class SessionService:
                     ConsoleSession.user_id == current.user_id, ConsoleSession.id != current.id
                 )
             )
-            record_event(
-                session,
-                organization_id=current.organization_id,
-                actor=actor,
-                action="user.password_changed",
-                target_type="user",
-                target_id=current.user_id,
-                at=self._clock(),
+            record_account_event(
+                session, current.user_id, actor, "user.password_changed", at=self._clock()
             )
+
+
+def landing_organization(session: Session, user_id: str) -> str | None:
+    """Where a sign-in lands: the organization used last if the user still belongs
+    to it, else their oldest membership; ``None`` when they belong to none."""
+    last = session.scalar(select(User.last_organization_id).where(User.id == user_id))
+    if last is not None and session.scalar(
+        select(Membership.pk).where(
+            Membership.user_id == user_id, Membership.organization_id == last
+        )
+    ):
+        return last
+    return session.scalar(
+        select(Membership.organization_id)
+        .where(Membership.user_id == user_id)
+        .order_by(Membership.pk)
+        .limit(1)
+    )
 
 
 def locked_password_hash(session: Session, user_id: str) -> str | None:
@@ -263,14 +441,14 @@ def locked_password_hash(session: Session, user_id: str) -> str | None:
 
 def _load(session: Session, row: ConsoleSession) -> SessionRecord | None:
     found = session.execute(
-        select(User.email, Organization.name, Membership.role)
+        select(User.email, Organization.name, Membership.role, User.email_verified_at)
         .join(Membership, Membership.user_id == User.id)
         .join(Organization, Organization.id == Membership.organization_id)
         .where(User.id == row.user_id, Membership.organization_id == row.organization_id)
     ).first()
     if found is None:
         return None
-    email, organization_name, role = found
+    email, organization_name, role, verified_at = found
     return SessionRecord(
         id=row.id,
         user_id=row.user_id,
@@ -280,7 +458,15 @@ def _load(session: Session, row: ConsoleSession) -> SessionRecord | None:
         role=Role(role),
         created_at=row.created_at,
         expires_at=row.expires_at,
+        email_verified=verified_at is not None,
     )
 
 
-__all__ = ["NewSession", "SessionService", "check_email", "hash_token"]
+__all__ = [
+    "DeviceSession",
+    "MembershipChoice",
+    "NewSession",
+    "SessionService",
+    "check_email",
+    "hash_token",
+]
