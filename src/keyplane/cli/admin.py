@@ -1,5 +1,5 @@
 """Operator commands that go straight to the database: ``bootstrap``, ``set-password``,
-``create-key``, ``end-sessions``.
+``reset-password``, ``mail``, ``create-key``, ``end-sessions``.
 
 A password is read from standard input (``--password-stdin``) or a hidden prompt
 typed twice, never from an argument (arguments land in shell history and ``ps``).
@@ -22,9 +22,11 @@ from rich.markup import escape
 from keyplane.cli.output import errors_as_messages, fail, print_json, stderr, stdout
 from keyplane.config import Settings
 from keyplane.core.durations import parse_duration
+from keyplane.core.paths import CONSOLE_PREFIX
 from keyplane.service.accounts.organizations import MIN_PASSWORD_LENGTH
 from keyplane.service.records import CreatedKey
 from keyplane.service.services import Services
+from keyplane.storage.urls import hide_password
 
 admin_app = typer.Typer(help="Operator commands, straight to the database.", no_args_is_help=True)
 
@@ -81,6 +83,8 @@ def bootstrap(
     with --password-stdin; an owner who already has one keeps it.
     """
     with _services() as services:
+        database_url = services.settings.database_url
+        console_url = services.settings.console_url
         has_password = services.accounts.has_password(email)
         password = None if has_password else _read_password(password_stdin, who=email)
         if has_password and password_stdin:
@@ -91,6 +95,8 @@ def bootstrap(
     accounts = result.accounts
     can_sign_in = bool(has_password) or password is not None
     data = {
+        "database": hide_password(database_url),
+        "console": f"{console_url}{CONSOLE_PREFIX}/signin",
         "organization": {"id": accounts.organization.id, "name": accounts.organization.name},
         "owner": {
             "id": accounts.owner.id,
@@ -106,9 +112,14 @@ def bootstrap(
         print_json(data)
         return
     organization = accounts.organization
+    stdout.print(f"Database     {escape(hide_password(database_url))}")
     stdout.print(f"Organization [bold]{escape(organization.name)}[/] ({organization.id})")
     stdout.print(f"Owner        {accounts.owner.email} ({accounts.owner.id})")
     stdout.print(f"Project      [bold]{escape(accounts.project.name)}[/] ({accounts.project.id})")
+    if can_sign_in:
+        stdout.print(
+            f"Console      {console_url}{CONSOLE_PREFIX}/signin (as {accounts.owner.email})"
+        )
     _show_key(result.key)
 
 
@@ -132,6 +143,58 @@ def set_password(
     stdout.print(
         f"Console password set for {escape(user.email)} ({user.id}); their sessions were ended."
     )
+
+
+@admin_app.command("reset-password")
+def reset_password(email: str = typer.Argument(..., help="The user's e-mail address.")) -> None:
+    """Print a one-time link that lets the user choose a new password (for a server
+    without mail; the link works once, for 30 minutes, and ends their sessions when used).
+
+    Hand the link to the person over a channel you trust: whoever holds it can set
+    the password."""
+    with _services() as services:
+        link = services.email_links.reset_link(email)
+    stdout.print(f"Reset link for {escape(email)} (works once, until {link.expires_at:%H:%M} UTC):")
+    stdout.print(link.url, markup=False, soft_wrap=True)
+
+
+@admin_app.command("mail")
+def mail(
+    limit: int = typer.Option(20, "--limit", min=1, max=500, help="How many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show the mail outbox: what was sent, what waits, what failed and why."""
+    with _services() as services:
+        queued = services.outbox.queued(limit)
+        enabled = services.outbox.enabled
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": item.id,
+                    "to": item.recipient,
+                    "template": item.template,
+                    "created_at": item.created_at,
+                    "attempts": item.attempts,
+                    "status": item.status,
+                    "last_error": item.last_error,
+                    "subject": item.mail.subject if item.mail else None,
+                }
+                for item in queued
+            ]
+        )
+        return
+    if not enabled:
+        stderr.print("[yellow]No mail server is set (KEYPLANE_SMTP_URL): nothing is sent.[/]")
+    if not queued:
+        stdout.print("The outbox is empty.")
+    for item in queued:
+        subject = f" {item.mail.subject!r}" if item.mail else ""
+        error = f" ({item.last_error})" if item.last_error else ""
+        stdout.print(
+            f"{item.created_at:%Y-%m-%d %H:%M} {item.status:<8} {escape(item.recipient)} "
+            f"{item.template}{escape(subject)} tries={item.attempts}{escape(error)}"
+        )
 
 
 @admin_app.command("create-key")
