@@ -368,3 +368,60 @@ def test_bootstrap_at_a_terminal_asks_for_the_password_twice_hidden(tmp_path: Pa
     assert PASSWORD not in output  # hidden: not echoed
     assert "set-password" not in output
     assert _sign_in(tmp_path, "me@acme.test", PASSWORD)
+
+
+def test_bootstrap_says_which_database_it_wrote_and_where_to_sign_in(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "admin",
+            "bootstrap",
+            "--org",
+            "Acme",
+            "--project",
+            "Default",
+            "--email",
+            "me@acme.test",
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert f"sqlite:///{tmp_path / 'keyplane.db'}" in result.stdout
+    assert "http://127.0.0.1:8000/console/signin (as me@acme.test)" in result.stdout
+    data = bootstrap(runner, "Globex")
+    assert data["database"] == f"sqlite:///{tmp_path / 'keyplane.db'}"
+    assert data["console"] == "http://127.0.0.1:8000/console/signin"
+
+
+def test_reset_password_prints_a_one_time_link_that_sets_the_password(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    bootstrap(runner, "Acme", "--password-stdin", stdin=PASSWORD + "\n")
+    result = runner.invoke(app, ["admin", "reset-password", "me@acme.test"])
+    assert result.exit_code == 0, result.output
+    url = next(line for line in result.stdout.splitlines() if "token=" in line).strip()
+    assert url.startswith("http://127.0.0.1:8000/console/reset-password?token=")
+    token = url.split("token=", 1)[1]
+    services = Services.open(Settings.from_env())
+    try:
+        services.email_links.reset_password(token, "the operator's new one")
+        with pytest.raises(AuthenticationFailed):
+            services.sessions.sign_in("me@acme.test", PASSWORD)
+        assert services.sessions.sign_in("me@acme.test", "the operator's new one").record
+        with pytest.raises(Exception, match="link"):
+            services.email_links.reset_password(token, "used a second time")
+    finally:
+        services.close()
+    unknown = runner.invoke(app, ["admin", "reset-password", "nobody@acme.test"])
+    assert unknown.exit_code != 0
+    assert "nobody@acme.test" in unknown.output
+
+
+def test_mail_lists_the_outbox(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["admin", "mail"])
+    assert result.exit_code == 0, result.output
+    assert "The outbox is empty." in result.stdout
+    assert "KEYPLANE_SMTP_URL" in result.output

@@ -60,6 +60,10 @@ def serve(
     stderr.print(f"Keyplane serving on {shown}  (database: {where})", markup=False)
     # Workers are new processes: hand them the same settings through the environment.
     os.environ.setdefault("KEYPLANE_DATA_DIR", str(settings.data_dir))
+    # ... and where they are reached, for the links in mail (Settings.console_url).
+    os.environ["KEYPLANE_HOST"] = host
+    if port:
+        os.environ["KEYPLANE_PORT"] = str(port)
     started = run_uvicorn(
         APP_FACTORY,
         limits=ConnectionLimits.of(settings),
