@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import PageWatch, sign_up
+from tests.browser.support import PageWatch
 from tests.mail import MailServer, mail_server  # noqa: F401 - the fixture
 from tests.processes import KEYPLANE, server, sqlite_env
 
@@ -20,6 +20,21 @@ pytestmark = pytest.mark.slow
 
 PASSWORD = "a long enough password"
 NEW_PASSWORD = "another long password"
+
+
+def sign_up(page: Any, base: str, *, email: str, password: str, organization: str) -> None:
+    """Sign-up with mail: "check your inbox", then sign in with the password chosen."""
+    page.goto(f"{base}/console/signup")
+    page.get_by_label("Organization name").fill(organization)
+    page.get_by_label("E-mail address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Create account").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    page.get_by_role("link", name="Sign in").click()
+    page.get_by_label("E-mail address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="API Keys").wait_for()
 
 
 @pytest.fixture

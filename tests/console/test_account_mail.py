@@ -14,7 +14,14 @@ from sqlalchemy import func, select
 
 from keyplane.config import Settings
 from keyplane.service.services import Services
-from keyplane.storage.models import AuditEvent, ConsoleSession, OutboxMessage, User, UserToken
+from keyplane.storage.models import (
+    AuditEvent,
+    ConsoleSession,
+    Organization,
+    OutboxMessage,
+    User,
+    UserToken,
+)
 from tests.console.conftest import PASSWORD, Browser
 from tests.mail import MailServer, mail_server  # noqa: F401 - the fixture
 from tests.support import Clock
@@ -59,12 +66,35 @@ def verified_at(services: Services, email: str) -> object:
         return session.scalar(select(User.email_verified_at).where(User.email == email))
 
 
+def sign_up(
+    browser: Browser, email: str, password: str = PASSWORD, organization: str = "Acme"
+) -> str:
+    response = browser.post(
+        "/console/signup",
+        {"email": email, "password": password, "organization": organization},
+        token_from="/console/signup",
+    )
+    assert response.status_code == 200, response.text
+    assert "keyplane_session" not in response.headers.get("set-cookie", "")
+    return response.text
+
+
+@pytest.fixture
+def owner(browser: Browser, services: Services, mail_server: MailServer) -> Browser:  # noqa: F811
+    """With mail, sign-up signs no one in: the owner signs up, then signs in."""
+    sign_up(browser, "owner@acme.test")
+    assert browser.sign_in("owner@acme.test").status_code == 303
+    return browser
+
+
 def test_sign_up_mails_a_verification_link_that_verifies_the_address(
     browser: Browser,
     services: Services,
     mail_server: MailServer,  # noqa: F811
 ) -> None:
-    browser.sign_up("ada@acme.test")
+    page = sign_up(browser, "ada@acme.test")
+    assert "Check your inbox" in page
+    assert browser.sign_in("ada@acme.test").status_code == 303
     assert "not verified yet" in browser.get("/console/keys").text
     deliver(services)
     (mail,) = mail_server.to("ada@acme.test")
@@ -81,6 +111,32 @@ def test_sign_up_mails_a_verification_link_that_verifies_the_address(
     assert "verified" in browser.get("/console/account").text
     again = browser.post("/console/verify-email", {"token": token}, token_from="/console/account")
     assert again.status_code == 404  # single use
+
+
+def test_sign_up_answers_the_same_for_an_address_that_has_an_account(
+    owner: Browser,
+    make_browser: MakeBrowser,
+    services: Services,
+    mail_server: MailServer,  # noqa: F811
+    open_signup: None,
+) -> None:
+    stranger = make_browser("198.51.100.39")
+    strip = re.compile(r'name="csrf_token" value="[^"]*"')
+    taken = sign_up(stranger, "owner@acme.test", "some other password", "Evil")
+    fresh = sign_up(stranger, "fresh@acme.test", "some other password", "Evil")
+    assert strip.sub("", taken).replace("owner@", "X@") == strip.sub("", fresh).replace(
+        "fresh@", "X@"
+    )
+    deliver(services)
+    exists = [m for m in mail_server.to("owner@acme.test") if "already have" in m.subject]
+    assert len(exists) == 1
+    assert "Nothing was changed" in exists[0].text
+    with services.database.read() as session:
+        names = set(session.scalars(select(Organization.name)))
+    assert names == {"Acme", "Evil"}  # one Evil: the fresh address's, none for the owner
+    # The owner's password is untouched and no session was made for the stranger.
+    assert make_browser("198.51.100.38").sign_in("owner@acme.test").status_code == 303
+    assert stranger.get("/console/keys").status_code == 303
 
 
 def test_forgot_password_answers_the_same_for_every_address_and_mails_only_accounts(

@@ -210,3 +210,24 @@ def test_signing_out_says_so(owner: Browser) -> None:
     response = owner.post("/console/signout", {})
     assert response.headers["location"] == "/console/signin?notice=signed-out"
     assert "You have signed out." in owner.get(response.headers["location"]).text
+
+
+def test_a_signed_in_person_creates_another_organization_when_sign_up_is_open(
+    owner: Browser, services: Services, open_signup: None
+) -> None:
+    acme = current_organization(owner)
+    response = owner.post("/console/organizations", {"name": "Side project"})
+    assert response.status_code == 303
+    assert current_organization(owner) == organization_id(services, "Side project")
+    page = owner.get("/console/keys").text
+    assert "Acme" in page  # still in the switcher
+    assert switch(owner, acme).status_code == 303  # type: ignore[attr-defined]
+
+
+def test_creating_an_organization_follows_the_sign_up_policy(owner: Browser) -> None:
+    assert (
+        "does not let people create organizations" in owner.get("/console/organizations/new").text
+    )
+    response = owner.post("/console/organizations", {"name": "Not allowed"})
+    assert response.status_code == 403
+    assert "Not allowed" not in owner.get("/console/keys").text

@@ -13,13 +13,15 @@ from keyplane.console.web import (
     DEFAULT_PAGE,
     CSRFVisitorDep,
     Visitor,
+    VisitorDep,
     redirect,
     redirect_to,
     render,
     safe_next,
 )
-from keyplane.core.errors import ObjectNotFound
+from keyplane.core.errors import InvalidInput, ObjectNotFound
 from keyplane.http.services import ServicesDep
+from keyplane.service.accounts.members import SignupClosed, SignupPolicy
 from keyplane.service.services import Services
 
 router = APIRouter()
@@ -87,3 +89,39 @@ def switch_organization(
 _SECTIONS = frozenset(
     f"/console/{name}" for name in ("keys", "jobs", "projects", "audit", "members", "account")
 )
+
+
+@router.get("/organizations/new")
+def new_organization_page(request: Request, services: ServicesDep, visitor: VisitorDep) -> Response:
+    return render(
+        request,
+        "organization_new.html",
+        {"section": "account", "may_create": services.members.policy is SignupPolicy.OPEN},
+    )
+
+
+@router.post("/organizations")
+def create_organization(
+    request: Request,
+    services: ServicesDep,
+    visitor: CSRFVisitorDep,
+    name: Annotated[str, Form(max_length=400)] = "",
+) -> Response:
+    try:
+        organization_id = services.members.create_organization(
+            visitor.session, name, actor=visitor.caller.actor
+        )
+    except (InvalidInput, SignupClosed) as error:
+        return render(
+            request,
+            "organization_new.html",
+            {
+                "section": "account",
+                "may_create": not isinstance(error, SignupClosed),
+                "error": str(error),
+                "name": name,
+            },
+            status_code=422 if isinstance(error, InvalidInput) else 403,
+        )
+    services.sessions.switch(visitor.session, organization_id, actor=visitor.caller.actor)
+    return redirect("/keys", notice="organization-created")

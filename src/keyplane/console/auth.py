@@ -38,6 +38,7 @@ from keyplane.core.errors import (
 from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.invitations import AccountExists
 from keyplane.service.accounts.members import SignupClosed
+from keyplane.service.accounts.organizations import check_email
 from keyplane.service.accounts.sessions import NewSession
 
 router = APIRouter()
@@ -127,6 +128,8 @@ def sign_up(
     password: Text = "",
     organization: Text = "",
 ) -> Response:
+    if services.email_links.mail_enabled:
+        return _sign_up_by_mail(request, services, email, password, organization)
     try:
         started = services.members.sign_up(
             email=email,
@@ -163,6 +166,32 @@ def sign_up(
             status_code=422 if isinstance(error, InvalidInput) else 409,
         )
     return _signed_in(request, started)
+
+
+def _sign_up_by_mail(
+    request: Request, services: ServicesDep, email: str, password: str, organization: str
+) -> Response:
+    """With mail, sign-up answers "check your inbox" whether or not the address has an
+    account (``MemberService.sign_up_by_mail``)."""
+    form = {"signup_open": True, "email": email, "organization": organization}
+    try:
+        services.members.sign_up_by_mail(
+            email=email,
+            password=password,
+            organization_name=organization,
+            client_ip=request_ip(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+    except SignupClosed:
+        return render(request, "signup.html", {"signup_open": False}, status_code=403)
+    except InvalidInput as error:
+        return render(
+            request,
+            "signup.html",
+            {**form, "error": str(error), "field": error.field},
+            status_code=422,
+        )
+    return render(request, "signup.html", {"signup_open": True, "sent_to": check_email(email)})
 
 
 def _join_page(

@@ -49,6 +49,7 @@ NOTICES: Final = {
     "other-sessions-ended": "Every other session of your account was signed out.",
     "use-sign-out": "To end this session, sign out.",
     "switched": "Switched organization.",
+    "organization-created": "Organization created. You are its owner.",
     "password-reset": "Password changed. Sign in with the new password.",
     "verification-sent": "We sent a verification link to your address.",
     "email-verified": "Your e-mail address is verified.",
@@ -228,6 +229,7 @@ def render(
         "now": services_of(request).clock(),
         "prefix": PREFIX,
         "notice": NOTICES.get(request.query_params.get("notice", "")),
+        "mail_enabled": services_of(request).email_links.mail_enabled,
         **(context or {}),
     }
     if visitor is not None and "leak_alert" not in values:

@@ -132,6 +132,20 @@ class EmailLinks:
         )
         return Link(url, now + lifetime, mailed=queued is not None)
 
+    def notify(self, session: Session, email: str, template: str) -> None:
+        """A mail with no link of its own (``account_exists``), in the caller's transaction."""
+        self._outbox.enqueue(
+            session,
+            recipient=email,
+            template=template,
+            context={
+                "email": email,
+                "console_url": self._console_url,
+                "signin_url": f"{self._console_url}{CONSOLE_PREFIX}/signin",
+                "reset_url": f"{self._console_url}{CONSOLE_PREFIX}/forgot-password",
+            },
+        )
+
     # -- verifying an address ------------------------------------------------------
 
     def send_verification(self, user_id: str, *, actor: Actor) -> Link:

@@ -49,7 +49,9 @@ from keyplane.service.records import (
     Caller,
     MemberRecord,
     Role,
+    SessionRecord,
 )
+from keyplane.service.validation import check_name
 from keyplane.storage.database import Database, WriteConflict
 from keyplane.storage.models import (
     ConsoleSession,
@@ -177,6 +179,83 @@ class MemberService:
                 )
         except WriteConflict:  # a concurrent sign-up or accept took the e-mail address
             raise StateConflict("that e-mail address changed just now; try again") from None
+
+    def create_organization(self, current: SessionRecord, name: str, *, actor: Actor) -> str:
+        """A signed-in person founds another organization (when sign-up is open: the
+        same rule decides who may create one); returns its id. The session stays
+        where it is: the console switches to it next."""
+        check_name(name)
+        if self.policy is not SignupPolicy.OPEN:
+            raise SignupClosed("creating organizations is closed on this server")
+        with self._database.write() as session:
+            email = session.scalar(select(User.email).where(User.id == current.user_id))
+            if email is None:
+                raise ObjectNotFound("user", current.user_id)
+            created = self._accounts.bootstrap(
+                session,
+                organization_name=name,
+                project_name=FIRST_PROJECT_NAME,
+                owner_email=email,
+                actor=actor,
+                unique_name=False,
+            )
+            return created.organization.id
+
+    def sign_up_by_mail(
+        self,
+        *,
+        email: str,
+        password: str,
+        organization_name: str,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Sign-up when the server sends mail: the answer is the same whether or not
+        the address has an account, and signs no one in.
+
+        A new address gets its account and organization, and a link that verifies
+        it; the person signs in with their password (the banner asks them to
+        verify until they do). An address that has an account gets a mail saying
+        so (sign in, or reset the password), and nothing of it changes: the
+        password typed here is never checked or set. Both cost one password hash.
+        """
+        email = check_email(email)
+        check_name(organization_name)
+        new_hash = self._accounts.hash_password(password)
+        if not self.signup_open():
+            raise SignupClosed(_SIGNUP_CLOSED)
+        links = self._email_links
+        if links is None:  # pragma: no cover - Services always wires the links
+            raise SignupClosed(_SIGNUP_CLOSED)
+        with self._sessions.throttle.attempt(f"signup:{email}", client_ip):
+            self._sessions.throttle.failed(f"signup:{email}", client_ip)  # every one counts
+            actor = Actor("signup", client_ip, user_agent)
+            try:
+                with self._database.write() as session:
+                    if self.policy is SignupPolicy.OFF or (
+                        self.policy is SignupPolicy.FIRST and self._an_organization_exists(session)
+                    ):
+                        raise SignupClosed(_SIGNUP_CLOSED)
+                    user = session.scalar(select(User).where(User.email == email))
+                    if user is not None:
+                        links.notify(session, email, "account_exists")
+                        return
+                    created = self._accounts.bootstrap(
+                        session,
+                        organization_name=organization_name,
+                        project_name=FIRST_PROJECT_NAME,
+                        owner_email=email,
+                        actor=actor,
+                        unique_name=False,
+                    )
+                    row = session.scalar(select(User).where(User.id == created.owner.id))
+                    if row is None:  # pragma: no cover - bootstrap just created it
+                        raise ObjectNotFound("user", created.owner.id)
+                    row.password_hash = new_hash
+                    links.issue(session, row.id, email, VERIFY_EMAIL)
+            except WriteConflict:  # a concurrent sign-up took the address: it has one now
+                with self._database.write() as session:
+                    links.notify(session, email, "account_exists")
 
     def _an_organization_exists(self, session: Session) -> bool:
         """True once any organization exists, checked so that two sign-ups cannot both
