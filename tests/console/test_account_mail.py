@@ -299,3 +299,24 @@ def test_a_mail_server_that_is_down_does_not_fail_the_request(
         assert "token" not in (message.last_error or "")
     finally:
         services.close()
+
+
+@pytest.mark.parametrize("address", ["ada\x00@acme.test", "ada@acme\x00.test", "ada@acme.te\x1bst"])
+def test_control_characters_in_an_address_are_refused_not_sent_to_the_database(
+    browser: Browser,
+    services: Services,
+    address: str,
+    mail_server: MailServer,  # noqa: F811
+) -> None:
+    forgot_answer = browser.post(
+        "/console/forgot-password", {"email": address}, token_from="/console/signin"
+    )
+    assert forgot_answer.status_code == 422
+    signup_answer = browser.post(
+        "/console/signup",
+        {"email": address, "password": PASSWORD, "organization": "Acme"},
+        token_from="/console/signup",
+    )
+    assert signup_answer.status_code == 422
+    with services.database.read() as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 0

@@ -172,6 +172,21 @@ CONSOLE_EXEMPT: Final = {
     ("POST", "/console/signout"): "the visitor's own session",
     ("GET", "/console/account"): "the visitor's own account",
     ("POST", "/console/account/password"): "the visitor's own account (current password)",
+    ("GET", "/console/forgot-password"): "public: the same answer for every address",
+    ("POST", "/console/forgot-password"): "public: the same answer for every address, throttled",
+    ("GET", "/console/reset-password"): "public: needs a reset token",
+    ("POST", "/console/reset-password"): "public: needs a reset token",
+    ("GET", "/console/verify-email"): "public: needs a verification token",
+    ("POST", "/console/verify-email"): "public: needs a verification token",
+    ("POST", "/console/account/verify-email"): "the visitor's own address",
+    ("POST", "/console/account/sessions/{session_id}/end"): "the visitor's own sessions (else 404)",
+    ("POST", "/console/account/sessions/end-others"): "the visitor's own sessions",
+    ("POST", "/console/organizations/switch"): "the visitor's own memberships (else refused)",
+    (
+        "GET",
+        "/console/organizations/new",
+    ): "a new organization of one's own; KEYPLANE_SIGNUP decides",
+    ("POST", "/console/organizations"): "a new organization of one's own; KEYPLANE_SIGNUP decides",
 }
 
 

@@ -31,7 +31,10 @@ from keyplane.service.validation import check_name
 from keyplane.storage.database import Database
 from keyplane.storage.models import ConsoleSession, Membership, Organization, Project, User
 
-_EMAIL_RE: Final = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+#: No whitespace or control characters (a NUL would reach the database as a DataError).
+_EMAIL_RE: Final = re.compile(
+    r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+"
+)
 MIN_PASSWORD_LENGTH: Final = 10
 #: argon2 hashes any length, but a megabyte password is only a way to burn CPU.
 MAX_PASSWORD_LENGTH: Final = 1024

@@ -33,7 +33,7 @@ from keyplane.core.errors import (
     ObjectNotFound,
     StateConflict,
 )
-from keyplane.core.ids import new_id
+from keyplane.core.ids import is_id, new_id
 from keyplane.service.accounts.organizations import AccountService, check_email
 from keyplane.service.audit import record_account_event, record_event
 from keyplane.service.limits.sign_in_throttle import LoginThrottle
@@ -259,6 +259,8 @@ class SessionService:
         """Move the session to another organization of the same user (and remember it
         as the one to land in). Not a member there: ObjectNotFound, as for any
         organization one cannot see."""
+        if not is_id(organization_id, "org"):
+            raise ObjectNotFound("organization", organization_id)
         now = self._clock()
         with self._database.write() as session:
             row = session.scalar(select(ConsoleSession).where(ConsoleSession.id == current.id))
@@ -325,6 +327,8 @@ class SessionService:
 
     def end_session(self, current: SessionRecord, session_id: str, *, actor: Actor) -> None:
         """Sign out one of the user's own sessions (another user's: ObjectNotFound)."""
+        if not is_id(session_id, "ses"):
+            raise ObjectNotFound("session", session_id)
         with self._database.write() as session:
             ended = session.execute(
                 delete(ConsoleSession).where(
