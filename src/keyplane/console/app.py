@@ -14,21 +14,20 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyplane.console import auth, keys, organization
+from keyplane.console import auth, factors, keys, organization
 from keyplane.console.formatting import actor_label, day, duration, exact, relative
 from keyplane.console.web import (
     HERE,
     PREFIX,
     CSRFFailed,
     SignInRequired,
+    page_of,
     redirect_target,
     redirect_to,
     render,
     templates,
 )
-from keyplane.core.errors import (
-    KeyplaneError,
-)
+from keyplane.core.errors import KeyplaneError, ReauthenticationRequired
 from keyplane.http.services import attach
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, log_database_unavailable
 from keyplane.service.limits.sign_in_throttle import TooManyAttempts
@@ -95,7 +94,7 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
     env.filters["actor"] = actor_label
     env.filters["duration"] = duration
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, keys, organization):
+    for module in (auth, factors, keys, organization):
         console.include_router(module.router)
 
     @console.get("/", include_in_schema=False)
@@ -112,7 +111,13 @@ def _install_error_pages(console: FastAPI) -> None:
         assert isinstance(error, SignInRequired)
         target = redirect_target(error.next_path)
         query = f"?{urlencode({'next': target})}" if target else ""
-        return redirect_to(f"{PREFIX}/signin{query}")
+        return redirect_to(f"{PREFIX}{error.step_path or '/signin'}{query}")
+
+    async def reauthentication_required(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ReauthenticationRequired)
+        target = redirect_target(page_of(request))
+        query = f"?{urlencode({'next': target})}" if target else ""
+        return redirect_to(f"{PREFIX}/sudo{query}")
 
     async def keyplane_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, KeyplaneError)
@@ -142,6 +147,7 @@ def _install_error_pages(console: FastAPI) -> None:
         return error_page(request, 500, "Something went wrong on our side.")
 
     console.add_exception_handler(SignInRequired, sign_in_required)
+    console.add_exception_handler(ReauthenticationRequired, reauthentication_required)
     console.add_exception_handler(KeyplaneError, keyplane_error)
     console.add_exception_handler(StarletteHTTPException, http_error)
     console.add_exception_handler(RequestValidationError, validation_error)

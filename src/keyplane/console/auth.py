@@ -12,13 +12,18 @@ from keyplane.console.web import (
     DEFAULT_PAGE,
     PREFIX,
     SESSION_COOKIE,
+    STEP_PAGES,
     AnonymousCSRF,
     CSRFVisitorDep,
+    SignInRequired,
+    Visitor,
     VisitorDep,
     anonymous_csrf,
+    check_csrf,
     clear_session_cookie,
     csrf_visitor,
     current_visitor,
+    pending_visitor,
     redirect,
     redirect_to,
     render,
@@ -45,8 +50,16 @@ Text = Annotated[str, Form(max_length=2000)]
 
 def _signed_in(request: Request, started: NewSession, target: str = DEFAULT_PAGE) -> Response:
     """The answer that hands over a new session; ``target`` was checked before the
-    session was made (a redirect that fails after it would leave a session row)."""
-    response = redirect_to(target)
+    session was made (a redirect that fails after it would leave a session row).
+
+    A session still waiting for its second factor (or an enrolment) goes to that
+    step first, carrying ``target`` along."""
+    step = STEP_PAGES.get(started.record.stage)
+    if step is not None:
+        query = urlencode({"next": target}) if target != DEFAULT_PAGE else ""
+        response = redirect_to(f"{PREFIX}{step}" + (f"?{query}" if query else ""))
+    else:
+        response = redirect_to(target)
     set_session_cookie(request, response, started.token)
     return response
 
@@ -227,7 +240,19 @@ def join(
 
 
 @router.post("/signout")
-def sign_out(request: Request, services: ServicesDep, visitor: CSRFVisitorDep) -> Response:
+def sign_out(request: Request, services: ServicesDep, csrf_token: Text = "") -> Response:
+    """Signs out a session of any stage (one waiting for its second factor too)."""
+    visitor = current_visitor(request) or next(
+        (
+            found
+            for found in (pending_visitor(request, stage) for stage in STEP_PAGES)
+            if found is not None
+        ),
+        None,
+    )
+    if visitor is None:
+        raise SignInRequired(f"{PREFIX}/keys")
+    check_csrf(request, visitor, csrf_token)
     services.sessions.sign_out(visitor.token)
     response = redirect("/signin")
     clear_session_cookie(request, response)
@@ -235,8 +260,16 @@ def sign_out(request: Request, services: ServicesDep, visitor: CSRFVisitorDep) -
 
 
 @router.get("/account")
-def account_page(request: Request, visitor: VisitorDep) -> Response:
-    return render(request, "account.html", {"section": "account"})
+def account_page(request: Request, services: ServicesDep, visitor: VisitorDep) -> Response:
+    return render(request, "account.html", account_context(services, visitor))
+
+
+def account_context(services: ServicesDep, visitor: Visitor, **extra: object) -> dict[str, object]:
+    return {
+        "section": "account",
+        "factors": services.factors.status(visitor.session.user_id),
+        **extra,
+    }
 
 
 @router.post("/account/password")
@@ -256,6 +289,9 @@ def change_password(
         )
     except InvalidInput as error:
         return render(
-            request, "account.html", {"section": "account", "error": str(error)}, status_code=422
+            request,
+            "account.html",
+            account_context(services, visitor, error=str(error)),
+            status_code=422,
         )
     return redirect("/account", notice="password-changed")

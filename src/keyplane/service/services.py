@@ -12,11 +12,13 @@ from limits.storage import Storage
 from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
 from keyplane.ionq import feature as ionq
+from keyplane.service.accounts.factors import FactorService
 from keyplane.service.accounts.invitations import InvitationService
 from keyplane.service.accounts.members import MemberService, SignupPolicy
 from keyplane.service.accounts.organizations import AccountService, Bootstrapped
 from keyplane.service.accounts.projects import ProjectService
 from keyplane.service.accounts.sessions import SessionService
+from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import AuditService
 from keyplane.service.availability import readiness_problem
 from keyplane.service.keys.cache import KeyCache
@@ -74,6 +76,8 @@ class Services:
             poll_interval=settings.change_poll_interval,
         )
         self.limiter = Limiter(self.usage, redis_url=settings.redis_url)
+        #: Sensitive changes need a recent sign-in (service/accounts/sudo.py).
+        self.sudo = SudoRule(clock, settings.sudo_timeout)
         key_format = settings.key_format
         self.keys = KeyService(
             database,
@@ -82,11 +86,14 @@ class Services:
             usage=self.usage,
             clock=clock,
             max_json_depth=settings.max_json_depth,
+            sudo=self.sudo,
         )
         self.usage_history = UsageHistory(database, self.keys, self.usage, clock=clock)
         #: Seals the secrets the server reads back (service/sealing.py).
         self.sealer = Sealer.from_settings(settings)
         self.accounts = AccountService(database, clock=clock)
+        #: Authenticator apps and recovery codes (service/accounts/factors.py).
+        self.factors = FactorService(database, self.sealer, clock=clock, sudo=self.sudo)
         self.audit = AuditService(database)
         self.projects = ProjectService(database, clock=clock)
         if limit_storage is None:  # with KEYPLANE_REDIS_URL, every instance counts together
@@ -103,6 +110,7 @@ class Services:
             clock=clock,
             idle_timeout=settings.session_idle_timeout,
             lifetime=settings.session_lifetime,
+            factors=self.factors,
         )
         #: Failed key attempts per client IP (the API's ``authenticate``; the hot path).
         self.failed_keys = FailedKeyLimiter(settings.failed_key_limit, limit_storage)
@@ -112,6 +120,7 @@ class Services:
             self.sessions,
             policy=SignupPolicy(settings.signup),
             clock=clock,
+            sudo=self.sudo,
         )
         self.invitations = InvitationService(database, self.accounts, self.sessions, clock=clock)
         keyring = (

@@ -208,7 +208,7 @@ class InvitationService:
                         "sign out, then sign in as that address",
                     )
                 client = (client_ip, user_agent, replacing)
-                return self._join(session, row, current.user_id, now, client)
+                return self._join(session, row, current.user_id, now, client, current=current)
         except WriteConflict:  # joined the same organization through another link just now
             raise StateConflict("you are already a member of this organization") from None
 
@@ -240,6 +240,8 @@ class InvitationService:
         user_id: str,
         now: datetime,
         client: tuple[str | None, str | None, str | None],
+        *,
+        current: SessionRecord | None = None,
     ) -> NewSession:
         client_ip, user_agent, replacing = client
         if find_membership(session, row.organization_id, user_id) is None:
@@ -269,6 +271,9 @@ class InvitationService:
             client_ip=client_ip,
             user_agent=user_agent,
             replacing=replacing,
+            # Signed in already: the new session carries the old one's factor and time.
+            factor_verified=current is not None,
+            authenticated_at=current.authenticated_at if current is not None else None,
         )
 
     def _open_invitation(self, session: Session, token: str) -> Invitation:
