@@ -10,7 +10,7 @@ import pyotp
 from sqlalchemy import select
 
 from keyplane.service.services import Services
-from keyplane.storage.models import ApiKey, AuditEvent, ConsoleSession, TotpFactor
+from keyplane.storage.models import ApiKey, AuditEvent, ConsoleSession, Organization, TotpFactor
 from tests.console.conftest import PASSWORD, Browser
 from tests.support import Clock
 
@@ -264,3 +264,64 @@ def test_wrong_sudo_passwords_are_throttled(owner: Browser) -> None:
     ]
     assert statuses[0] == 401
     assert 429 in statuses
+
+
+# -- the organization's policy -------------------------------------------------
+
+
+def test_owner_requires_a_factor_and_a_member_without_one_may_only_enrol(
+    owner: Browser, services: Services, clock: Clock, make_browser: MakeBrowser
+) -> None:
+    link = owner.invite("dev@acme.test", "admin")
+    member = make_browser()
+    assert member.join(link).status_code == 303
+    # The owner needs a factor of their own first.
+    refused = owner.post(
+        "/console/settings/security", {"require_mfa": "on"}, token_from="/console/settings/security"
+    )
+    assert refused.status_code == 409
+    enrol_totp(owner, clock)
+    turned_on = owner.post(
+        "/console/settings/security", {"require_mfa": "on"}, token_from="/console/settings/security"
+    )
+    assert turned_on.status_code == 303
+    assert len(events(services, "organization.mfa_policy_changed")) == 1
+    # The member's session ended; an admin cannot change the policy.
+    assert member.get("/console/keys").status_code == 303
+    answer = member.sign_in("dev@acme.test")
+    assert answer.headers["location"].startswith("/console/signin/enrol")
+    for path in ("/console/keys", "/console/account", "/console/settings/security"):
+        blocked = member.get(path)
+        assert blocked.status_code == 303
+        assert blocked.headers["location"].startswith("/console/signin/enrol")
+    page = member.post("/console/signin/enrol/totp", {}, token_from="/console/signin/enrol")
+    assert page.status_code == 303
+    setup = member.get("/console/signin/enrol")
+    secret = _SECRET.search(setup.text)
+    assert secret, setup.text
+    totp = pyotp.TOTP(secret.group(1).replace(" ", ""))
+    done = member.post(
+        "/console/signin/enrol/confirm",
+        {"code": totp.at(clock.now)},
+        token_from="/console/signin/enrol",
+    )
+    assert done.status_code == 201
+    assert len(_CODES.findall(done.text)) == 10
+    assert member.get("/console/keys").status_code == 200
+    admin_try = member.post(
+        "/console/settings/security", {"require_mfa": ""}, token_from="/console/settings/security"
+    )
+    assert admin_try.status_code == 403
+    with services.database.read() as session:
+        assert session.scalar(select(Organization.require_mfa)) is True
+
+
+def test_the_policy_change_needs_sudo(owner: Browser, services: Services, clock: Clock) -> None:
+    enrol_totp(owner, clock)
+    clock.advance(timedelta(minutes=16))
+    answer = owner.post(
+        "/console/settings/security", {"require_mfa": "on"}, token_from="/console/settings/security"
+    )
+    assert answer.headers["location"] == "/console/sudo?next=%2Fconsole%2Fsettings%2Fsecurity"
+    with services.database.read() as session:
+        assert session.scalar(select(Organization.require_mfa)) is False

@@ -16,6 +16,7 @@ from keyplane.service.accounts.factors import FactorService
 from keyplane.service.accounts.invitations import InvitationService
 from keyplane.service.accounts.members import MemberService, SignupPolicy
 from keyplane.service.accounts.organizations import AccountService, Bootstrapped
+from keyplane.service.accounts.policy import PolicyService
 from keyplane.service.accounts.projects import ProjectService
 from keyplane.service.accounts.sessions import SessionService
 from keyplane.service.accounts.sudo import SudoRule
@@ -94,6 +95,8 @@ class Services:
         self.accounts = AccountService(database, clock=clock)
         #: Authenticator apps and recovery codes (service/accounts/factors.py).
         self.factors = FactorService(database, self.sealer, clock=clock, sudo=self.sudo)
+        #: The organization's security settings ("members must use a second factor").
+        self.security = PolicyService(database, clock=clock, sudo=self.sudo)
         self.audit = AuditService(database)
         self.projects = ProjectService(database, clock=clock)
         if limit_storage is None:  # with KEYPLANE_REDIS_URL, every instance counts together
