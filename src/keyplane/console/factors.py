@@ -55,7 +55,7 @@ def _grouped(secret: str) -> str:
     return " ".join(secret[index : index + 4] for index in range(0, len(secret), 4))
 
 
-def _client(request: Request) -> dict[str, str | None]:
+def client_of(request: Request) -> dict[str, str | None]:
     return {"client_ip": request_ip(request), "user_agent": request.headers.get("user-agent")}
 
 
@@ -107,7 +107,9 @@ def factor_submit(
     check_csrf(request, pending, csrf_token)
     target = safe_next(next)
     try:
-        started = services.sessions.complete_second_factor(pending.token, code, **_client(request))
+        started = services.sessions.complete_second_factor(
+            pending.token, code, **client_of(request)
+        )
     except AuthenticationFailed as error:
         if error.code != "BAD_CODE":
             return redirect("/signin")
@@ -187,8 +189,8 @@ def enrol_confirm(
             },
             status_code=422,
         )
-    started = services.sessions.finish_enrolment(pending.token, **_client(request))
-    response = _codes_page(request, codes, target) if codes else redirect_to(target)
+    started = services.sessions.finish_enrolment(pending.token, **client_of(request))
+    response = codes_page(request, codes, target) if codes else redirect_to(target)
     set_session_cookie(request, response, started.token)
     return response
 
@@ -206,7 +208,7 @@ def _setup_context(enrolment: TotpEnrolment | None) -> dict[str, object]:
     }
 
 
-def _codes_page(request: Request, codes: RecoveryCodes, target: str) -> Response:
+def codes_page(request: Request, codes: RecoveryCodes, target: str) -> Response:
     return render(
         request,
         "recovery_codes.html",
@@ -249,7 +251,7 @@ def confirm_totp(
         )
     if codes is None:
         return redirect("/account", notice="totp-added")
-    return _codes_page(request, codes, f"{PREFIX}/account")
+    return codes_page(request, codes, f"{PREFIX}/account")
 
 
 @router.post("/account/totp/remove")
@@ -261,7 +263,7 @@ def remove_totp(services: ServicesDep, visitor: CSRFVisitorDep) -> Response:
 @router.post("/account/recovery-codes")
 def regenerate_codes(request: Request, services: ServicesDep, visitor: CSRFVisitorDep) -> Response:
     codes = services.factors.regenerate_recovery_codes(visitor.caller, visitor.session.user_id)
-    return _codes_page(request, codes, f"{PREFIX}/account")
+    return codes_page(request, codes, f"{PREFIX}/account")
 
 
 # -- sudo mode -------------------------------------------------------------------
@@ -307,7 +309,7 @@ def sudo_submit(
 ) -> Response:
     try:
         services.sessions.reauthenticate(
-            visitor.session, password=password, code=code, **_client(request)
+            visitor.session, password=password, code=code, **client_of(request)
         )
     except AuthenticationFailed:
         return _sudo_page(

@@ -16,6 +16,7 @@ from keyplane.service.accounts.factors import FactorService
 from keyplane.service.accounts.invitations import InvitationService
 from keyplane.service.accounts.members import MemberService, SignupPolicy
 from keyplane.service.accounts.organizations import AccountService, Bootstrapped
+from keyplane.service.accounts.passkeys import PasskeyService, RelyingParty
 from keyplane.service.accounts.policy import PolicyService
 from keyplane.service.accounts.projects import ProjectService
 from keyplane.service.accounts.sessions import SessionService
@@ -114,6 +115,16 @@ class Services:
             idle_timeout=settings.session_idle_timeout,
             lifetime=settings.session_lifetime,
             factors=self.factors,
+        )
+        #: Passkeys and security keys (WebAuthn); the RP id comes from the console URL.
+        self.passkeys = PasskeyService(
+            database,
+            self.sealer,
+            self.factors,
+            self.sessions,
+            relying_party=RelyingParty.from_url(settings.console_url),
+            clock=clock,
+            sudo=self.sudo,
         )
         #: Failed key attempts per client IP (the API's ``authenticate``; the hot path).
         self.failed_keys = FailedKeyLimiter(settings.failed_key_limit, limit_storage)
