@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     JOB_LIMIT = "JOB_LIMIT"
+    REAUTHENTICATION_REQUIRED = "REAUTHENTICATION_REQUIRED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -227,7 +228,7 @@ class ReauthenticationRequired(KeyplaneError):
 
     status = 403
     problem_type = "reauthentication-required"
-    code = "REAUTHENTICATION_REQUIRED"
+    code = ErrorCode.REAUTHENTICATION_REQUIRED
 
     def __init__(self, action: str) -> None:
         super().__init__(f"confirm it is you again to {action}")
