@@ -10,7 +10,14 @@ import pyotp
 from sqlalchemy import select
 
 from keyplane.service.services import Services
-from keyplane.storage.models import ApiKey, AuditEvent, ConsoleSession, Organization, TotpFactor
+from keyplane.storage.models import (
+    ApiKey,
+    AuditEvent,
+    ConsoleSession,
+    Organization,
+    TotpFactor,
+    User,
+)
 from tests.console.conftest import PASSWORD, Browser
 from tests.support import Clock
 
@@ -325,3 +332,40 @@ def test_the_policy_change_needs_sudo(owner: Browser, services: Services, clock:
     assert answer.headers["location"] == "/console/sudo?next=%2Fconsole%2Fsettings%2Fsecurity"
     with services.database.read() as session:
         assert session.scalar(select(Organization.require_mfa)) is False
+
+
+def test_revoking_and_role_changes_send_an_old_session_to_confirm_and_back(
+    owner: Browser, services: Services, clock: Clock, make_browser: MakeBrowser
+) -> None:
+    key_id, _ = owner.create_key("laptop")
+    link = owner.invite("dev@acme.test")
+    assert make_browser().join(link).status_code == 303
+    with services.database.read() as session:
+        dev = session.scalar(select(User.id).where(User.email == "dev@acme.test"))
+    clock.advance(timedelta(minutes=15))
+    revoke = owner.post(f"/console/keys/{key_id}/revoke", {})
+    assert revoke.headers["location"] == f"/console/sudo?next=%2Fconsole%2Fkeys%2F{key_id}"
+    role = owner.post(f"/console/members/{dev}/role", {"role": "admin"})
+    assert role.headers["location"] == "/console/sudo?next=%2Fconsole%2Fmembers"
+    remove = owner.post(f"/console/members/{dev}/remove", {})
+    assert remove.headers["location"] == "/console/sudo?next=%2Fconsole%2Fmembers"
+    with services.database.read() as session:
+        key = session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+        assert key is not None
+        assert key.revoked_at is None
+    assert [
+        member.role.value
+        for member in services.members.list_members(
+            services.sessions.resolve(owner.session_token).caller()  # type: ignore[union-attr]
+        )
+        if member.user_id == dev
+    ] == ["member"]
+    page = owner.get(f"/console/sudo?next=/console/keys/{key_id}")
+    assert page.status_code == 200
+    back = owner.post("/console/sudo", {"password": PASSWORD, "next": f"/console/keys/{key_id}"})
+    assert back.headers["location"] == f"/console/keys/{key_id}"
+    assert owner.post(f"/console/keys/{key_id}/revoke", {}).status_code == 303
+    with services.database.read() as session:
+        key = session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+        assert key is not None
+        assert key.revoked_at is not None

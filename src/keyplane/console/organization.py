@@ -125,6 +125,7 @@ AUDIT_ACTIONS = (
     "user.recovery_codes_generated",
     "user.recovery_code_used",
     "user.second_factor_failed",
+    "user.passkey_refused",
     "user.reauthenticated",
     "organization.mfa_policy_changed",
 )
