@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import timedelta
 
 import pyotp
+import pytest
 from sqlalchemy import select
 
 from keyplane.service.services import Services
@@ -369,3 +371,29 @@ def test_revoking_and_role_changes_send_an_old_session_to_confirm_and_back(
         key = session.scalar(select(ApiKey).where(ApiKey.id == key_id))
         assert key is not None
         assert key.revoked_at is not None
+
+
+def test_no_secret_or_code_reaches_the_logs(
+    owner: Browser, services: Services, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    totp, codes = enrol_totp(owner, clock)
+    clock.advance(timedelta(seconds=30))
+    sign_in_with_factor(owner)
+    code = totp.at(clock.now)
+    owner.post("/console/signin/factor", {"code": code}, token_from="/console/signin/factor")
+    logged = caplog.text
+    assert totp.secret not in logged
+    assert code not in logged
+    assert not any(recovery in logged for recovery in codes)
+
+
+def test_a_pending_session_expires_after_ten_minutes(owner: Browser, clock: Clock) -> None:
+    enrol_totp(owner, clock)
+    sign_in_with_factor(owner)
+    clock.advance(timedelta(minutes=9, seconds=59))
+    assert owner.get("/console/signin/factor").status_code == 200
+    clock.advance(timedelta(seconds=1))
+    gone = owner.get("/console/signin/factor")
+    assert gone.status_code == 303
+    assert gone.headers["location"] == "/console/signin"

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from keyplane.config import Settings
 from keyplane.service.services import Services
-from keyplane.storage.models import AuditEvent, WebAuthnCredential
+from keyplane.storage.models import AuditEvent, Organization, WebAuthnCredential
 from tests.console.conftest import Browser
 from tests.soft_authenticator import SoftAuthenticator
 
@@ -122,3 +122,33 @@ def test_garbage_credentials_get_a_4xx(
     with services.database.read() as session:
         actions = [row.action for row in session.scalars(select(AuditEvent))]
     assert actions.count("user.signed_in") == 1  # the owner's sign-up only
+
+
+def test_a_passkey_meets_the_organizations_policy_at_enrolment(
+    owner: Browser, services: Services, make_browser: MakeBrowser
+) -> None:
+    link = owner.invite("dev@acme.test")
+    member = make_browser()
+    assert member.join(link).status_code == 303
+    with services.database.write() as session:
+        session.execute(update(Organization).values(require_mfa=True))
+    member.set_session(None)
+    assert member.sign_in("dev@acme.test").headers["location"] == "/console/signin/enrol"
+    token = csrf_of(member, "/console/signin/enrol")
+    options = member.client.post(
+        "/console/signin/enrol/passkey/options", data={"csrf_token": token}
+    )
+    assert options.status_code == 200, options.text
+    answer = options.json()
+    device = SoftAuthenticator("console.test", "http://console.test")
+    done = member.client.post(
+        "/console/signin/enrol/passkey",
+        data={
+            "csrf_token": token,
+            "token": answer["token"],
+            "credential": device.create(json.dumps(answer["options"])),
+        },
+    )
+    assert done.status_code == 201, done.text
+    assert "Your recovery codes" in done.text
+    assert member.get("/console/keys").status_code == 200
