@@ -152,3 +152,25 @@ def test_a_passkey_meets_the_organizations_policy_at_enrolment(
     assert done.status_code == 201, done.text
     assert "Your recovery codes" in done.text
     assert member.get("/console/keys").status_code == 200
+
+
+def test_removing_the_last_passkey_takes_the_recovery_codes(
+    owner: Browser, services: Services
+) -> None:
+    add_passkey(owner)
+    with services.database.read() as session:
+        row = session.scalar(select(WebAuthnCredential))
+        assert row is not None
+        passkey_id, user_id = row.id, row.user_id
+    assert "Laptop" in owner.get("/console/account").text
+    removed = owner.post(
+        f"/console/account/passkeys/{passkey_id}/remove", {}, token_from="/console/account"
+    )
+    assert removed.headers["location"] == "/console/account?notice=passkey-removed"
+    status = services.factors.status(user_id)
+    assert not status.has_factor
+    assert status.recovery_codes_left == 0
+    missing = owner.post(
+        f"/console/account/passkeys/{passkey_id}/remove", {}, token_from="/console/account"
+    )
+    assert missing.status_code == 404
