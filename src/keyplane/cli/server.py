@@ -60,7 +60,8 @@ def serve(
     stderr.print(f"Keyplane serving on {shown}  (database: {where})", markup=False)
     # Workers are new processes: hand them the same settings through the environment.
     os.environ.setdefault("KEYPLANE_DATA_DIR", str(settings.data_dir))
-    # ... and where they are reached, for the links in mail (Settings.console_url).
+    # ...and where they listen: the console's own URL (links in mail, the passkey
+    # origin) is derived from it when KEYPLANE_PUBLIC_URL is unset.
     os.environ["KEYPLANE_HOST"] = host
     if port:
         os.environ["KEYPLANE_PORT"] = str(port)

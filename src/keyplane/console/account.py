@@ -27,14 +27,16 @@ from keyplane.service.services import Services
 router = APIRouter()
 
 
-def account_context(services: Services, visitor: Visitor) -> dict[str, Any]:
-    """What the account page shows besides its forms."""
+def account_context(services: Services, visitor: Visitor, **extra: Any) -> dict[str, Any]:
+    """What the account page shows besides its forms (``extra``: an error, a link)."""
     return {
         "section": "account",
+        "factors": services.factors.status(visitor.session.user_id),
         "sessions": services.sessions.sessions_of(visitor.session),
         "mail_enabled": services.email_links.mail_enabled,
         "idle_words": span(services.settings.session_idle_timeout),
         "lifetime_words": span(services.settings.session_lifetime),
+        **extra,
     }
 
 
@@ -50,7 +52,7 @@ def send_verification(request: Request, services: ServicesDep, visitor: CSRFVisi
     return render(
         request,
         "account.html",
-        {**account_context(services, visitor), "verification_link": link.url},
+        account_context(services, visitor, verification_link=link.url),
     )
 
 

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyplane.console import account, auth, keys, organization, recovery
+from keyplane.console import account, auth, factors, keys, organization, passkeys, recovery
 from keyplane.console.formatting import actor_label, day, device, duration, exact, relative
 from keyplane.console.web import (
     HERE,
@@ -22,14 +22,13 @@ from keyplane.console.web import (
     CSRFFailed,
     SignInRequired,
     clear_session_cookie,
+    page_of,
     redirect_target,
     redirect_to,
     render,
     templates,
 )
-from keyplane.core.errors import (
-    KeyplaneError,
-)
+from keyplane.core.errors import KeyplaneError, ReauthenticationRequired
 from keyplane.http.services import attach
 from keyplane.service.availability import DATABASE_UNAVAILABLE_ERRORS, log_database_unavailable
 from keyplane.service.limits.sign_in_throttle import TooManyAttempts
@@ -97,7 +96,7 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
     env.filters["duration"] = duration
     env.filters["device"] = device
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, account, recovery, keys, organization):
+    for module in (auth, account, recovery, factors, passkeys, keys, organization):
         console.include_router(module.router)
 
     @console.get("/", include_in_schema=False)
@@ -117,10 +116,16 @@ def _install_error_pages(console: FastAPI) -> None:
         if error.ended:
             params["ended"] = "1"
         query = f"?{urlencode(params)}" if params else ""
-        response = redirect_to(f"{PREFIX}/signin{query}")
+        response = redirect_to(f"{PREFIX}{error.step_path or '/signin'}{query}")
         if error.ended:  # the cookie names a session that is gone: drop it
             clear_session_cookie(request, response)
         return response
+
+    async def reauthentication_required(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ReauthenticationRequired)
+        target = redirect_target(page_of(request))
+        query = f"?{urlencode({'next': target})}" if target else ""
+        return redirect_to(f"{PREFIX}/sudo{query}")
 
     async def keyplane_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, KeyplaneError)
@@ -150,6 +155,7 @@ def _install_error_pages(console: FastAPI) -> None:
         return error_page(request, 500, "Something went wrong on our side.")
 
     console.add_exception_handler(SignInRequired, sign_in_required)
+    console.add_exception_handler(ReauthenticationRequired, reauthentication_required)
     console.add_exception_handler(KeyplaneError, keyplane_error)
     console.add_exception_handler(StarletteHTTPException, http_error)
     console.add_exception_handler(RequestValidationError, validation_error)

@@ -14,13 +14,17 @@ from keyplane.console.web import (
     PREFIX,
     SESSION_COOKIE,
     SESSION_ENDED,
+    STEP_PAGES,
     AnonymousCSRF,
     CSRFVisitorDep,
+    SignInRequired,
     VisitorDep,
     anonymous_csrf,
+    check_csrf,
     clear_session_cookie,
     csrf_visitor,
     current_visitor,
+    pending_visitor,
     redirect,
     redirect_to,
     render,
@@ -48,8 +52,16 @@ Text = Annotated[str, Form(max_length=2000)]
 
 def _signed_in(request: Request, started: NewSession, target: str = DEFAULT_PAGE) -> Response:
     """The answer that hands over a new session; ``target`` was checked before the
-    session was made (a redirect that fails after it would leave a session row)."""
-    response = redirect_to(target)
+    session was made (a redirect that fails after it would leave a session row).
+
+    A session still waiting for its second factor (or an enrolment) goes to that
+    step first, carrying ``target`` along."""
+    step = STEP_PAGES.get(started.record.stage)
+    if step is not None:
+        query = urlencode({"next": target}) if target != DEFAULT_PAGE else ""
+        response = redirect_to(f"{PREFIX}{step}" + (f"?{query}" if query else ""))
+    else:
+        response = redirect_to(target)
     set_session_cookie(request, response, started.token)
     return response
 
@@ -265,7 +277,19 @@ def join(
 
 
 @router.post("/signout")
-def sign_out(request: Request, services: ServicesDep, visitor: CSRFVisitorDep) -> Response:
+def sign_out(request: Request, services: ServicesDep, csrf_token: Text = "") -> Response:
+    """Signs out a session of any stage (one waiting for its second factor too)."""
+    visitor = current_visitor(request) or next(
+        (
+            found
+            for found in (pending_visitor(request, stage) for stage in STEP_PAGES)
+            if found is not None
+        ),
+        None,
+    )
+    if visitor is None:
+        raise SignInRequired(f"{PREFIX}/keys")
+    check_csrf(request, visitor, csrf_token)
     services.sessions.sign_out(visitor.token)
     response = redirect("/signin", notice="signed-out")
     clear_session_cookie(request, response)
@@ -296,7 +320,7 @@ def change_password(
         return render(
             request,
             "account.html",
-            {**account_context(services, visitor), "error": str(error)},
+            account_context(services, visitor, error=str(error)),
             status_code=422,
         )
     return redirect("/account", notice="password-changed")

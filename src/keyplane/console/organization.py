@@ -120,6 +120,14 @@ AUDIT_ACTIONS = (
     "invitation.revoked",
     "user.signed_in",
     "user.password_changed",
+    "user.factor_added",
+    "user.factor_removed",
+    "user.recovery_codes_generated",
+    "user.recovery_code_used",
+    "user.second_factor_failed",
+    "user.passkey_refused",
+    "user.reauthenticated",
+    "organization.mfa_policy_changed",
 )
 
 
@@ -204,3 +212,47 @@ def revoke_invitation(
 ) -> Response:
     services.invitations.revoke_invitation(visitor.caller, invitation_id)
     return redirect("/members", notice="invitation-revoked")
+
+
+# -- security settings ---------------------------------------------------------
+
+
+def _security_page(
+    request: Request,
+    services: ServicesDep,
+    visitor: VisitorDep,
+    *,
+    status_code: int = 200,
+    **extra: object,
+) -> Response:
+    require_manager(visitor.caller, "see the organization's security settings")
+    return render(
+        request,
+        "settings_security.html",
+        {
+            "section": "security",
+            "settings": services.security.settings(visitor.caller),
+            "is_owner": visitor.session.role is Role.OWNER,
+            **extra,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/settings/security")
+def security_page(request: Request, services: ServicesDep, visitor: VisitorDep) -> Response:
+    return _security_page(request, services, visitor)
+
+
+@router.post("/settings/security")
+def change_security(
+    request: Request,
+    services: ServicesDep,
+    visitor: CSRFVisitorDep,
+    require_mfa: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    try:
+        services.security.set_require_mfa(visitor.caller, require_mfa == "on")
+    except StateConflict as error:
+        return _security_page(request, services, visitor, status_code=409, error=str(error))
+    return redirect("/settings/security", notice="mfa-policy-changed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from keyplane.core.paths import CONSOLE_PREFIX
 from keyplane.http.client_ip import client_ip
 from keyplane.http.services import services_of
 from keyplane.service.accounts.access import is_manager
+from keyplane.service.accounts.sessions import SessionStage
 from keyplane.service.keys.leaks import LeakRecord
 from keyplane.service.records import Caller, SessionRecord
 from keyplane.service.services import Services
@@ -53,6 +55,12 @@ NOTICES: Final = {
     "password-reset": "Password changed. Sign in with the new password.",
     "verification-sent": "We sent a verification link to your address.",
     "email-verified": "Your e-mail address is verified.",
+    "totp-removed": "Authenticator app removed.",
+    "totp-added": "Authenticator app set up.",
+    "passkey-added": "Passkey added.",
+    "passkey-removed": "Passkey removed.",
+    "reauthenticated": "Confirmed. You can go on.",
+    "mfa-policy-changed": "Security settings saved.",
 }
 #: Shown on the sign-in page when a request came with a session that had ended.
 SESSION_ENDED: Final = "Your session ended. Sign in again to go back to the page you were on."
@@ -60,12 +68,23 @@ SESSION_ENDED: Final = "Your session ended. Sign in again to go back to the page
 
 class SignInRequired(KeyplaneError):
     """No live session: the visitor is sent to the sign-in page (told so when the
-    browser held a session that has ended)."""
+    browser held a session that has ended), or, with a session half-way through
+    sign-in, to the step it still needs (``step_path``)."""
 
-    def __init__(self, next_path: str, *, ended: bool = False) -> None:
+    def __init__(
+        self, next_path: str, step_path: str | None = None, *, ended: bool = False
+    ) -> None:
         super().__init__("sign in to continue")
         self.next_path = next_path
+        self.step_path = step_path
         self.ended = ended
+
+
+#: The page each pending session stage may reach (besides signing out).
+STEP_PAGES: Final = {
+    SessionStage.SECOND_FACTOR: "/signin/factor",
+    SessionStage.ENROL_FACTOR: "/signin/enrol",
+}
 
 
 class CSRFFailed(KeyplaneError):
@@ -131,10 +150,26 @@ def current_visitor(request: Request) -> Visitor | None:
     return visitor
 
 
+def pending_visitor(request: Request, stage: str) -> Visitor | None:
+    """A person half-way through sign-in (``stage``), only for that step's pages."""
+    token = request.cookies.get(SESSION_COOKIE)
+    record = services_of(request).sessions.resolve(token, stages=(stage,)) if token else None
+    if record is None or token is None:
+        return None
+    return Visitor(
+        record, token, record.caller(request_ip(request), request.headers.get("user-agent"))
+    )
+
+
 def signed_in(request: Request) -> Visitor:
     visitor = current_visitor(request)
     if visitor is None:
-        raise SignInRequired(_local_path(request), ended=bool(request.cookies.get(SESSION_COOKIE)))
+        step = None
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            record = services_of(request).sessions.resolve(token, stages=tuple(STEP_PAGES))
+            step = STEP_PAGES.get(record.stage) if record is not None else None
+        raise SignInRequired(_local_path(request), step, ended=bool(token) and step is None)
     return visitor
 
 
@@ -155,10 +190,17 @@ def _check_origin(request: Request) -> None:
 def csrf_visitor(request: Request, csrf_token: Annotated[str, Form()] = "") -> Visitor:
     """A signed-in visitor whose form carries their session's CSRF token."""
     visitor = signed_in(request)
-    _check_origin(request)
-    if not hmac.compare_digest(csrf_token.encode(), visitor.csrf_token.encode()):
-        raise CSRFFailed("missing or wrong CSRF token")
+    check_csrf(request, visitor, csrf_token)
     return visitor
+
+
+def check_csrf(request: Request, visitor: Visitor, csrf_token: str) -> None:
+    """The form's token must be the one bound to ``visitor``'s session (any stage)."""
+    _check_origin(request)
+    if not isinstance(csrf_token, str) or not hmac.compare_digest(
+        csrf_token.encode(), visitor.csrf_token.encode()
+    ):
+        raise CSRFFailed("missing or wrong CSRF token")
 
 
 CSRFVisitorDep = Annotated[Visitor, Depends(csrf_visitor)]
@@ -314,6 +356,29 @@ def redirect(path: str, **query: str) -> RedirectResponse:
 def redirect_to(target: str | None) -> RedirectResponse:
     """A 303 to an already-built console URL (``next=``); the keys page if it is unsafe."""
     return RedirectResponse(safe_next(target), status_code=303)
+
+
+#: For a form post that needs sudo mode: the page the form was on, by path prefix.
+_FORM_PAGES: Final = (
+    (re.compile(rf"^{PREFIX}/keys/(key_\w+)/"), f"{PREFIX}/keys/{{0}}"),
+    (re.compile(rf"^{PREFIX}/keys$"), f"{PREFIX}/keys"),
+    (re.compile(rf"^{PREFIX}/(members|invitations)(/|$)"), f"{PREFIX}/members"),
+    (re.compile(rf"^{PREFIX}/account(/|$)"), f"{PREFIX}/account"),
+    (re.compile(rf"^{PREFIX}/settings/security(/|$)"), f"{PREFIX}/settings/security"),
+)
+
+
+def page_of(request: Request) -> str:
+    """Where to come back to after re-authenticating: the page itself for a GET, the
+    page the form was on for a POST (the console sends no Referer)."""
+    if request.method == "GET":
+        return _local_path(request)
+    path = request.url.path
+    for pattern, page in _FORM_PAGES:
+        found = pattern.match(path)
+        if found:
+            return page.format(*found.groups())
+    return DEFAULT_PAGE
 
 
 def _local_path(request: Request) -> str:

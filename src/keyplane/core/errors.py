@@ -9,7 +9,8 @@
     ├── AuthenticationFailed  the credential identifies no usable key (carries the code)
     ├── NotPermitted          the key is valid but may not do this (carries the code)
     ├── LimitExceeded         the key is valid but over its rate limit or usage quota
-    └── TooManyAttempts       too many failed attempts from a source; carries retry_after
+    ├── TooManyAttempts       too many failed attempts from a source; carries retry_after
+    └── ReauthenticationRequired  a sensitive change and the sign-in is too old (sudo mode)
 
 The names differ from the SDK's (``keyplane.client.errors``: ``NotFound``,
 ``Conflict``, ``PermissionDenied``, raised for the server's *answers*), so a
@@ -47,6 +48,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     JOB_LIMIT = "JOB_LIMIT"
+    REAUTHENTICATION_REQUIRED = "REAUTHENTICATION_REQUIRED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -218,3 +220,16 @@ def ratelimit_headers(
     if window is not None:
         headers["RateLimit-Policy"] = f"{limit};w={window}"
     return headers
+
+
+class ReauthenticationRequired(KeyplaneError):
+    """A sensitive change (management keys, roles, second factors, policies) asked of
+    a person whose last password or factor entry is older than the sudo timeout."""
+
+    status = 403
+    problem_type = "reauthentication-required"
+    code = ErrorCode.REAUTHENTICATION_REQUIRED
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"confirm it is you again to {action}")
+        self.action = action

@@ -46,6 +46,9 @@ class Caller:
     #: The member's role when a person acts (the console); ``None`` for a key or
     #: the operator, whose scopes alone decide. See ``service/access.py``.
     role: Role | None = None
+    #: When the person last entered a password or a factor (sudo mode,
+    #: ``service/accounts/sudo.py``); ``None`` for a key or the operator.
+    authenticated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,18 @@ class SessionRecord:
     expires_at: datetime
     #: True once the person proved they read mail at ``email``.
     email_verified: bool = False
+    #: When a password, a factor or a passkey was last entered in this session.
+    authenticated_at: datetime | None = None
+    #: ``active``; ``second_factor`` (password right, factor still due) or
+    #: ``enrol_factor`` (the organization requires a factor the user has not set up)
+    #: reach only the pages of that step (``SessionStage``).
+    stage: str = "active"
+    #: How the session was started: ``password``, ``totp``, ``recovery_code``, ``passkey``.
+    method: str = "password"
+
+    @property
+    def is_active(self) -> bool:
+        return self.stage == "active"
 
     def caller(self, client_ip: str | None = None, user_agent: str | None = None) -> Caller:
         """The caller this person acts as: every scope, limited by the role's rules."""
@@ -185,6 +200,7 @@ class SessionRecord:
             ("*",),
             Actor(f"user:{self.user_id}", client_ip, user_agent),
             role=self.role,
+            authenticated_at=self.authenticated_at,
         )
 
 

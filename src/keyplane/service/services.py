@@ -13,11 +13,15 @@ from keyplane.config import Settings
 from keyplane.core import scopes as scope_rules
 from keyplane.ionq import feature as ionq
 from keyplane.service.accounts.email_links import EmailLinks
+from keyplane.service.accounts.factors import FactorService
 from keyplane.service.accounts.invitations import InvitationService
 from keyplane.service.accounts.members import MemberService, SignupPolicy
 from keyplane.service.accounts.organizations import AccountService, Bootstrapped
+from keyplane.service.accounts.passkeys import PasskeyService, RelyingParty
+from keyplane.service.accounts.policy import PolicyService
 from keyplane.service.accounts.projects import ProjectService
 from keyplane.service.accounts.sessions import SessionService
+from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import AuditService
 from keyplane.service.availability import readiness_problem
 from keyplane.service.keys.cache import KeyCache
@@ -77,6 +81,8 @@ class Services:
             poll_interval=settings.change_poll_interval,
         )
         self.limiter = Limiter(self.usage, redis_url=settings.redis_url)
+        #: Sensitive changes need a recent sign-in (service/accounts/sudo.py).
+        self.sudo = SudoRule(clock, settings.sudo_timeout)
         key_format = settings.key_format
         self.keys = KeyService(
             database,
@@ -85,11 +91,16 @@ class Services:
             usage=self.usage,
             clock=clock,
             max_json_depth=settings.max_json_depth,
+            sudo=self.sudo,
         )
         self.usage_history = UsageHistory(database, self.keys, self.usage, clock=clock)
         #: Seals the secrets the server reads back (service/sealing.py).
         self.sealer = Sealer.from_settings(settings)
         self.accounts = AccountService(database, clock=clock)
+        #: Authenticator apps and recovery codes (service/accounts/factors.py).
+        self.factors = FactorService(database, self.sealer, clock=clock, sudo=self.sudo)
+        #: The organization's security settings ("members must use a second factor").
+        self.security = PolicyService(database, clock=clock, sudo=self.sudo)
         self.audit = AuditService(database)
         self.projects = ProjectService(database, clock=clock)
         if limit_storage is None:  # with KEYPLANE_REDIS_URL, every instance counts together
@@ -106,6 +117,17 @@ class Services:
             clock=clock,
             idle_timeout=settings.session_idle_timeout,
             lifetime=settings.session_lifetime,
+            factors=self.factors,
+        )
+        #: Passkeys and security keys (WebAuthn); the RP id comes from the console URL.
+        self.passkeys = PasskeyService(
+            database,
+            self.sealer,
+            self.factors,
+            self.sessions,
+            relying_party=RelyingParty.from_url(settings.console_url),
+            clock=clock,
+            sudo=self.sudo,
         )
         #: Failed key attempts per client IP (the API's ``authenticate``; the hot path).
         self.failed_keys = FailedKeyLimiter(settings.failed_key_limit, limit_storage)
@@ -135,6 +157,7 @@ class Services:
             policy=SignupPolicy(settings.signup),
             clock=clock,
             email_links=self.email_links,
+            sudo=self.sudo,
         )
         self.invitations = InvitationService(
             database,

@@ -86,7 +86,7 @@
         credentials: "same-origin",
         cache: "no-store",
       });
-      if (response.redirected && response.url.indexOf("/signin") !== -1) {
+      if (response.redirected && (response.url.indexOf("/signin") !== -1 || response.url.indexOf("/sudo") !== -1)) {
         window.location.assign(response.url);
         return;
       }

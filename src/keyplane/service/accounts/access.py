@@ -72,3 +72,9 @@ def check_role_change(caller: Caller, old: Role | None, new: Role) -> None:
     require_manager(caller, "change members")
     if Role.OWNER in (old, new) and caller.role not in (None, Role.OWNER):
         raise NotPermitted(INSUFFICIENT_ROLE, "only an owner can grant or remove the owner role")
+
+
+def require_owner(caller: Caller, what: str) -> None:
+    """Owners only (a key or the operator: scopes decide)."""
+    if caller.role not in (None, Role.OWNER):
+        raise NotPermitted(INSUFFICIENT_ROLE, f"only an owner can {what}")

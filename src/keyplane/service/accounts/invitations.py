@@ -241,7 +241,7 @@ class InvitationService:
                         "sign out, then sign in as that address",
                     )
                 client = (client_ip, user_agent, replacing)
-                return self._join(session, row, current.user_id, now, client)
+                return self._join(session, row, current.user_id, now, client, current=current)
         except WriteConflict:  # joined the same organization through another link just now
             raise StateConflict("you are already a member of this organization") from None
 
@@ -273,6 +273,8 @@ class InvitationService:
         user_id: str,
         now: datetime,
         client: tuple[str | None, str | None, str | None],
+        *,
+        current: SessionRecord | None = None,
     ) -> NewSession:
         client_ip, user_agent, replacing = client
         # The link reached the invited address's mailbox: that proves the address.
@@ -310,6 +312,9 @@ class InvitationService:
             user_agent=user_agent,
             replacing=replacing,
             method="invitation",
+            # Signed in already: the new session carries the old one's factor and time.
+            factor_verified=current is not None,
+            authenticated_at=current.authenticated_at if current is not None else None,
         )
 
     def _open_invitation(self, session: Session, token: str) -> Invitation:

@@ -43,6 +43,7 @@ from keyplane.service.accounts.sessions import (
     SessionService,
     locked_password_hash,
 )
+from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import record_by
 from keyplane.service.records import (
     Actor,
@@ -85,6 +86,7 @@ class MemberService:
         policy: SignupPolicy,
         clock: Callable[[], datetime],
         email_links: EmailLinks | None = None,
+        sudo: SudoRule | None = None,
     ) -> None:
         self._database = database
         self._accounts = accounts
@@ -92,6 +94,8 @@ class MemberService:
         self.policy = policy
         self._clock = clock
         self._email_links = email_links
+        #: Changing a role and removing a member need a recent sign-in (sudo mode).
+        self.sudo = sudo or SudoRule(clock)
 
     # -- sign-up -------------------------------------------------------------
 
@@ -283,6 +287,7 @@ class MemberService:
 
     def change_role(self, caller: Caller, user_id: str, role: Role | str) -> MemberRecord:
         new = parse_role(role)
+        self.sudo.require(caller, "change a member's role")
         now = self._clock()
         with self._database.write() as session:
             caller = _lock_organization(session, caller)
@@ -306,6 +311,7 @@ class MemberService:
 
     def remove(self, caller: Caller, user_id: str) -> None:
         """Take a person out of the organization and end their sessions in it."""
+        self.sudo.require(caller, "remove a member")
         now = self._clock()
         with self._database.write() as session:
             caller = _lock_organization(session, caller)

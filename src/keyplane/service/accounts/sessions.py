@@ -12,6 +12,16 @@ the hash it checked is still the one stored. A sign-in with the old password
 cannot start a session, or write its rehash back, after a password change
 committed, and of two concurrent changes from the same old password only one
 wins.
+
+A session has a **stage** (:class:`SessionStage`). A right password for a user
+with a second factor starts a ``second_factor`` session (ten minutes) that only
+the factor page accepts; a TOTP code, a recovery code or a passkey replaces it
+with a new ``active`` one (a new token: no fixation). In an organization that
+requires a second factor, a user without one gets an ``enrol_factor`` session
+that only reaches enrolment. :meth:`SessionService.stage_for` is the one rule,
+for every way into an organization (sign-in, sign-up, joining, switching).
+:meth:`SessionService.resolve` returns only active sessions unless asked for a
+stage by name.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from keyplane.core.errors import (
     StateConflict,
 )
 from keyplane.core.ids import is_id, new_id
+from keyplane.service.accounts.factors import FactorService, has_factor
 from keyplane.service.accounts.organizations import AccountService, check_email
 from keyplane.service.audit import record_account_event, record_event
 from keyplane.service.limits.sign_in_throttle import LoginThrottle
@@ -46,6 +57,17 @@ from keyplane.storage.models import ConsoleSession, Membership, Organization, Us
 _TOUCH_EVERY: Final = timedelta(minutes=1)
 _TOKEN_BYTES: Final = 32
 _MAX_TOKEN_LENGTH: Final = 128
+#: How long a session waiting for its second factor (or an enrolment) lasts.
+PENDING_LIFETIME: Final = timedelta(minutes=10)
+
+
+class SessionStage:
+    ACTIVE: Final = "active"
+    SECOND_FACTOR: Final = "second_factor"
+    ENROL_FACTOR: Final = "enrol_factor"
+
+
+_WRONG_CODE: Final = "that code is not right"
 
 
 def hash_token(token: str) -> str:
@@ -94,6 +116,7 @@ class SessionService:
         clock: Callable[[], datetime],
         idle_timeout: timedelta = DEFAULT_SESSION_IDLE_TIMEOUT,
         lifetime: timedelta = DEFAULT_SESSION_LIFETIME,
+        factors: FactorService,
     ) -> None:
         self._database = database
         self._accounts = accounts
@@ -101,6 +124,7 @@ class SessionService:
         self._clock = clock
         self.idle_timeout = idle_timeout
         self.lifetime = lifetime
+        self.factors = factors
 
     def sign_in(
         self,
@@ -161,13 +185,20 @@ class SessionService:
         user_agent: str | None,
         replacing: str | None = None,
         method: str = "password",
+        factor_verified: bool = False,
+        authenticated_at: datetime | None = None,
     ) -> NewSession:
-        """A new session inside the caller's transaction (sign-in, sign-up, joining)."""
+        """A new session inside the caller's transaction (sign-in, sign-up, joining).
+
+        Its stage is :meth:`stage_for`'s: ``factor_verified`` says a second factor
+        (or a passkey) was just checked, or the session this one replaces had one.
+        """
         now = self._clock()
         if replacing:
             session.execute(
                 delete(ConsoleSession).where(ConsoleSession.token_hash == hash_token(replacing))
             )
+        stage = self.stage_for(session, user_id, organization_id, factor_verified=factor_verified)
         token = secrets.token_urlsafe(_TOKEN_BYTES)
         row = ConsoleSession(
             id=new_id("ses"),
@@ -176,8 +207,9 @@ class SessionService:
             organization_id=organization_id,
             created_at=now,
             last_seen_at=now,
-            expires_at=now + self.lifetime,
-            authenticated_at=now,
+            expires_at=now + (self.lifetime if stage == SessionStage.ACTIVE else PENDING_LIFETIME),
+            authenticated_at=authenticated_at or now,
+            stage=stage,
             method=method,
             client_ip=client_ip,
             user_agent=clip_user_agent(user_agent),
@@ -190,23 +222,42 @@ class SessionService:
             .execution_options(synchronize_session=False)
         )
         session.flush()
-        record_event(
-            session,
-            organization_id=organization_id,
-            actor=Actor(f"user:{user_id}", client_ip, user_agent),
-            action="user.signed_in",
-            target_type="user",
-            target_id=user_id,
-            at=now,
-            details={"method": method},
-        )
+        if stage == SessionStage.ACTIVE:
+            record_event(
+                session,
+                organization_id=organization_id,
+                actor=Actor(f"user:{user_id}", client_ip, user_agent),
+                action="user.signed_in",
+                target_type="user",
+                target_id=user_id,
+                at=now,
+                details={"method": method},
+            )
         record = _load(session, row)
         if record is None:  # pragma: no cover - the membership was just checked
             raise AuthenticationFailed("NO_ORGANIZATION", "no membership")
         return NewSession(token, record)
 
-    def resolve(self, token: str | None) -> SessionRecord | None:
-        """The live session for a cookie's token, or ``None`` (unknown, expired, idle, removed)."""
+    def stage_for(
+        self, session: Session, user_id: str, organization_id: str, *, factor_verified: bool
+    ) -> str:
+        """The stage of a session of ``user_id`` in ``organization_id``: the one rule.
+
+        A user with a second factor must have used it (``factor_verified``); a user
+        without one, in an organization that requires one, may only enrol.
+        """
+        if has_factor(session, user_id):
+            return SessionStage.ACTIVE if factor_verified else SessionStage.SECOND_FACTOR
+        required = session.scalar(
+            select(Organization.require_mfa).where(Organization.id == organization_id)
+        )
+        return SessionStage.ENROL_FACTOR if required else SessionStage.ACTIVE
+
+    def resolve(
+        self, token: str | None, *, stages: tuple[str, ...] = (SessionStage.ACTIVE,)
+    ) -> SessionRecord | None:
+        """The live session for a cookie's token, or ``None`` (unknown, expired, idle,
+        removed, or in a stage other than ``stages``: by default only active ones)."""
         if not token or len(token) > _MAX_TOKEN_LENGTH:
             return None
         now = self._clock()
@@ -216,6 +267,8 @@ class SessionService:
                 select(ConsoleSession).where(ConsoleSession.token_hash == token_hash)
             )
             if row is None or row.expires_at <= now or row.last_seen_at + self.idle_timeout <= now:
+                return None
+            if row.stage not in stages:
                 return None
             record = _load(session, row)
             stale = row.last_seen_at + _TOUCH_EVERY <= now
@@ -273,6 +326,11 @@ class SessionService:
             if row is None or member is None:
                 raise ObjectNotFound("organization", organization_id)
             row.organization_id = organization_id
+            # The other organization's policy applies from now on: an active session
+            # of a user with a factor used it; one without may have to enrol first.
+            row.stage = self.stage_for(
+                session, current.user_id, organization_id, factor_verified=True
+            )
             session.execute(
                 update(User)
                 .where(User.id == current.user_id)
@@ -364,6 +422,177 @@ class SessionService:
                 details={"count": count},
             )
             return count
+
+    def complete_second_factor(
+        self,
+        token: str | None,
+        code: str,
+        *,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> NewSession:
+        """Finish a ``second_factor`` session with a TOTP code or a recovery code.
+
+        The pending session is deleted and a new active one (a new token) starts.
+        A wrong code is counted by the sign-in throttle (per account and IP) and
+        audited as ``user.second_factor_failed``; the session stays pending.
+        """
+        pending = self.resolve(token, stages=(SessionStage.SECOND_FACTOR,))
+        if pending is None or token is None:
+            raise AuthenticationFailed("NO_PENDING_SESSION", "sign in again")
+        code = code if isinstance(code, str) else ""
+        actor = Actor(f"user:{pending.user_id}", client_ip, user_agent)
+        with self.throttle.attempt(pending.email, client_ip):
+            started = self._try_codes(pending, token, code, actor, client_ip, user_agent)
+            if started is None:
+                self.throttle.failed(pending.email, client_ip)
+        if started is None:
+            self.record_factor_failure(pending.user_id, actor, "code")
+            raise AuthenticationFailed("BAD_CODE", _WRONG_CODE)
+        return started
+
+    def _try_codes(
+        self,
+        pending: SessionRecord,
+        token: str,
+        code: str,
+        actor: Actor,
+        client_ip: str | None,
+        user_agent: str | None,
+    ) -> NewSession | None:
+        now = self._clock()
+        with self._database.write() as session:
+            method = None
+            if self.factors.check_totp_in(session, pending.user_id, code, now):
+                method = "totp"
+            elif self.factors.use_recovery_code_in(session, pending.user_id, code, now, actor):
+                method = "recovery_code"
+            if method is None:
+                return None
+            return self.replace_pending(
+                session,
+                pending,
+                token,
+                SessionStage.SECOND_FACTOR,
+                method=method,
+                client_ip=client_ip,
+                user_agent=user_agent,
+            )
+
+    def replace_pending(
+        self,
+        session: Session,
+        pending: SessionRecord,
+        token: str,
+        stage: str,
+        *,
+        method: str,
+        client_ip: str | None,
+        user_agent: str | None,
+    ) -> NewSession:
+        """Swap a pending session for a new one (the factor was just used), once:
+        the conditional DELETE lets only one of two concurrent completions through."""
+        deleted = session.execute(
+            delete(ConsoleSession).where(
+                ConsoleSession.token_hash == hash_token(token), ConsoleSession.stage == stage
+            )
+        )
+        if int(getattr(deleted, "rowcount", 0) or 0) != 1:
+            raise AuthenticationFailed("NO_PENDING_SESSION", "sign in again")
+        return self.start_in(
+            session,
+            pending.user_id,
+            pending.organization_id,
+            client_ip=client_ip,
+            user_agent=user_agent,
+            method=method,
+            factor_verified=True,
+        )
+
+    def finish_enrolment(
+        self, token: str | None, *, client_ip: str | None = None, user_agent: str | None = None
+    ) -> NewSession:
+        """An ``enrol_factor`` session whose user now has a factor becomes active
+        (a new token); refused while the user still has none."""
+        pending = self.resolve(token, stages=(SessionStage.ENROL_FACTOR,))
+        if pending is None or token is None:
+            raise AuthenticationFailed("NO_PENDING_SESSION", "sign in again")
+        with self._database.write() as session:
+            if not has_factor(session, pending.user_id):
+                raise StateConflict("set up a second factor first")
+            return self.replace_pending(
+                session,
+                pending,
+                token,
+                SessionStage.ENROL_FACTOR,
+                method=pending.method,
+                client_ip=client_ip,
+                user_agent=user_agent,
+            )
+
+    def record_factor_failure(self, user_id: str, actor: Actor, factor: str) -> None:
+        """``user.second_factor_failed`` in the user's organizations (its own transaction:
+        the failed attempt changes nothing else)."""
+        with self._database.write() as session:
+            record_account_event(
+                session,
+                user_id,
+                actor=actor,
+                action="user.second_factor_failed",
+                at=self._clock(),
+                details={"factor": factor},
+            )
+
+    def reauthenticate(
+        self,
+        current: SessionRecord,
+        *,
+        password: str = "",
+        code: str = "",
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Sudo mode: a password (or a TOTP code) entered again moves ``authenticated_at``
+        to now. Throttled like sign-in; audited as ``user.reauthenticated``."""
+        actor = Actor(f"user:{current.user_id}", client_ip, user_agent)
+        password = password if isinstance(password, str) else ""
+        code = code if isinstance(code, str) else ""
+        with self.throttle.attempt(current.email, client_ip):
+            now = self._clock()
+            method = "password" if password else "totp"
+            ok = False
+            if password:
+                with self._database.read() as session:
+                    stored = session.scalar(
+                        select(User.password_hash).where(User.id == current.user_id)
+                    )
+                ok = self._accounts.verify_password(stored, password)
+            with self._database.write() as session:
+                if not password and code:
+                    ok = self.factors.check_totp_in(session, current.user_id, code, now)
+                if ok:
+                    touched = session.execute(
+                        update(ConsoleSession)
+                        .where(
+                            ConsoleSession.id == current.id,
+                            ConsoleSession.stage == SessionStage.ACTIVE,
+                        )
+                        .values(authenticated_at=now)
+                        .execution_options(synchronize_session=False)
+                    )
+                    ok = int(getattr(touched, "rowcount", 0) or 0) == 1
+                if ok:
+                    record_account_event(
+                        session,
+                        current.user_id,
+                        actor=actor,
+                        action="user.reauthenticated",
+                        at=now,
+                        details={"method": method},
+                    )
+            if not ok:
+                self.throttle.failed(current.email, client_ip)
+                raise AuthenticationFailed("BAD_CREDENTIALS", "that is not right")
 
     def sign_out(self, token: str | None) -> None:
         if not token or len(token) > _MAX_TOKEN_LENGTH:
@@ -463,14 +692,19 @@ def _load(session: Session, row: ConsoleSession) -> SessionRecord | None:
         created_at=row.created_at,
         expires_at=row.expires_at,
         email_verified=verified_at is not None,
+        authenticated_at=row.authenticated_at,
+        stage=row.stage,
+        method=row.method,
     )
 
 
 __all__ = [
+    "PENDING_LIFETIME",
     "DeviceSession",
     "MembershipChoice",
     "NewSession",
     "SessionService",
+    "SessionStage",
     "check_email",
     "hash_token",
 ]

@@ -31,6 +31,7 @@ from keyplane.core.keys import KeyFormat
 from keyplane.core.network import parse_allowlist
 from keyplane.service.accounts import access
 from keyplane.service.accounts.projects import find_project
+from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import record_key_event
 from keyplane.service.keys.invalidation import ChangeFeed
 from keyplane.service.keys.queries import KeyQueries
@@ -102,8 +103,11 @@ class KeyService(KeyQueries):
         usage: UsageBuffer,
         clock: Callable[[], datetime],
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+        sudo: SudoRule | None = None,
     ) -> None:
         super().__init__(database, usage=usage, clock=clock)
+        #: Management scopes, rolling and revoking need a recent sign-in (sudo mode).
+        self.sudo = sudo or SudoRule(clock)
         self._max_json_depth = max_json_depth
         self._format = key_format
         self._changes = changes
@@ -137,6 +141,8 @@ class KeyService(KeyQueries):
     ) -> CreatedKey:
         """:meth:`create` inside a transaction the caller owns (used by bootstrap)."""
         now = self._clock()
+        scopes = scope_rules.validate_scopes(scopes)
+        self.sudo.require_for_scopes(caller, scopes)
         name = check_name(name)
         rate_limit = check_rate_limit(rate_limit)
         quota = check_quota(quota)
@@ -196,7 +202,10 @@ class KeyService(KeyQueries):
             if not isinstance(changes.name, _Unset):
                 changed["name"] = row.name = check_name(changes.name)
             if not isinstance(changes.scopes, _Unset):
-                row.scopes = list(self._grantable_scopes(caller, changes.scopes))
+                new_scopes = scope_rules.validate_scopes(changes.scopes)
+                if set(new_scopes) - set(row.scopes):
+                    self.sudo.require_for_scopes(caller, set(new_scopes) - set(row.scopes))
+                row.scopes = list(self._grantable_scopes(caller, new_scopes))
                 changed["scopes"] = row.scopes
             if not isinstance(changes.expires_at, _Unset):
                 check_expiry(changes.expires_at, now)
@@ -244,6 +253,7 @@ class KeyService(KeyQueries):
     def revoke(self, caller: Caller, key_id: str) -> KeyRecord:
         """Revoke for good. Revoking a revoked key changes nothing and succeeds."""
         now = self._clock()
+        self.sudo.require(caller, "revoke a key")
         with self._database.write() as session:
             row = self.find_row(session, caller, key_id, lock=True)
             access.require_key_manager(caller, row.created_by)
@@ -289,6 +299,7 @@ class KeyService(KeyQueries):
         """A new key with the same settings; the old one expires after ``grace``."""
         if grace < timedelta(0):
             raise InvalidInput("the grace period cannot be negative", field="grace_period_seconds")
+        self.sudo.require(caller, "roll a key")
         now = self._clock()
         secret = self._format.generate()
         with self._database.write() as session:
