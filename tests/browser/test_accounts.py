@@ -33,7 +33,7 @@ def sign_up(page: Any, base: str, *, email: str, password: str, organization: st
     page.get_by_role("link", name="Sign in").click()
     page.get_by_label("E-mail address").fill(email)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_role("heading", name="API Keys").wait_for()
 
 
@@ -88,7 +88,7 @@ def test_sign_up_verify_forget_and_reset_the_password(
     page.get_by_text("Password changed. Sign in with the new password.").wait_for()
     page.get_by_label("E-mail address").fill("ada@example.com")
     page.get_by_label("Password").fill(NEW_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_role("heading", name="API Keys").wait_for()
     page.goto(reset_mail.link())  # spent
     page.get_by_role("heading", name="This link does not work").wait_for()
@@ -146,7 +146,7 @@ def test_join_a_second_organization_by_mail_switch_and_come_back_after_the_sessi
     ada.get_by_text("Your session ended.").wait_for()
     ada.get_by_label("E-mail address").fill("ada@example.com")
     ada.get_by_label("Password").fill(PASSWORD)
-    ada.get_by_role("button", name="Sign in").click()
+    ada.get_by_role("button", name="Sign in", exact=True).click()
     ada.get_by_role("heading", name="Projects").wait_for()
     assert ada.url == f"{base}/console/projects"
     assert ada.locator(".org-current").inner_text() == "Analytical"  # the last one used

@@ -25,7 +25,7 @@ def localhost(base: str) -> str:
 
 
 def sign_out(page: Any) -> None:
-    page.locator("summary").click()
+    page.locator(".account-menu summary").click()
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("heading", name="Sign in").wait_for()
 

@@ -158,6 +158,12 @@ CONSOLE_ACTIONS: Final = (
     ConsoleAction("POST", "/console/members/{user_id}/role", (303, 303, 403, 404, 303)),
     ConsoleAction("POST", "/console/members/{user_id}/remove", (303, 303, 403, 404, 303)),
     ConsoleAction("POST", "/console/invitations/{invitation_id}/revoke", (303, 303, 403, 404, 303)),
+    ConsoleAction(
+        "GET", "/console/settings/security", (200, 200, 403, 200, 303), "other org: its own"
+    ),
+    ConsoleAction(
+        "POST", "/console/settings/security", (303, 403, 403, 303, 303), "other org: its own"
+    ),
 )
 
 #: Console routes that are not actions on an organization's data, and why.
@@ -187,6 +193,32 @@ CONSOLE_EXEMPT: Final = {
         "/console/organizations/new",
     ): "a new organization of one's own; KEYPLANE_SIGNUP decides",
     ("POST", "/console/organizations"): "a new organization of one's own; KEYPLANE_SIGNUP decides",
+    ("GET", "/console/signin/factor"): "a session half-way through sign-in: its own second factor",
+    ("POST", "/console/signin/factor"): "a session half-way through sign-in: its own second factor",
+    ("POST", "/console/signin/factor/passkey"): "a pending session: its own passkey",
+    ("POST", "/console/signin/factor/passkey/options"): "a pending session: its own passkey",
+    ("GET", "/console/signin/enrol"): "a session that must enrol a factor: its own",
+    ("POST", "/console/signin/enrol/totp"): "a session that must enrol a factor: its own",
+    ("POST", "/console/signin/enrol/confirm"): "a session that must enrol a factor: its own",
+    ("POST", "/console/signin/enrol/passkey"): "a session that must enrol a factor: its own",
+    (
+        "POST",
+        "/console/signin/enrol/passkey/options",
+    ): "a session that must enrol a factor: its own",
+    ("POST", "/console/signin/passkey"): "public: a passkey's signature signs its owner in",
+    ("POST", "/console/signin/passkey/options"): "public: a challenge, single-use",
+    ("GET", "/console/sudo"): "the visitor's own re-authentication",
+    ("POST", "/console/sudo"): "the visitor's own re-authentication, throttled",
+    ("POST", "/console/account/totp"): "the visitor's own factors (sudo)",
+    ("POST", "/console/account/totp/confirm"): "the visitor's own factors",
+    ("POST", "/console/account/totp/remove"): "the visitor's own factors (sudo)",
+    ("POST", "/console/account/recovery-codes"): "the visitor's own factors (sudo)",
+    ("POST", "/console/account/passkeys"): "the visitor's own passkeys (sudo)",
+    ("POST", "/console/account/passkeys/options"): "the visitor's own passkeys",
+    (
+        "POST",
+        "/console/account/passkeys/{passkey_id}/remove",
+    ): "the visitor's own passkeys (sudo; others' 404)",
 }
 
 
