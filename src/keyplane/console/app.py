@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyplane.console import auth, keys, organization
+from keyplane.console import auth, keys, organization, sso
 from keyplane.console.formatting import actor_label, day, duration, exact, relative
 from keyplane.console.web import (
     HERE,
@@ -95,7 +95,7 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
     env.filters["actor"] = actor_label
     env.filters["duration"] = duration
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, keys, organization):
+    for module in (auth, keys, organization, sso):
         console.include_router(module.router)
 
     @console.get("/", include_in_schema=False)

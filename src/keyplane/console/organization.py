@@ -120,6 +120,12 @@ AUDIT_ACTIONS = (
     "invitation.revoked",
     "user.signed_in",
     "user.password_changed",
+    "user.sso_failed",
+    "user.sso_linked",
+    "sso.configured",
+    "sso.changed",
+    "sso.removed",
+    "organization.sso_policy_changed",
 )
 
 

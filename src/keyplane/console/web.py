@@ -44,6 +44,9 @@ NOTICES: Final = {
     "role-changed": "Role changed.",
     "member-removed": "Member removed.",
     "invitation-revoked": "Invitation revoked.",
+    "sso-saved": "Single sign-on saved.",
+    "sso-removed": "Single sign-on removed.",
+    "sso-policy-changed": "Sign-in policy saved.",
 }
 
 

@@ -17,6 +17,7 @@ from keyplane.service.accounts.members import MemberService, SignupPolicy
 from keyplane.service.accounts.organizations import AccountService, Bootstrapped
 from keyplane.service.accounts.projects import ProjectService
 from keyplane.service.accounts.sessions import SessionService
+from keyplane.service.accounts.sso import SsoService
 from keyplane.service.audit import AuditService
 from keyplane.service.availability import readiness_problem
 from keyplane.service.keys.cache import KeyCache
@@ -114,6 +115,11 @@ class Services:
             clock=clock,
         )
         self.invitations = InvitationService(database, self.accounts, self.sessions, clock=clock)
+        #: Single sign-on (OIDC) per organization; its redirect URI is built from
+        #: ``Settings.console_url``, never from a request.
+        self.sso = SsoService(
+            database, self.sessions, self.sealer, console_url=settings.console_url, clock=clock
+        )
         keyring = (
             GitHubKeyring.from_file(settings.github_keys_file)
             if settings.github_keys_file is not None
@@ -167,6 +173,7 @@ class Services:
         self.changes.stop()
         self.usage.stop()
         self.limiter.close()
+        self.sso.close()
         self.database.dispose()
 
     def bootstrap(

@@ -30,6 +30,7 @@ from keyplane.config import DEFAULT_SESSION_IDLE_TIMEOUT, DEFAULT_SESSION_LIFETI
 from keyplane.core.errors import AuthenticationFailed, InvalidInput, StateConflict
 from keyplane.core.ids import new_id
 from keyplane.service.accounts.organizations import AccountService, check_email
+from keyplane.service.accounts.sso_policy import SsoRequired, password_sign_in_allowed
 from keyplane.service.audit import record_event
 from keyplane.service.limits.sign_in_throttle import LoginThrottle
 from keyplane.service.records import Actor, Role, SessionRecord
@@ -85,8 +86,10 @@ class SessionService:
         """Check the password (throttled) and start a session in the user's first organization.
 
         Raises :class:`~keyplane.service.limits.sign_in_throttle.TooManyAttempts` when the
-        account or the IP has failed too often, and ``AuthenticationFailed``
-        (one message for every cause) when the e-mail or password is wrong.
+        account or the IP has failed too often, ``AuthenticationFailed``
+        (one message for every cause) when the e-mail or password is wrong, and
+        :class:`~keyplane.service.accounts.sso_policy.SsoRequired` (after a right
+        password only) when every organization of the user requires SSO of them.
         """
         email = email.strip().lower() if isinstance(email, str) else ""
         with self.throttle.attempt(email, client_ip):
@@ -102,16 +105,23 @@ class SessionService:
                 # The password changed since it was checked: the one given is not in force.
                 self.throttle.failed(email, client_ip)
                 raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
-            membership = session.scalar(
-                select(Membership)
+            organizations = session.scalars(
+                select(Membership.organization_id)
                 .where(Membership.user_id == user_id)
                 .order_by(Membership.pk)
-                .limit(1)
-            )
-            if membership is None:
+            ).all()
+            if not organizations:
                 raise AuthenticationFailed(
                     "NO_ORGANIZATION", "this account belongs to no organization any more"
                 )
+            # The first organization a password may open (SSO policy, sso_policy.py).
+            allowed = [
+                organization_id
+                for organization_id in organizations
+                if password_sign_in_allowed(session, user_id, organization_id)
+            ]
+            if not allowed:
+                raise SsoRequired()
             if password_hash is not None and self._accounts.needs_rehash(password_hash):
                 row = session.scalar(select(User).where(User.id == user_id))
                 if row is not None:
@@ -119,7 +129,7 @@ class SessionService:
             return self.start_in(
                 session,
                 user_id,
-                membership.organization_id,
+                allowed[0],
                 client_ip=client_ip,
                 user_agent=user_agent,
                 replacing=replacing,
@@ -166,6 +176,7 @@ class SessionService:
             target_type="user",
             target_id=user_id,
             at=now,
+            details={"method": method} if method != "password" else None,
         )
         record = _load(session, row)
         if record is None:  # pragma: no cover - the membership was just checked
