@@ -90,10 +90,3 @@ def oidc_provider(log: Path) -> Iterator[Provider]:
             except subprocess.TimeoutExpired:  # pragma: no cover
                 process.kill()
                 process.wait()
-
-
-@pytest.fixture(scope="session")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
-    """One provider process for the test session (subjects differ per test)."""
-    with oidc_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as running:
-        yield running

@@ -284,7 +284,7 @@ class SsoService:
                             setattr(row, name, value)
                     if secret and not _same_secret(self._sealer, row.client_secret, secret):
                         row.client_secret = self._sealer.seal(secret)
-                        changes["client_secret"] = "replaced"  # never the value
+                        changes["client_secret"] = "replaced"  # noqa: S105 - a word, never the value
                     if changes:
                         row.updated_at = now
                         record_by(
@@ -507,6 +507,13 @@ class SsoService:
             )
 
         expected_state = str(data.get("state", ""))
+        if error and state is None:
+            # Some providers leave ``state`` off an error answer (RFC 6749 wants it);
+            # the challenge cookie still ties it to this browser, and it only fails.
+            shown = error if _ERROR_CODE_RE.fullmatch(error) else "error"
+            raise failed(
+                "provider_error", f"The identity provider refused the sign-in ({shown})."
+            )
         if not isinstance(state, str) or not hmac.compare_digest(
             state.encode("utf-8", "replace"), expected_state.encode()
         ):
@@ -517,9 +524,7 @@ class SsoService:
             )
         if error:
             shown = error if _ERROR_CODE_RE.fullmatch(error) else "error"
-            raise failed(
-                "provider_error", f"The identity provider refused the sign-in ({shown})."
-            )
+            raise failed("provider_error", f"The identity provider refused the sign-in ({shown}).")
         if not enabled or issuer != data.get("issuer"):
             raise failed("disabled", "Single sign-on is not enabled for this organization.")
         if not isinstance(code, str) or not code or len(code) > 2000:
@@ -829,7 +834,9 @@ class SsoService:
         try:
             return _json_of(response, "code")
         except ProviderUnreachable:
-            raise failed("token_exchange", "The identity provider's token answer is not usable.")
+            raise failed(
+                "token_exchange", "The identity provider's token answer is not usable."
+            ) from None
 
     def _validate_id_token(
         self,
