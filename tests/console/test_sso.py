@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ import pytest
 from httpx import Response
 from sqlalchemy import func, select
 
+from keyplane.service.records import Actor, Caller, Role
 from keyplane.service.services import Services
 from keyplane.storage.models import (
     AuditEvent,
@@ -84,9 +86,18 @@ def sign_in_with_sso(
     """The whole round trip: start, the provider's page, the callback."""
     provider.set_user(sub, claims_email or email)
     started = start(browser, email)
-    assert started.status_code == 303, started.text
-    query = provider.authorize(started.headers["location"], sub)
+    assert started.status_code == 200, started.text
+    query = provider.authorize(authorization_url(started), sub)
     return browser.get("/console/sso/callback", params=query)
+
+
+def authorization_url(response: Response) -> str:
+    """The provider URL the start page moves on to (meta refresh, and its link)."""
+    found = re.search(r'<meta http-equiv="refresh" content="0; url=([^"]+)">', response.text)
+    assert found, response.text
+    url = html.unescape(found.group(1))
+    assert f'href="{found.group(1)}"' in response.text
+    return url
 
 
 def events(services: Services, action: str) -> list[AuditEvent]:
@@ -259,6 +270,7 @@ def test_an_unknown_domain_gets_the_same_neutral_answer(
         assert response.status_code == 200
         answers.append(re.sub(r'value="[^"]*"', "", response.text))
     assert "If your organization uses single sign-on" in answers[0]
+    assert "Continue to your identity provider" not in answers[0]
     assert answers[0] == answers[1] == answers[2]
     # A disabled connection is an unknown domain too.
     with services.database.write() as session:
@@ -278,8 +290,8 @@ def test_a_known_domain_goes_to_the_provider_with_state_nonce_and_pkce(
 ) -> None:
     visitor = make_browser()
     response = start(visitor, "Ada@ACME.test", "/console/projects")
-    assert response.status_code == 303
-    location = response.headers["location"]
+    assert response.status_code == 200
+    location = authorization_url(response)
     assert location.startswith(provider.issuer + "/oauth2/authorize?")
     query = {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
     assert query["response_type"] == "code"
@@ -381,7 +393,7 @@ def test_the_next_page_is_kept_through_the_provider(
     sub = new_sub()
     provider.set_user(sub, "nia@acme.test")
     started = start(visitor, "nia@acme.test", "/console/projects")
-    query = provider.authorize(started.headers["location"], sub)
+    query = provider.authorize(authorization_url(started), sub)
     done = visitor.get("/console/sso/callback", params=query)
     assert done.headers["location"] == "/console/projects"
 
@@ -437,7 +449,7 @@ def test_a_replayed_callback_is_refused(
     provider.set_user(sub, "dee@acme.test")
     started = start(visitor, "dee@acme.test")
     token = visitor.client.cookies.get("keyplane_sso", path="/console/sso")
-    query = provider.authorize(started.headers["location"], sub)
+    query = provider.authorize(authorization_url(started), sub)
     assert visitor.get("/console/sso/callback", params=query).status_code == 303
     # The same answer again, with the challenge cookie put back.
     visitor.client.cookies.set("keyplane_sso", token, domain="console.test", path="/console/sso")
@@ -459,7 +471,7 @@ def test_a_wrong_state_is_refused_and_burns_the_challenge(
     sub = new_sub()
     provider.set_user(sub, "eve@acme.test")
     started = start(visitor, "eve@acme.test")
-    query = provider.authorize(started.headers["location"], sub)
+    query = provider.authorize(authorization_url(started), sub)
     forged = visitor.get("/console/sso/callback", params={**query, "state": "forged"})
     assert forged.status_code == 400
     assert "does not belong to the sign-in" in forged.text
@@ -477,7 +489,7 @@ def test_a_callback_without_the_browser_cookie_is_refused(
     sub = new_sub()
     provider.set_user(sub, "fay@acme.test")
     started = start(visitor, "fay@acme.test")
-    query = provider.authorize(started.headers["location"], sub)
+    query = provider.authorize(authorization_url(started), sub)
     thief = make_browser("198.51.100.30")  # another browser with the same callback URL
     stolen = thief.get("/console/sso/callback", params=query)
     assert stolen.status_code == 400
@@ -496,7 +508,7 @@ def test_an_expired_challenge_is_refused(
     sub = new_sub()
     provider.set_user(sub, "gus@acme.test")
     started = start(visitor, "gus@acme.test")
-    query = provider.authorize(started.headers["location"], sub)
+    query = provider.authorize(authorization_url(started), sub)
     clock.advance(timedelta(minutes=10, seconds=1))
     expired = visitor.get("/console/sso/callback", params=query)
     assert expired.status_code == 400
@@ -514,7 +526,7 @@ def test_a_wrong_nonce_is_refused(
     sub = new_sub()
     provider.set_user(sub, "hal@acme.test")
     started = start(visitor, "hal@acme.test")
-    query = provider.authorize(started.headers["location"], sub)
+    query = provider.authorize(authorization_url(started), sub)
     with services.database.write() as session:  # the challenge expects another nonce
         challenge = session.scalar(select(AuthChallenge))
         assert challenge is not None
@@ -537,7 +549,7 @@ def test_a_provider_error_is_refused(
 ) -> None:
     visitor = make_browser()
     started = start(visitor, "ivy@acme.test")
-    query = provider.deny(started.headers["location"])
+    query = provider.deny(authorization_url(started))
     assert query["error"] == "access_denied", query
     refused = visitor.get("/console/sso/callback", params=query)
     assert refused.status_code == 400
@@ -573,7 +585,7 @@ def test_an_unverified_email_is_refused(
     sub = new_sub()
     provider.set_user(sub, "kim@acme.test", verified=None)
     started = start(visitor, "kim@acme.test")
-    query = provider.authorize(started.headers["location"], sub)
+    query = provider.authorize(authorization_url(started), sub)
     refused = visitor.get("/console/sso/callback", params=query)
     assert refused.status_code == 403
     assert "email_verified" in refused.text
@@ -592,7 +604,7 @@ def test_an_unverified_email_never_links_an_existing_account(
     provider.set_user(sub, "owner@acme.test", verified=False)
     visitor = make_browser()
     started = start(visitor, "owner@acme.test")
-    query = provider.authorize(started.headers["location"], sub)
+    query = provider.authorize(authorization_url(started), sub)
     assert visitor.get("/console/sso/callback", params=query).status_code == 403
     with services.database.read() as session:
         assert session.scalar(select(func.count()).select_from(SsoIdentity)) == 0
@@ -713,7 +725,7 @@ def test_the_client_secret_never_appears_in_a_page_or_a_log(
     provider.set_user(sub, "ned@acme.test")
     started = start(visitor, "ned@acme.test")
     pages.append(started)
-    query = provider.authorize(started.headers["location"], sub)
+    query = provider.authorize(authorization_url(started), sub)
     pages.append(visitor.get("/console/sso/callback", params=query))
     pages.append(visitor.get("/console/keys"))
     pages.append(visitor.get("/console/sso/callback", params=query))  # a refused replay
@@ -728,3 +740,37 @@ def test_the_client_secret_never_appears_in_a_page_or_a_log(
         row = session.scalar(select(SsoConnection))
         assert row is not None
         assert secret not in row.client_secret
+
+
+def test_the_policy_refuses_a_new_password_account_by_invitation(
+    sso_owner: Browser, make_browser: MakeBrowser, services: Services
+) -> None:
+    link = sso_owner.invite("pat@acme.test", "member")
+    services.sso.set_policy(
+        Caller(
+            sso_owner_organization(services),
+            ("*",),
+            Actor(f"user:{owner_id(services)}"),
+            Role.OWNER,
+        ),
+        True,
+    )
+    refused = make_browser().join(link)
+    assert refused.status_code == 403
+    assert "requires single sign-on" in refused.text
+    with services.database.read() as session:
+        assert session.scalar(select(User.pk).where(User.email == "pat@acme.test")) is None
+
+
+def sso_owner_organization(services: Services) -> str:
+    with services.database.read() as session:
+        found = session.scalar(select(SsoConnection.organization_id))
+        assert found is not None
+        return found
+
+
+def owner_id(services: Services) -> str:
+    with services.database.read() as session:
+        found = session.scalar(select(User.id).where(User.email == "owner@acme.test"))
+        assert found is not None
+        return found

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Form, Query, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from keyplane.console.web import (
     PREFIX,
@@ -91,7 +91,9 @@ def sso_start(
         )
     if start is None:
         return _sso_page(request, next_path=target, email=email, message=NEUTRAL_ANSWER)
-    response = RedirectResponse(start.authorization_url, status_code=303)
+    # A page that moves on by itself (meta refresh), not a 303: the console's CSP
+    # (form-action 'self') rightly stops a form whose answer redirects off-site.
+    response = render(request, "sso_redirect.html", {"url": start.authorization_url})
     response.set_cookie(
         CHALLENGE_COOKIE,
         start.token,

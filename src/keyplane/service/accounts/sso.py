@@ -511,9 +511,7 @@ class SsoService:
             # Some providers leave ``state`` off an error answer (RFC 6749 wants it);
             # the challenge cookie still ties it to this browser, and it only fails.
             shown = error if _ERROR_CODE_RE.fullmatch(error) else "error"
-            raise failed(
-                "provider_error", f"The identity provider refused the sign-in ({shown})."
-            )
+            raise failed("provider_error", f"The identity provider refused the sign-in ({shown}).")
         if not isinstance(state, str) or not hmac.compare_digest(
             state.encode("utf-8", "replace"), expected_state.encode()
         ):
