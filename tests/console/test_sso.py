@@ -774,3 +774,16 @@ def owner_id(services: Services) -> str:
         found = session.scalar(select(User.id).where(User.email == "owner@acme.test"))
         assert found is not None
         return found
+
+
+def test_old_challenges_are_pruned(
+    sso_owner: Browser, make_browser: MakeBrowser, services: Services, clock: Clock
+) -> None:
+    visitor = make_browser()
+    assert start(visitor, "old@acme.test").status_code == 200
+    clock.advance(timedelta(minutes=21))
+    assert start(visitor, "new@acme.test").status_code == 200
+    with services.database.read() as session:
+        rows = session.scalars(select(AuthChallenge)).all()
+        assert len(rows) == 1
+        assert rows[0].created_at == clock.now

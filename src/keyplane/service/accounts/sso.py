@@ -42,7 +42,7 @@ from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from keyplane.core.errors import InvalidInput, KeyplaneError, NotPermitted, ObjectNotFound
@@ -406,6 +406,14 @@ class SsoService:
             "email": address,
         }
         with self._database.write() as session:
+            # Challenges past their time only say "expired"; without the row a late
+            # callback is refused all the same ("not started in this browser").
+            session.execute(
+                delete(AuthChallenge).where(
+                    AuthChallenge.purpose == CHALLENGE_PURPOSE,
+                    AuthChallenge.expires_at < now - CHALLENGE_LIFETIME,
+                )
+            )
             session.add(
                 AuthChallenge(
                     token_hash=hash_token(token),
