@@ -788,3 +788,37 @@ def test_old_challenges_are_pruned(
         rows = session.scalars(select(AuthChallenge)).all()
         assert len(rows) == 1
         assert rows[0].created_at == clock.now
+
+
+def test_concurrent_callbacks_of_one_sign_in_start_one_session(
+    sso_owner: Browser, make_browser: MakeBrowser, provider: Provider, services: Services
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keyplane.service.accounts.sso import SsoFailed
+
+    visitor = make_browser()
+    sub = new_sub()
+    provider.set_user(sub, "ray@acme.test")
+    started = start(visitor, "ray@acme.test")
+    token = visitor.client.cookies.get("keyplane_sso", path="/console/sso")
+    query = provider.authorize(authorization_url(started), sub)
+
+    def callback(_: int) -> str:
+        try:
+            services.sso.complete(token, state=query["state"], code=query["code"])
+        except SsoFailed as failure:
+            return failure.reason
+        return "signed in"
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = sorted(pool.map(callback, range(6)))
+    assert outcomes == ["replayed"] * 5 + ["signed in"]
+    with services.database.read() as session:
+        user_id = session.scalar(select(User.id).where(User.email == "ray@acme.test"))
+        sessions = session.scalar(
+            select(func.count())
+            .select_from(ConsoleSession)
+            .where(ConsoleSession.user_id == user_id)
+        )
+        assert sessions == 1
