@@ -54,11 +54,17 @@ def file_limit(files: int | None) -> Callable[[], None] | None:
 
 @contextmanager
 def serve(
-    env: Mapping[str, str], log: Path, *, workers: int = 1, files: int | None = None
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    workers: int = 1,
+    files: int | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
     """Run ``keyplane serve`` with ``env`` until the block ends; yields its base URL.
-    ``files``: the server's open-file limit (RLIMIT_NOFILE), when lowered."""
-    port = free_port()
+    ``files``: the server's open-file limit (RLIMIT_NOFILE), when lowered; ``port``:
+    a port chosen beforehand (when the environment must name the URL), else a free one."""
+    port = port or free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
             [*KEYPLANE, "serve", "--port", str(port), "--workers", str(workers)],

@@ -164,6 +164,19 @@ CONSOLE_ACTIONS: Final = (
     ConsoleAction(
         "POST", "/console/settings/security", (303, 403, 403, 303, 303), "other org: its own"
     ),
+    ConsoleAction("GET", "/console/settings/sso", (200, 403, 403, 200, 303), "other org: its own"),
+    ConsoleAction(
+        "POST",
+        "/console/settings/sso",
+        (422, 403, 403, 422, 303),
+        "an empty form; other org: its own",
+    ),
+    ConsoleAction(
+        "POST", "/console/settings/sso/remove", (404, 403, 403, 404, 303), "none set up: 404"
+    ),
+    ConsoleAction(
+        "POST", "/console/settings/sso/policy", (303, 403, 403, 303, 303), "other org: its own"
+    ),
 )
 
 #: Console routes that are not actions on an organization's data, and why.
@@ -207,6 +220,9 @@ CONSOLE_EXEMPT: Final = {
     ): "a session that must enrol a factor: its own",
     ("POST", "/console/signin/passkey"): "public: a passkey's signature signs its owner in",
     ("POST", "/console/signin/passkey/options"): "public: a challenge, single-use",
+    ("GET", "/console/sso"): "public: the same answer for every unknown domain",
+    ("POST", "/console/sso/start"): "public: the same answer for every unknown domain",
+    ("GET", "/console/sso/callback"): "public: needs the browser's single-use challenge",
     ("GET", "/console/sudo"): "the visitor's own re-authentication",
     ("POST", "/console/sudo"): "the visitor's own re-authentication, throttled",
     ("POST", "/console/account/totp"): "the visitor's own factors (sudo)",

@@ -14,7 +14,16 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyplane.console import account, auth, factors, keys, organization, passkeys, recovery
+from keyplane.console import (
+    account,
+    auth,
+    factors,
+    keys,
+    organization,
+    passkeys,
+    recovery,
+    sso,
+)
 from keyplane.console.formatting import actor_label, day, device, duration, exact, relative
 from keyplane.console.web import (
     HERE,
@@ -96,7 +105,7 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
     env.filters["duration"] = duration
     env.filters["device"] = device
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, account, recovery, factors, passkeys, keys, organization):
+    for module in (auth, account, recovery, factors, passkeys, sso, keys, organization):
         console.include_router(module.router)
 
     @console.get("/", include_in_schema=False)

@@ -44,6 +44,7 @@ from keyplane.service.accounts.invitations import AccountExists
 from keyplane.service.accounts.members import SignupClosed
 from keyplane.service.accounts.organizations import check_email
 from keyplane.service.accounts.sessions import NewSession
+from keyplane.service.accounts.sso_policy import SsoRequired
 
 router = APIRouter()
 
@@ -104,12 +105,16 @@ def sign_in(
             user_agent=request.headers.get("user-agent"),
             replacing=request.cookies.get(SESSION_COOKIE),
         )
-    except AuthenticationFailed as error:
-        message = (
-            "Wrong e-mail address or password."
-            if error.code == "BAD_CREDENTIALS"
-            else "This account no longer belongs to an organization."
-        )
+    except (AuthenticationFailed, SsoRequired) as error:
+        if isinstance(error, SsoRequired):
+            message = (
+                "Your organization requires single sign-on. "
+                "Use “Sign in with SSO” with your work e-mail address."
+            )
+        elif error.code == "BAD_CREDENTIALS":
+            message = "Wrong e-mail address or password."
+        else:
+            message = "This account no longer belongs to an organization."
         return render(
             request,
             "signin.html",
@@ -119,7 +124,7 @@ def sign_in(
                 "error": message,
                 "signup_open": services.members.signup_open(),
             },
-            status_code=401,
+            status_code=403 if isinstance(error, SsoRequired) else 401,
         )
     return _signed_in(request, started, target)
 

@@ -128,6 +128,12 @@ AUDIT_ACTIONS = (
     "user.passkey_refused",
     "user.reauthenticated",
     "organization.mfa_policy_changed",
+    "user.sso_failed",
+    "user.sso_linked",
+    "sso.configured",
+    "sso.changed",
+    "sso.removed",
+    "organization.sso_policy_changed",
 )
 
 

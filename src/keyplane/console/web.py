@@ -61,6 +61,9 @@ NOTICES: Final = {
     "passkey-removed": "Passkey removed.",
     "reauthenticated": "Confirmed. You can go on.",
     "mfa-policy-changed": "Security settings saved.",
+    "sso-saved": "Single sign-on saved.",
+    "sso-removed": "Single sign-on removed.",
+    "sso-policy-changed": "Sign-in policy saved.",
 }
 #: Shown on the sign-in page when a request came with a session that had ended.
 SESSION_ENDED: Final = "Your session ended. Sign in again to go back to the page you were on."
@@ -365,6 +368,8 @@ _FORM_PAGES: Final = (
     (re.compile(rf"^{PREFIX}/(members|invitations)(/|$)"), f"{PREFIX}/members"),
     (re.compile(rf"^{PREFIX}/account(/|$)"), f"{PREFIX}/account"),
     (re.compile(rf"^{PREFIX}/settings/security(/|$)"), f"{PREFIX}/settings/security"),
+    (re.compile(rf"^{PREFIX}/settings/sso(/|$)"), f"{PREFIX}/settings/sso"),
+    (re.compile(rf"^{PREFIX}/organizations(/|$)"), f"{PREFIX}/keys"),
 )
 
 

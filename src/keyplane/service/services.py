@@ -21,6 +21,7 @@ from keyplane.service.accounts.passkeys import PasskeyService, RelyingParty
 from keyplane.service.accounts.policy import PolicyService
 from keyplane.service.accounts.projects import ProjectService
 from keyplane.service.accounts.sessions import SessionService
+from keyplane.service.accounts.sso import SsoService
 from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import AuditService
 from keyplane.service.availability import readiness_problem
@@ -167,6 +168,16 @@ class Services:
             outbox=self.outbox,
             console_url=settings.console_url,
         )
+        #: Single sign-on (OIDC) per organization; its redirect URI is built from
+        #: ``Settings.console_url``, never from a request.
+        self.sso = SsoService(
+            database,
+            self.sessions,
+            self.sealer,
+            console_url=settings.console_url,
+            clock=clock,
+            sudo=self.sudo,
+        )
         keyring = (
             GitHubKeyring.from_file(settings.github_keys_file)
             if settings.github_keys_file is not None
@@ -222,6 +233,7 @@ class Services:
         self.changes.stop()
         self.usage.stop()
         self.limiter.close()
+        self.sso.close()
         self.database.dispose()
 
     def bootstrap(

@@ -27,6 +27,7 @@ from keyplane.service.accounts import access
 from keyplane.service.accounts.members import find_membership, parse_role
 from keyplane.service.accounts.organizations import AccountService, check_email
 from keyplane.service.accounts.sessions import NewSession, SessionService, hash_token
+from keyplane.service.accounts.sso_policy import check_password_sign_in
 from keyplane.service.audit import record_by, record_event
 from keyplane.service.mail.outbox import Outbox
 from keyplane.service.records import Actor, Caller, InvitationRecord, Role, SessionRecord, record_of
@@ -214,7 +215,9 @@ class InvitationService:
                 )
                 session.add(user)
                 session.flush()
-                return self._join(session, row, user.id, now, (client_ip, user_agent, replacing))
+                return self._join(
+                    session, row, user.id, now, (client_ip, user_agent, replacing), password=True
+                )
         except WriteConflict:  # a concurrent sign-up or accept created the address
             raise AccountExists(_ACCOUNT_EXISTS) from None
 
@@ -275,6 +278,7 @@ class InvitationService:
         client: tuple[str | None, str | None, str | None],
         *,
         current: SessionRecord | None = None,
+        password: bool = False,
     ) -> NewSession:
         client_ip, user_agent, replacing = client
         # The link reached the invited address's mailbox: that proves the address.
@@ -304,6 +308,8 @@ class InvitationService:
             details={"email": row.email, "role": row.role, "invitation_id": row.id},
         )
         session.flush()
+        if password:  # a new password account: the organization's SSO policy applies
+            check_password_sign_in(session, user_id, row.organization_id)
         return self._sessions.start_in(
             session,
             user_id,

@@ -46,6 +46,7 @@ from keyplane.core.errors import (
 from keyplane.core.ids import is_id, new_id
 from keyplane.service.accounts.factors import FactorService, has_factor
 from keyplane.service.accounts.organizations import AccountService, check_email
+from keyplane.service.accounts.sso_policy import SsoRequired, password_sign_in_allowed
 from keyplane.service.audit import record_account_event, record_event
 from keyplane.service.limits.sign_in_throttle import LoginThrottle
 from keyplane.service.records import Actor, Role, SessionRecord
@@ -138,8 +139,10 @@ class SessionService:
         """Check the password (throttled) and start a session in the user's first organization.
 
         Raises :class:`~keyplane.service.limits.sign_in_throttle.TooManyAttempts` when the
-        account or the IP has failed too often, and ``AuthenticationFailed``
-        (one message for every cause) when the e-mail or password is wrong.
+        account or the IP has failed too often, ``AuthenticationFailed``
+        (one message for every cause) when the e-mail or password is wrong, and
+        :class:`~keyplane.service.accounts.sso_policy.SsoRequired` (after a right
+        password only) when every organization of the user requires SSO of them.
         """
         email = email.strip().lower() if isinstance(email, str) else ""
         with self.throttle.attempt(email, client_ip):
@@ -157,11 +160,19 @@ class SessionService:
                 # The password changed since it was checked: the one given is not in force.
                 self.throttle.failed(email, client_ip)
                 raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
-            organization_id = landing_organization(session, user_id)
-            if organization_id is None:
+            if landing_organization(session, user_id) is None:
                 raise AuthenticationFailed(
                     "NO_ORGANIZATION", "this account belongs to no organization any more"
                 )
+            # Where a password may land: the SSO policy (sso_policy.py) keeps it out of
+            # organizations whose members must sign in with SSO.
+            organization_id = landing_organization(
+                session,
+                user_id,
+                allowed=lambda candidate: password_sign_in_allowed(session, user_id, candidate),
+            )
+            if organization_id is None:
+                raise SsoRequired()
             if password_hash is not None and self._accounts.needs_rehash(password_hash):
                 row = session.scalar(select(User).where(User.id == user_id))
                 if row is not None:
@@ -325,6 +336,10 @@ class SessionService:
             )
             if row is None or member is None:
                 raise ObjectNotFound("organization", organization_id)
+            if row.method != "sso" and not password_sign_in_allowed(
+                session, current.user_id, organization_id
+            ):
+                raise SsoRequired()  # its members sign in with SSO: a password session may not
             row.organization_id = organization_id
             # The other organization's policy applies from now on: an active session
             # of a user with a factor used it; one without may have to enrol first.
@@ -647,22 +662,20 @@ class SessionService:
             )
 
 
-def landing_organization(session: Session, user_id: str) -> str | None:
+def landing_organization(
+    session: Session, user_id: str, *, allowed: Callable[[str], bool] = lambda _: True
+) -> str | None:
     """Where a sign-in lands: the organization used last if the user still belongs
-    to it, else their oldest membership; ``None`` when they belong to none."""
+    to it, else their oldest membership; only organizations ``allowed`` accepts (a
+    sign-in method's policy); ``None`` when there is none."""
     last = session.scalar(select(User.last_organization_id).where(User.id == user_id))
-    if last is not None and session.scalar(
-        select(Membership.pk).where(
-            Membership.user_id == user_id, Membership.organization_id == last
-        )
-    ):
-        return last
-    return session.scalar(
+    memberships = session.scalars(
         select(Membership.organization_id)
         .where(Membership.user_id == user_id)
         .order_by(Membership.pk)
-        .limit(1)
-    )
+    ).all()
+    ordered = ([last] if last in memberships else []) + [m for m in memberships if m != last]
+    return next((candidate for candidate in ordered if allowed(candidate)), None)
 
 
 def locked_password_hash(session: Session, user_id: str) -> str | None:
