@@ -17,6 +17,7 @@ import pytest
 from httpx import Response
 from sqlalchemy import func, select
 
+from keyplane.core.errors import ReauthenticationRequired
 from keyplane.service.records import Actor, Caller, Role
 from keyplane.service.services import Services
 from keyplane.storage.models import (
@@ -753,6 +754,7 @@ def test_the_policy_refuses_a_new_password_account_by_invitation(
             ("*",),
             Actor(f"user:{owner_id(services)}"),
             Role.OWNER,
+            authenticated_at=services.clock(),  # just signed in: sudo mode holds
         ),
         True,
     )
@@ -822,3 +824,26 @@ def test_concurrent_callbacks_of_one_sign_in_start_one_session(
             .where(ConsoleSession.user_id == user_id)
         )
         assert sessions == 1
+
+
+def test_sso_settings_need_a_recent_sign_in(
+    sso_owner: Browser, services: Services, clock: Clock
+) -> None:
+    """Sudo mode guards every SSO settings change in the service (issue 13)."""
+    caller = Caller(
+        sso_owner_organization(services),
+        ("*",),
+        Actor(f"user:{owner_id(services)}"),
+        Role.OWNER,
+        authenticated_at=services.clock() - services.settings.sudo_timeout - timedelta(seconds=1),
+    )
+    with pytest.raises(ReauthenticationRequired):
+        services.sso.set_policy(caller, True)
+    with pytest.raises(ReauthenticationRequired):
+        services.sso.remove(caller)
+    clock.advance(services.settings.sudo_timeout + timedelta(seconds=1))
+    response = sso_owner.post("/console/settings/sso/policy", {"require_sso": "on"})
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/console/sudo?next=")
+    with services.database.read() as session:
+        assert session.scalar(select(Organization.require_sso)) is False
