@@ -674,7 +674,9 @@ def landing_organization(
         .where(Membership.user_id == user_id)
         .order_by(Membership.pk)
     ).all()
-    ordered = ([last] if last in memberships else []) + [m for m in memberships if m != last]
+    ordered = ([last] if last is not None and last in memberships else []) + [
+        membership for membership in memberships if membership != last
+    ]
     return next((candidate for candidate in ordered if allowed(candidate)), None)
 
 
