@@ -143,10 +143,7 @@ class MemberService:
         actor = Actor("signup", client_ip, user_agent)
         try:
             with self._database.write() as session:
-                if self.policy is SignupPolicy.OFF or (
-                    self.policy is SignupPolicy.FIRST and self._an_organization_exists(session)
-                ):
-                    raise SignupClosed(_SIGNUP_CLOSED)
+                self._check_signup_open(session)
                 user = session.scalar(select(User).where(User.email == email))
                 if (user is None) != (existing is None):  # created or deleted since the check
                     raise StateConflict("that e-mail address changed just now; try again")
@@ -236,10 +233,7 @@ class MemberService:
             actor = Actor("signup", client_ip, user_agent)
             try:
                 with self._database.write() as session:
-                    if self.policy is SignupPolicy.OFF or (
-                        self.policy is SignupPolicy.FIRST and self._an_organization_exists(session)
-                    ):
-                        raise SignupClosed(_SIGNUP_CLOSED)
+                    self._check_signup_open(session)
                     user = session.scalar(select(User).where(User.email == email))
                     if user is not None:
                         links.notify(session, email, "account_exists")
@@ -260,6 +254,14 @@ class MemberService:
             except WriteConflict:  # a concurrent sign-up took the address: it has one now
                 with self._database.write() as session:
                     links.notify(session, email, "account_exists")
+
+    def _check_signup_open(self, session: Session) -> None:
+        """Sign-up is still open, checked inside the writing transaction (see
+        :meth:`_an_organization_exists` for the lock under the ``first`` policy)."""
+        if self.policy is SignupPolicy.OFF or (
+            self.policy is SignupPolicy.FIRST and self._an_organization_exists(session)
+        ):
+            raise SignupClosed(_SIGNUP_CLOSED)
 
     def _an_organization_exists(self, session: Session) -> bool:
         """True once any organization exists, checked so that two sign-ups cannot both
