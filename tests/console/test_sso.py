@@ -847,3 +847,90 @@ def test_sso_settings_need_a_recent_sign_in(
     assert response.headers["location"].startswith("/console/sudo?next=")
     with services.database.read() as session:
         assert session.scalar(select(Organization.require_sso)) is False
+
+
+def test_an_organization_cannot_claim_an_account_of_another_organization_by_sso(
+    make_browser: MakeBrowser, provider: Provider, services: Services, open_signup: None
+) -> None:
+    """The owner of an organization picks its provider and its domain: a provider
+    that vouches for the address of an account elsewhere must not sign in as it."""
+    victim = make_browser("198.51.100.80")
+    victim.sign_up("ceo@acme.test", "Victim Inc")
+    attacker = make_browser("198.51.100.81")
+    attacker.sign_up("mallory@evil.test", "Evil")
+    assert configure(attacker, provider.issuer).status_code == 303  # domain acme.test
+    visitor = make_browser("198.51.100.82")
+    refused = sign_in_with_sso(visitor, provider, new_sub(), "ceo@acme.test")
+    assert refused.status_code == 403
+    assert "already has a Keyplane account" in refused.text
+    assert "keyplane_session" not in refused.headers.get("set-cookie", "")
+    with services.database.read() as session:
+        user_id = session.scalar(select(User.id).where(User.email == "ceo@acme.test"))
+        assert session.scalar(select(SsoIdentity.pk).where(SsoIdentity.user_id == user_id)) is None
+        memberships = session.scalars(
+            select(Membership.organization_id).where(Membership.user_id == user_id)
+        ).all()
+        assert len(memberships) == 1  # Victim Inc only
+    assert "existing_account" in failures(services)
+
+
+def test_a_password_session_cannot_join_an_sso_only_organization_by_invitation(
+    sso_owner: Browser,
+    make_browser: MakeBrowser,
+    services: Services,
+    open_signup: None,
+) -> None:
+    outsider = make_browser("198.51.100.83")
+    outsider.sign_up("pat@elsewhere.test", "Elsewhere")
+    link = sso_owner.invite("pat@elsewhere.test", "member")
+    services.sso.set_policy(
+        Caller(
+            sso_owner_organization(services),
+            ("*",),
+            Actor(f"user:{owner_id(services)}"),
+            Role.OWNER,
+            authenticated_at=services.clock(),
+        ),
+        True,
+    )
+    refused = outsider.join_signed_in(link)
+    assert refused.status_code == 403
+    assert "requires single sign-on" in refused.text
+    with services.database.read() as session:
+        user_id = session.scalar(select(User.id).where(User.email == "pat@elsewhere.test"))
+        assert (
+            session.scalar(
+                select(Membership.pk).where(
+                    Membership.user_id == user_id,
+                    Membership.organization_id == sso_owner_organization(services),
+                )
+            )
+            is None
+        )
+
+
+def test_a_sign_in_without_sso_lands_only_where_the_policy_allows(
+    sso_owner: Browser, make_browser: MakeBrowser, provider: Provider, services: Services
+) -> None:
+    """The rule passkey sign-in shares with password sign-in (``landing_without_sso``)."""
+    from keyplane.service.accounts.sessions import landing_without_sso
+    from keyplane.service.accounts.sso_policy import SsoRequired
+
+    assert sign_in_with_sso(make_browser(), provider, new_sub(), "dee@acme.test").status_code == 303
+    services.sso.set_policy(
+        Caller(
+            sso_owner_organization(services),
+            ("*",),
+            Actor(f"user:{owner_id(services)}"),
+            Role.OWNER,
+            authenticated_at=services.clock(),
+        ),
+        True,
+    )
+    with services.database.read() as session:
+        dee = session.scalar(select(User.id).where(User.email == "dee@acme.test"))
+        assert dee is not None
+        with pytest.raises(SsoRequired):
+            landing_without_sso(session, dee)
+        # The owner keeps a way in (break-glass).
+        assert landing_without_sso(session, owner_id(services)) == sso_owner_organization(services)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
@@ -47,6 +47,12 @@ from keyplane.service.accounts.sessions import NewSession
 from keyplane.service.accounts.sso_policy import SsoRequired
 
 router = APIRouter()
+
+#: The sign-in page's answer when the organization wants SSO (a password or a passkey).
+SSO_REQUIRED: Final = (
+    "Your organization requires single sign-on. "
+    "Use “Sign in with SSO” with your work e-mail address."
+)
 
 Text = Annotated[str, Form(max_length=2000)]
 
@@ -107,10 +113,7 @@ def sign_in(
         )
     except (AuthenticationFailed, SsoRequired) as error:
         if isinstance(error, SsoRequired):
-            message = (
-                "Your organization requires single sign-on. "
-                "Use “Sign in with SSO” with your work e-mail address."
-            )
+            message = SSO_REQUIRED
         elif error.code == "BAD_CREDENTIALS":
             message = "Wrong e-mail address or password."
         else:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import JSONResponse, Response
 
 from keyplane.console.account import account_context
+from keyplane.console.auth import SSO_REQUIRED
 from keyplane.console.factors import client_of, codes_page
 from keyplane.console.web import (
     SESSION_COOKIE,
@@ -37,6 +38,7 @@ from keyplane.core.errors import AuthenticationFailed, InvalidInput
 from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.passkeys import Ceremony
 from keyplane.service.accounts.sessions import SessionStage
+from keyplane.service.accounts.sso_policy import SsoRequired
 from keyplane.service.services import Services
 
 router = APIRouter()
@@ -130,16 +132,17 @@ def sign_in(
         started = services.passkeys.finish_sign_in(
             token, credential, replacing=request.cookies.get(SESSION_COOKIE), **client_of(request)
         )
-    except AuthenticationFailed:
+    except (AuthenticationFailed, SsoRequired) as error:
+        sso = isinstance(error, SsoRequired)
         return render(
             request,
             "signin.html",
             {
                 "next": target,
-                "error": "That passkey could not sign you in.",
+                "error": SSO_REQUIRED if sso else "That passkey could not sign you in.",
                 "signup_open": services.members.signup_open(),
             },
-            status_code=401,
+            status_code=403 if sso else 401,
         )
     response = redirect_to(target)
     set_session_cookie(request, response, started.token)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import secrets
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from typing import Final
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from keyplane.config import ConfigError, Settings
+
+logger = logging.getLogger("keyplane.sealing")
 
 KEY_FILENAME: Final = "secret.key"
 MIN_KEY_LENGTH: Final = 32
@@ -64,6 +67,14 @@ class Sealer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sealer:
+        if not settings.secret_keys and not settings.is_sqlite:
+            # Another machine on the same PostgreSQL has its own file, and could open
+            # none of this one's sealed values (TOTP secrets, queued mail).
+            logger.warning(
+                "KEYPLANE_SECRET_KEY is unset: sealing with %s; every instance that "
+                "shares this database needs the same key, so set KEYPLANE_SECRET_KEY",
+                settings.data_dir / KEY_FILENAME,
+            )
         return cls(settings.secret_keys or (key_file_secret(settings.data_dir),))
 
 

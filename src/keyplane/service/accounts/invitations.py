@@ -215,9 +215,7 @@ class InvitationService:
                 )
                 session.add(user)
                 session.flush()
-                return self._join(
-                    session, row, user.id, now, (client_ip, user_agent, replacing), password=True
-                )
+                return self._join(session, row, user.id, now, (client_ip, user_agent, replacing))
         except WriteConflict:  # a concurrent sign-up or accept created the address
             raise AccountExists(_ACCOUNT_EXISTS) from None
 
@@ -278,8 +276,11 @@ class InvitationService:
         client: tuple[str | None, str | None, str | None],
         *,
         current: SessionRecord | None = None,
-        password: bool = False,
     ) -> NewSession:
+        """Add the membership and start a session in the organization. A new account
+        (``current`` None) and a session not started by SSO obey the organization's
+        SSO policy; a signed-in person's new session keeps how the old one began,
+        its second factor and its authentication time."""
         client_ip, user_agent, replacing = client
         # The link reached the invited address's mailbox: that proves the address.
         session.execute(
@@ -308,7 +309,7 @@ class InvitationService:
             details={"email": row.email, "role": row.role, "invitation_id": row.id},
         )
         session.flush()
-        if password:  # a new password account: the organization's SSO policy applies
+        if current is None or current.method != "sso":
             check_password_sign_in(session, user_id, row.organization_id)
         return self._sessions.start_in(
             session,
@@ -317,8 +318,7 @@ class InvitationService:
             client_ip=client_ip,
             user_agent=user_agent,
             replacing=replacing,
-            method="invitation",
-            # Signed in already: the new session carries the old one's factor and time.
+            method=current.method if current is not None else "invitation",
             factor_verified=current is not None,
             authenticated_at=current.authenticated_at if current is not None else None,
         )

@@ -54,7 +54,7 @@ from keyplane.service.accounts.sessions import (
     NewSession,
     SessionService,
     SessionStage,
-    landing_organization,
+    landing_without_sso,
 )
 from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import record_account_event
@@ -357,11 +357,7 @@ class PasskeyService:
             with self._database.write() as session:
                 data = self._claim(session, token, SIGN_IN, None)
                 row = self._verify(session, parsed, data, None, require_uv=True)
-                organization_id = landing_organization(session, row.user_id)
-                if organization_id is None:
-                    raise AuthenticationFailed(
-                        "NO_ORGANIZATION", "this account belongs to no organization any more"
-                    )
+                organization_id = landing_without_sso(session, row.user_id)
                 return self._sessions.start_in(
                     session,
                     row.user_id,

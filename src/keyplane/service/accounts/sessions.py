@@ -136,7 +136,8 @@ class SessionService:
         user_agent: str | None = None,
         replacing: str | None = None,
     ) -> NewSession:
-        """Check the password (throttled) and start a session in the user's first organization.
+        """Check the password (throttled) and start a session in the organization the
+        user used last (:func:`landing_without_sso`).
 
         Raises :class:`~keyplane.service.limits.sign_in_throttle.TooManyAttempts` when the
         account or the IP has failed too often, ``AuthenticationFailed``
@@ -160,19 +161,7 @@ class SessionService:
                 # The password changed since it was checked: the one given is not in force.
                 self.throttle.failed(email, client_ip)
                 raise AuthenticationFailed("BAD_CREDENTIALS", "wrong e-mail address or password")
-            if landing_organization(session, user_id) is None:
-                raise AuthenticationFailed(
-                    "NO_ORGANIZATION", "this account belongs to no organization any more"
-                )
-            # Where a password may land: the SSO policy (sso_policy.py) keeps it out of
-            # organizations whose members must sign in with SSO.
-            organization_id = landing_organization(
-                session,
-                user_id,
-                allowed=lambda candidate: password_sign_in_allowed(session, user_id, candidate),
-            )
-            if organization_id is None:
-                raise SsoRequired()
+            organization_id = landing_without_sso(session, user_id)
             if password_hash is not None and self._accounts.needs_rehash(password_hash):
                 row = session.scalar(select(User).where(User.id == user_id))
                 if row is not None:
@@ -346,6 +335,8 @@ class SessionService:
             row.stage = self.stage_for(
                 session, current.user_id, organization_id, factor_verified=True
             )
+            if row.stage != SessionStage.ACTIVE:  # a pending stage lasts as long as at sign-in
+                row.expires_at = min(row.expires_at, now + PENDING_LIFETIME)
             session.execute(
                 update(User)
                 .where(User.id == current.user_id)
@@ -678,6 +669,26 @@ def landing_organization(
         membership for membership in memberships if membership != last
     ]
     return next((candidate for candidate in ordered if allowed(candidate)), None)
+
+
+def landing_without_sso(session: Session, user_id: str) -> str:
+    """Where a sign-in that is not SSO (a password, a passkey) lands: the organization
+    used last among those whose SSO policy lets it in (``sso_policy.py``).
+
+    Raises ``AuthenticationFailed`` (``NO_ORGANIZATION``) for a user in no
+    organization, :class:`SsoRequired` when every one of theirs wants SSO."""
+    if session.scalar(select(Membership.pk).where(Membership.user_id == user_id).limit(1)) is None:
+        raise AuthenticationFailed(
+            "NO_ORGANIZATION", "this account belongs to no organization any more"
+        )
+    organization_id = landing_organization(
+        session,
+        user_id,
+        allowed=lambda candidate: password_sign_in_allowed(session, user_id, candidate),
+    )
+    if organization_id is None:
+        raise SsoRequired()
+    return organization_id
 
 
 def locked_password_hash(session: Session, user_id: str) -> str | None:

@@ -715,6 +715,19 @@ class SsoService:
             session.add(user)
             session.flush()
         else:
+            # An account that exists is linked only if it is a member of this
+            # connection's organization already: an organization's owner chooses its
+            # identity provider and claims its e-mail domain, and neither may hand
+            # them a Keyplane account that belongs to other organizations (its
+            # sessions could switch into those).
+            if find_membership(session, organization_id, user.id) is None:
+                raise failed(
+                    "existing_account",
+                    f"{email} already has a Keyplane account that is not in this "
+                    "organization: sign in with its password, and ask an owner of this "
+                    "organization to invite it.",
+                    403,
+                )
             linked = session.scalar(
                 select(SsoIdentity.subject).where(
                     SsoIdentity.user_id == user.id, SsoIdentity.issuer == issuer
