@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from keyplane.core.ids import new_id
 from keyplane.service.accounts import access
+from keyplane.service.events.emit import emit, key_summary
 from keyplane.service.pagination import (
     check_limit,
     newest_first,
@@ -32,8 +33,14 @@ def record_event(
     target_id: str,
     at: datetime,
     details: Mapping[str, Any] | None = None,
+    subject: Mapping[str, Any] | None = None,
 ) -> None:
-    """Add an audit event to ``session``: it commits or rolls back with the change."""
+    """Add an audit event to ``session``: it commits or rolls back with the change.
+
+    An action that is also an event type (``core/events.py``) raises that event in
+    the same transaction, for webhooks and mail; ``subject`` is what the event says
+    about the target (a key's summary), else it names the target's type and id.
+    """
     session.add(
         AuditEvent(
             id=new_id("evt"),
@@ -47,6 +54,18 @@ def record_event(
             occurred_at=at,
             details=dict(details or {}),
         )
+    )
+    emit(
+        session,
+        organization_id=organization_id,
+        event_type=action,
+        at=at,
+        data={
+            "organization_id": organization_id,
+            "actor": actor.name,
+            **(dict(subject) if subject is not None else {target_type: {"id": target_id}}),
+            "details": dict(details or {}),
+        },
     )
 
 
@@ -119,6 +138,7 @@ def record_key_event(
         target_id=key.id,
         at=at,
         details=details,
+        subject={"key": key_summary(key, at)},
     )
 
 

@@ -57,6 +57,19 @@ class Organization(Base):
     require_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     #: Members must sign in with the organization's SSO connection.
     require_sso: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # Key policies (service/events/policies.py); None means no such policy.
+    #: The longest a key may live, in seconds, from its creation.
+    key_max_lifetime: Mapped[int | None] = mapped_column(Integer)
+    #: The expiry, in seconds from creation, given to a key created without one.
+    key_default_expiry: Mapped[int | None] = mapped_column(Integer)
+    #: A key unused for this many days is stale: warned 7 days before, then
+    #: disabled (``stale_key_disable``) or only reported.
+    stale_key_days: Mapped[int | None] = mapped_column(Integer)
+    stale_key_disable: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sa_false()
+    )
+    #: A key disabled as stale is revoked after this many more days.
+    stale_key_revoke_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class User(Base):
@@ -100,7 +113,12 @@ class Project(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
-    __table_args__ = (Index("ix_api_keys_project_id_pk", "project_id", "pk"),)
+    __table_args__ = (
+        Index("ix_api_keys_project_id_pk", "project_id", "pk"),
+        # The scheduler's scans (service/events/scheduler.py): expiring keys, stale keys.
+        Index("ix_api_keys_expires_at", "expires_at"),
+        Index("ix_api_keys_organization_id_last_used_at", "organization_id", "last_used_at"),
+    )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
@@ -138,6 +156,11 @@ class ApiKey(Base):
     quota_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: The period ``quota_used`` counts in: ``2026-11-26``, ``2026-11`` or ``""`` (no refill).
     quota_period: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    #: A canary: refused exactly like an unknown key; any use raises ``key.canary_used``.
+    canary: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    #: When and why the key was last disabled (``stale``: by the stale-key policy).
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(String(20))
 
 
 class AuditEvent(Base):
@@ -464,3 +487,158 @@ class AuthChallenge(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    """Something that happened that people and webhooks may be told about
+    (``core/events.py`` names them). Written in the transaction of the change;
+    one dispatcher fans it out to webhook deliveries and mail, exactly once."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_organization_id_pk", "organization_id", "pk"),
+        Index("ix_events_dispatched_at", "dispatched_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: ``msg_...``: the Standard Webhooks ``webhook-id`` of every delivery of it.
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(60))
+    occurred_at: Mapped[datetime]
+    #: The payload's ``data`` object.
+    data: Mapped[dict[str, Any]]
+    #: Set, in one conditional UPDATE, by the dispatcher that fanned it out.
+    dispatched_at: Mapped[datetime | None]
+
+
+class WebhookEndpoint(Base):
+    """A URL that receives an organization's events, signed the Standard Webhooks way."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_organization_id_pk", "organization_id", "pk"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(String(NAME_LENGTH), default="", server_default="")
+    #: Event types sent; empty means every type.
+    event_types: Mapped[list[str]]
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    #: ``failing`` when the deliveries kept failing, ``user`` when someone turned it off.
+    disabled_reason: Mapped[str | None] = mapped_column(String(20))
+    disabled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(80))
+    updated_at: Mapped[datetime]
+    #: Failed attempts in a row, and when the first of them was; a success resets both.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_since: Mapped[datetime | None]
+
+
+class WebhookSecret(Base):
+    """An endpoint's signing secret, sealed. After a rotation the old secret also
+    signs until ``expires_at``, so a receiver can switch without losing events."""
+
+    __tablename__ = "webhook_secrets"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: pending until an attempt succeeds or the retries run
+    out. ``replay`` counts manual replays, so fan-out can make each (endpoint, event)
+    only once."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", "replay"),
+        Index("ix_webhook_deliveries_pending", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_id_pk", "endpoint_id", "pk"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    replay: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: ``pending``, ``delivered``, ``failed`` (retries ran out) or ``cancelled``.
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery: the delivery log."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery_id_pk", "delivery_id", "pk"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    attempted_at: Mapped[datetime]
+    #: None when no answer came (refused address, connection error, timeout).
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    #: The first bytes of the answer's body, as text.
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+
+
+class KeyNotice(Base):
+    """That a one-time event about a key was raised (``expiring_7d``, ``quota_80``
+    for ``2026-12``...): the primary key makes it once, whichever instance tries."""
+
+    __tablename__ = "key_notices"
+
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), primary_key=True)
+    #: What the notice is for: a period, an expiry time, a debounce window.
+    bucket: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+class KeyCaller(Base):
+    """A client IP or user agent that used a key, with a count and when last seen.
+    Bounded per key (service/events/callers.py); older than 30 days is dropped."""
+
+    __tablename__ = "key_callers"
+
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    #: ``ip`` or ``user_agent``.
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    value: Mapped[str] = mapped_column(String(USER_AGENT_LENGTH), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class NotificationMute(Base):
+    """A person does not want mail about this event type in this organization
+    (mail is on by default for the types ``core/events.py`` marks as mailed)."""
+
+    __tablename__ = "notification_mutes"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_type: Mapped[str] = mapped_column(String(60), primary_key=True)

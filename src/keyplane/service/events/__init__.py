@@ -1,0 +1,1 @@
+"""Key hygiene: events, their fan-out to webhooks and mail, policies, the scheduler."""

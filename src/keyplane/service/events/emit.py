@@ -1,0 +1,104 @@
+"""Raising an event: one row in ``events``, in the transaction of the change.
+
+Nothing is sent here. Once the transaction commits, the dispatchers of this
+process are woken (:data:`doorbell`); one dispatcher of one instance fans the
+event out to webhook deliveries and mail (``dispatcher.py``). A change that
+rolls back raises nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from keyplane.core.events import EVENT_TYPES
+from keyplane.core.grant import key_status
+from keyplane.core.ids import new_id
+from keyplane.storage.database import after_commit
+from keyplane.storage.models import ApiKey, Event
+
+
+class Doorbell:
+    """Wakes every waiting worker of this process when events were committed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[threading.Event] = []
+
+    def subscribe(self, listener: threading.Event) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def unsubscribe(self, listener: threading.Event) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def ring(self) -> None:
+        with self._lock:
+            listeners = tuple(self._listeners)
+        for listener in listeners:
+            listener.set()
+
+
+#: Rung after a commit that raised events (the dispatchers of this process listen).
+doorbell = Doorbell()
+
+
+def emit(
+    session: Session,
+    *,
+    organization_id: str,
+    event_type: str,
+    at: datetime,
+    data: Mapping[str, Any],
+) -> str | None:
+    """Add event ``event_type`` to ``session``; return its id (``msg_...``), or None
+    when the type is not one of :data:`keyplane.core.events.EVENT_TYPES`."""
+    if event_type not in EVENT_TYPES:
+        return None
+    event_id = new_id("msg")
+    session.add(
+        Event(
+            id=event_id,
+            organization_id=organization_id,
+            type=event_type,
+            occurred_at=at,
+            data=jsonable(dict(data)),
+            dispatched_at=None,
+        )
+    )
+    after_commit(session, doorbell.ring)
+    return event_id
+
+
+def key_summary(key: ApiKey, now: datetime) -> dict[str, Any]:
+    """What an event says about a key: never its hash, never a secret."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "hint": key.hint,
+        "project_id": key.project_id,
+        "status": str(key_status(key.revoked_at, key.enabled, key.expires_at, now)),
+        "scopes": list(key.scopes),
+        "created_at": key.created_at,
+        "created_by": key.created_by,
+        "expires_at": key.expires_at,
+        "last_used_at": key.last_used_at,
+        "canary": bool(key.canary),
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes as ISO 8601 text (the JSON column stores it as is)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return value
