@@ -27,6 +27,11 @@ MANAGEMENT_SCOPES: Final = (
     scopes.KEYS_WRITE,
     scopes.KEYS_VERIFY,
     scopes.AUDIT_READ,
+    scopes.WEBHOOKS_READ,
+    scopes.WEBHOOKS_WRITE,
+    scopes.POLICIES_READ,
+    scopes.POLICIES_WRITE,
+    scopes.EVENTS_READ,
 )
 
 #: Who calls. ``scope:X`` is a live key of the organization holding only X.

@@ -21,6 +21,11 @@ KEYS_VERIFY: Final = "keys:verify"
 PROJECTS_READ: Final = "projects:read"
 PROJECTS_WRITE: Final = "projects:write"
 AUDIT_READ: Final = "audit:read"
+WEBHOOKS_READ: Final = "webhooks:read"
+WEBHOOKS_WRITE: Final = "webhooks:write"
+POLICIES_READ: Final = "policies:read"
+POLICIES_WRITE: Final = "policies:write"
+EVENTS_READ: Final = "events:read"
 JOBS_READ: Final = "jobs:read"
 JOBS_WRITE: Final = "jobs:write"
 
@@ -31,6 +36,11 @@ MANAGEMENT_SCOPES: Final = (
     PROJECTS_READ,
     PROJECTS_WRITE,
     AUDIT_READ,
+    WEBHOOKS_READ,
+    WEBHOOKS_WRITE,
+    POLICIES_READ,
+    POLICIES_WRITE,
+    EVENTS_READ,
 )
 #: Scopes of the IonQ-compatible API (``/v0.4``).
 JOB_SCOPES: Final = (JOBS_READ, JOBS_WRITE)

@@ -30,9 +30,16 @@ MEMBER_UNGRANTABLE: Final = frozenset(
         scope_rules.KEYS_WRITE,
         scope_rules.PROJECTS_WRITE,
         scope_rules.AUDIT_READ,
+        scope_rules.WEBHOOKS_READ,
+        scope_rules.WEBHOOKS_WRITE,
+        scope_rules.POLICIES_WRITE,
+        scope_rules.EVENTS_READ,
         "keys:*",
         "projects:*",
         "audit:*",
+        "webhooks:*",
+        "policies:*",
+        "events:*",
     }
 )
 

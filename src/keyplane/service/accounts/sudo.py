@@ -22,8 +22,19 @@ from keyplane.core import scopes as scope_rules
 from keyplane.core.errors import ReauthenticationRequired
 from keyplane.service.records import Caller
 
-#: Scopes whose grant is a sensitive change: they let a key make more keys.
-SENSITIVE_SCOPES: Final = frozenset({scope_rules.ALL, scope_rules.KEYS_WRITE, "keys:*"})
+#: Scopes whose grant is a sensitive change: they let a key make more keys, send the
+#: organization's events somewhere, or loosen its key policies.
+SENSITIVE_SCOPES: Final = frozenset(
+    {
+        scope_rules.ALL,
+        scope_rules.KEYS_WRITE,
+        "keys:*",
+        scope_rules.WEBHOOKS_WRITE,
+        "webhooks:*",
+        scope_rules.POLICIES_WRITE,
+        "policies:*",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
