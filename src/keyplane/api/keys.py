@@ -81,6 +81,7 @@ def create_key(
         enabled=body.enabled,
         rate_limit=body.rate_limit.value() if body.rate_limit else None,
         quota=body.quota.value() if body.quota else None,
+        canary=body.canary,
     )
     return CreatedKeyOut.of_created(created)
 

@@ -2,7 +2,7 @@
 
 Access is granted if and only if, checked in this order:
 
-1. the key exists                       else NOT_FOUND
+1. the key exists and is no canary      else NOT_FOUND
 2. it is not revoked                    else REVOKED
 3. it is enabled                        else DISABLED
 4. it has not expired (expires_at > now) else EXPIRED
@@ -91,6 +91,8 @@ class KeyState:
     quota_refill: str | None = None
     quota_used: int = 0
     quota_period: str = ""
+    #: A canary key is refused exactly like an unknown one (its use is the alarm).
+    canary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,7 @@ def is_plainly_valid(key: KeyState, now: datetime, required_scopes: Iterable[str
         and not key.ip_allowlist
         and key.rate_limit is None
         and key.quota_limit is None
+        and not key.canary
         and (key.expires_at is None or key.expires_at > now)
     )
 
@@ -172,7 +175,7 @@ def decide(
     required_scopes: Iterable[str] = (),
 ) -> Decision:
     """Apply the grant rule in the module docstring; ``now`` must be timezone-aware."""
-    if key is None:
+    if key is None or key.canary:
         return Decision(GrantCode.NOT_FOUND)
     code = standing(key.revoked_at, key.enabled, key.expires_at, now)
     if code is not GrantCode.VALID:

@@ -74,6 +74,10 @@ class KeyRecord:
     last_used_user_agent: str | None
     rate_limit: RateLimit | None = None
     quota: QuotaStatus | None = None
+    #: Refused like an unknown key; a use raises ``key.canary_used``.
+    canary: bool = False
+    #: Why the key was last disabled: ``stale`` (the stale-key policy) or None.
+    disabled_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

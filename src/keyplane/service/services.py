@@ -25,6 +25,7 @@ from keyplane.service.accounts.sso import SsoService
 from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import AuditService
 from keyplane.service.availability import readiness_problem
+from keyplane.service.events.signals import KeySignals
 from keyplane.service.keys.cache import KeyCache
 from keyplane.service.keys.invalidation import ChangeFeed
 from keyplane.service.keys.leaks import GitHubKeyring, LeakService
@@ -82,6 +83,9 @@ class Services:
             poll_interval=settings.change_poll_interval,
         )
         self.limiter = Limiter(self.usage, redis_url=settings.redis_url)
+        #: Callers, canary uses, rate-limit and quota events from what verification saw.
+        self.signals = KeySignals(database, clock=clock)
+        self.usage.after_flush = self.signals
         #: Sensitive changes need a recent sign-in (service/accounts/sudo.py).
         self.sudo = SudoRule(clock, settings.sudo_timeout)
         key_format = settings.key_format

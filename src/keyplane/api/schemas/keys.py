@@ -48,6 +48,14 @@ class KeyCreate(Strict):
     enabled: bool = True
     rate_limit: RateLimitIn | None = Field(default=None, description="e.g. 100 per 60 s.")
     quota: QuotaIn | None = Field(default=None, description="e.g. 10,000 uses, refilled daily.")
+    canary: bool = Field(
+        default=False,
+        description=(
+            "A canary key: always refused exactly like an unknown key, and any use raises "
+            "the key.canary_used event (with the caller's IP and user agent). Plant it "
+            "where a leak would be found."
+        ),
+    )
 
 
 class KeyUpdate(Strict):
@@ -114,6 +122,10 @@ class KeyOut(FromRecord):
     last_used_user_agent: str | None
     rate_limit: RateLimitOut | None = None
     quota: QuotaOut | None = None
+    canary: bool = False
+    disabled_reason: str | None = Field(
+        default=None, description="stale: disabled by the stale-key policy."
+    )
 
 
 # From ``records.CreatedKey``: the key's record, and its value (this once).

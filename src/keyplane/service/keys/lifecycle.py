@@ -75,6 +75,7 @@ class KeySettings(TypedDict, total=False):
     enabled: bool
     rate_limit: RateLimit | None
     quota: Quota | None
+    canary: bool
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,13 @@ class KeyService(KeyQueries):
         enabled: bool = True,
         rate_limit: RateLimit | None = None,
         quota: Quota | None = None,
+        canary: bool = False,
     ) -> CreatedKey:
-        """:meth:`create` inside a transaction the caller owns (used by bootstrap)."""
+        """:meth:`create` inside a transaction the caller owns (used by bootstrap).
+
+        A ``canary`` key is never accepted: it is refused like an unknown key, and any
+        use raises ``key.canary_used`` (``service/events/signals.py``).
+        """
         now = self._clock()
         scopes = scope_rules.validate_scopes(scopes)
         self.sudo.require_for_scopes(caller, scopes)
@@ -173,6 +179,7 @@ class KeyService(KeyQueries):
             quota_refill=quota.refill if quota else None,
             quota_used=0,
             quota_period="",
+            canary=bool(canary),
         )
         session.add(row)
         session.flush()
@@ -187,6 +194,7 @@ class KeyService(KeyQueries):
                 "project_id": project.id,
                 "scopes": list(granted),
                 "hint": row.hint,
+                **({"canary": True} if canary else {}),
             },
         )
         return CreatedKey(self._to_record(row, now), secret)
@@ -329,6 +337,7 @@ class KeyService(KeyQueries):
                 quota_refill=old.quota_refill,
                 quota_used=0,
                 quota_period="",
+                canary=old.canary,
             )
             session.add(new)
             old_ends = now + grace

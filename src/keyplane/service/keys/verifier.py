@@ -51,6 +51,7 @@ _STATE_COLUMNS = (
     ApiKey.quota_refill,
     ApiKey.quota_used,
     ApiKey.quota_period,
+    ApiKey.canary,
 )
 
 #: Built once: rebuilding the select and running it through the ORM cost about
@@ -133,7 +134,10 @@ class Verifier:
         if row is None:
             return None
         state = _to_state(tuple(row))
-        self._cache.put(key_hash, state, generation)
+        if not state.canary:
+            # A canary is never cached: it costs the look-up an unknown key costs, so
+            # timing does not tell the two apart.
+            self._cache.put(key_hash, state, generation)
         return state
 
     def _cached(self, raw_key: str) -> tuple[str, KeyState | None] | None:
@@ -180,6 +184,11 @@ class Verifier:
         organization_id: str | None,
     ) -> Decision:
         if state is None:
+            return _NOT_FOUND
+        if state.canary:
+            # Refused exactly like an unknown key (grant.decide says so too); the use
+            # is the alarm, raised from the usage buffer's flush.
+            self._usage.note_canary(state.key_id, self._clock(), client_ip, user_agent)
             return _NOT_FOUND
         if organization_id is not None and state.organization_id != organization_id:
             return _NOT_FOUND  # another organization's key does not exist for this caller
@@ -245,6 +254,7 @@ def _to_state(row: tuple[Any, ...]) -> KeyState:
         quota_refill,
         quota_used,
         quota_period,
+        canary,
     ) = row
     return KeyState(
         key_id=key_id,
@@ -264,4 +274,5 @@ def _to_state(row: tuple[Any, ...]) -> KeyState:
         quota_refill=quota_refill,
         quota_used=quota_used or 0,
         quota_period=quota_period or "",
+        canary=bool(canary),
     )

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +73,25 @@ PRUNE_EVERY = 3600.0
 #: (key id, hour as seconds since the epoch // 3600, outcome)
 CountKey = tuple[str, int, str]
 UsageTuple = tuple[datetime, IPAddress | None, str | None]
+#: (key id, client IP, user agent) of a use, counted between two flushes.
+CallerKey = tuple[str, IPAddress | None, str | None]
+#: A canary key's use: (key id, at, client IP, user agent).
+CanaryUse = tuple[str, datetime, IPAddress | None, str | None]
+#: Bounds on what one interval keeps in memory (the rest of a flood is not kept).
+MAX_CALLERS_PER_FLUSH = 50_000
+MAX_CANARY_USES_PER_FLUSH = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    """What a flush wrote that the key-hygiene signals act on (``service/events/signals.py``)."""
+
+    callers: dict[CallerKey, int]
+    canary_uses: list[CanaryUse]
+    #: key id -> refusals for its rate limit in this interval.
+    rate_limited: dict[str, int]
+    #: key id -> (quota period, uses stored) of the keys whose quota uses were written.
+    quota: dict[str, tuple[str, int]]
 
 
 class UsageBuffer:
@@ -89,6 +109,11 @@ class UsageBuffer:
         #: Called after a flush with the stored (period, used) of the keys whose quota
         #: uses it wrote, so a process learns of the other processes' uses.
         self.on_quota_stored: Callable[[dict[str, tuple[str, int]]], None] | None = None
+        #: Called after each flush with the callers, canary uses, rate-limit refusals
+        #: and quota counts it saw (the key-hygiene signals: callers, events).
+        self.after_flush: Callable[[Flushed], None] | None = None
+        self._callers: dict[CallerKey, int] = {}
+        self._canary_uses: list[CanaryUse] = []
         # Guards the swap of ``_pending`` only (held for nanoseconds, on the hot path);
         # ``_flush_lock`` serializes whole flushes, database write included.
         self._swap_lock = threading.Lock()
@@ -116,7 +141,26 @@ class UsageBuffer:
         with self._swap_lock:
             if at is not None:
                 self._pending[key_id] = (at, client_ip, user_agent)
+                caller = (key_id, client_ip, user_agent)
+                callers = self._callers
+                seen = callers.get(caller)
+                if seen is not None:
+                    callers[caller] = seen + 1
+                elif len(callers) < MAX_CALLERS_PER_FLUSH:
+                    callers[caller] = 1
             self._counts[slot] = self._counts.get(slot, 0) + 1
+
+    def note_canary(
+        self,
+        key_id: str,
+        at: datetime,
+        client_ip: IPAddress | None,
+        user_agent: str | None,
+    ) -> None:
+        """A canary key was presented: raised as ``key.canary_used`` after the next flush."""
+        with self._swap_lock:
+            if len(self._canary_uses) < MAX_CANARY_USES_PER_FLUSH:
+                self._canary_uses.append((key_id, at, client_ip, user_agent))
 
     def use_quota(self, key_id: str, period: str) -> None:
         """Count one use against ``key_id``'s quota in ``period``."""
@@ -152,6 +196,10 @@ class UsageBuffer:
                 pending, self._pending = self._pending, {}
                 counts, self._counts = self._counts, {}
                 quota, self._quota = self._quota, {}
+                callers, self._callers = self._callers, {}
+                canary_uses, self._canary_uses = self._canary_uses, []
+            if canary_uses or callers:
+                self._signal(callers, canary_uses, counts, {})
             if not pending and not counts and not quota:
                 return 0
             self._in_flight = pending
@@ -202,7 +250,29 @@ class UsageBuffer:
             self._warnings.recovered("flush", "last-used times and usage counts are written again")
             if stored and self.on_quota_stored is not None:
                 self.on_quota_stored(stored)
+            self._signal({}, [], counts, stored)
             return len(pending)
+
+    def _signal(
+        self,
+        callers: dict[CallerKey, int],
+        canary_uses: list[CanaryUse],
+        counts: dict[CountKey, int],
+        quota: dict[str, tuple[str, int]],
+    ) -> None:
+        """Hand what this flush saw to :attr:`after_flush` (its failures are its own)."""
+        if self.after_flush is None:
+            return
+        rate_limited: dict[str, int] = {}
+        for (key_id, _hour, outcome), count in counts.items():
+            if outcome == "RATE_LIMITED":
+                rate_limited[key_id] = rate_limited.get(key_id, 0) + count
+        if not (callers or canary_uses or rate_limited or quota):
+            return
+        try:
+            self.after_flush(Flushed(callers, canary_uses, rate_limited, quota))
+        except Exception:  # the flusher must outlive any one bad signal
+            logger.exception("key-hygiene signals failed after a usage flush")
 
     def _upsert_counts(self) -> Any:
         dialect: Any = sqlite if self._database.is_sqlite else postgresql
