@@ -104,6 +104,9 @@ API_ENDPOINTS: Final = (
     ApiEndpoint("POST", "/api/v1/keys/{key_id}/roll", scopes.KEYS_WRITE, "object", 201),
     ApiEndpoint("GET", "/api/v1/keys/{key_id}/usage", scopes.KEYS_READ, "object", 200),
     ApiEndpoint("GET", "/api/v1/audit-events", scopes.AUDIT_READ, "collection", 200),
+    ApiEndpoint("GET", "/api/v1/events", scopes.EVENTS_READ, "collection", 200),
+    ApiEndpoint("GET", "/api/v1/event-types", None, "collection", 200),
+    ApiEndpoint("GET", "/api/v1/keys/{key_id}/callers", scopes.KEYS_READ, "object", 200),
     ApiEndpoint(
         "POST",
         "/api/v1/leaks/github",

@@ -39,7 +39,8 @@ def test_canary_is_refused_like_an_unknown_key_and_raises_canary_used(
             canary.secret.reveal(), client_ip=ip_address("198.51.100.9"), user_agent="curl/8"
         )
         assert decision == services.verifier.verify(unknown)  # same code, no key
-        assert decision.code is GrantCode.NOT_FOUND and decision.key is None
+        assert decision.code is GrantCode.NOT_FOUND
+        assert decision.key is None
     services.usage.flush()
     [event] = events_of(services, "key.canary_used")
     assert event.data["key"]["id"] == canary.record.id
@@ -167,7 +168,8 @@ def test_quota_warning_at_80_and_exhausted_at_100_percent_once_per_period(
     services.verifier.verify(value)
     services.usage.flush()
     [warning] = events_of(services, "key.quota_warning")
-    assert warning.data["details"]["used"] == 8 and warning.data["details"]["limit"] == 10
+    assert warning.data["details"]["used"] == 8
+    assert warning.data["details"]["limit"] == 10
     for _ in range(4):
         services.verifier.verify(value)
     services.usage.flush()

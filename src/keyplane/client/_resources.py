@@ -140,11 +140,18 @@ class Keys(Resource[C]):
     revoke = call(operations.revoke_key)
     roll = call(operations.roll_key)
     usage = call(operations.key_usage)
+    callers = call(operations.key_callers)
 
 
 class Audit(Resource[C]):
     list = call(operations.list_audit_events)
     iter = pages(operations.iter_audit_events)
+
+
+class Events(Resource[C]):
+    list = call(operations.list_events)
+    iter = pages(operations.iter_events)
+    types = call(operations.list_event_types)
 
 
 class ClientBase:

@@ -183,6 +183,8 @@ class Key(_Model):
     last_used_user_agent: str | None
     rate_limit: RateLimit | None = None
     quota: QuotaStatus | None = None
+    canary: bool = False
+    disabled_reason: str | None = None
 
     @classmethod
     def _fields_of(cls, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,6 +210,8 @@ class Key(_Model):
             "last_used_user_agent": data.get("last_used_user_agent"),
             "rate_limit": RateLimit.from_json(data.get("rate_limit")),
             "quota": QuotaStatus.from_json(data.get("quota")),
+            "canary": bool(data.get("canary", False)),
+            "disabled_reason": data.get("disabled_reason"),
         }
 
     @classmethod
@@ -258,6 +262,78 @@ class AuditEvent(_Model):
             user_agent=data.get("user_agent"),
             occurred_at=_required_time(data["occurred_at"]),
             details=dict(data.get("details") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event(_Model):
+    """Something that happened (``key.revoked``...); ``id`` is the webhook-id of its deliveries."""
+
+    id: str
+    type: str
+    occurred_at: datetime
+    data: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Event:
+        return cls(
+            id=data["id"],
+            type=data["type"],
+            occurred_at=_required_time(data["occurred_at"]),
+            data=dict(data.get("data") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventType(_Model):
+    name: str
+    description: str
+    mailed: bool
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EventType:
+        return cls(data["name"], data["description"], bool(data.get("mailed")))
+
+    @classmethod
+    def list_from_json(cls, data: Any) -> list[EventType]:
+        return [cls.from_json(item) for item in data]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCaller(_Model):
+    """A client IP or user agent (empty: none was sent) that used a key."""
+
+    value: str
+    count: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KeyCaller:
+        return cls(
+            value=data["value"],
+            count=int(data["count"]),
+            first_seen_at=_required_time(data["first_seen_at"]),
+            last_seen_at=_required_time(data["last_seen_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCallers(_Model):
+    """Who used a key in the last ``days`` days: what a revocation would break."""
+
+    key_id: str
+    days: int
+    ips: tuple[KeyCaller, ...]
+    user_agents: tuple[KeyCaller, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KeyCallers:
+        return cls(
+            key_id=data["key_id"],
+            days=int(data["days"]),
+            ips=tuple(KeyCaller.from_json(item) for item in data.get("ips") or ()),
+            user_agents=tuple(KeyCaller.from_json(item) for item in data.get("user_agents") or ()),
         )
 
 

@@ -19,7 +19,10 @@ from keyplane.client._http import Operation, query, segment
 from keyplane.client.models import (
     AuditEvent,
     CreatedKey,
+    Event,
+    EventType,
     Key,
+    KeyCallers,
     Page,
     Project,
     Quota,
@@ -180,11 +183,13 @@ def create_key(
     enabled: bool = True,
     rate_limit: RateLimit | None = None,
     quota: Quota | None = None,
+    canary: bool = False,
 ) -> Operation[CreatedKey]:
     """Create a key. Its value is in ``.key`` (``.key.reveal()``), this once only.
 
     ``rate_limit=RateLimit(100, 60)`` allows 100 requests a minute;
-    ``quota=Quota(10_000, "day")`` allows 10,000 uses a UTC day.
+    ``quota=Quota(10_000, "day")`` allows 10,000 uses a UTC day. A ``canary`` key is
+    always refused like an unknown key, and any use raises ``key.canary_used``.
     """
     body: dict[str, Any] = {
         "name": name,
@@ -201,6 +206,8 @@ def create_key(
         body["rate_limit"] = _rate_limit(rate_limit)
     if quota is not None:
         body["quota"] = _quota(quota)
+    if canary:
+        body["canary"] = True
     return Operation(
         "POST", f"/projects/{segment(project_id, 'project')}/keys", CreatedKey.from_json, json=body
     )
@@ -314,6 +321,36 @@ def list_audit_events(
     )
 
 
+# -- events -------------------------------------------------------------------
+
+
+def list_events(
+    *, type: str | None = None, limit: int | None = None, cursor: str | None = None
+) -> Operation[Page[Event]]:
+    """One page of the organization's events (``key.revoked``...), newest first."""
+    return Operation(
+        "GET",
+        "/events",
+        _page(Event.from_json),
+        params=query(type=type, limit=limit, cursor=cursor),
+    )
+
+
+def list_event_types() -> Operation[list[EventType]]:
+    """Every event type Keyplane raises, with what it means."""
+    return Operation("GET", "/event-types", EventType.list_from_json)
+
+
+def key_callers(key_id: str, *, days: int = 30) -> Operation[KeyCallers]:
+    """Who still uses a key: its client IPs and user agents of the last ``days`` (<= 30)."""
+    return Operation(
+        "GET",
+        f"/keys/{segment(key_id, 'key')}/callers",
+        KeyCallers.from_json,
+        params=query(days=days),
+    )
+
+
 # -- whole lists ----------------------------------------------------------------
 
 
@@ -327,6 +364,11 @@ def iter_keys(project_id: str, *, status: str | None = None, page_size: int = 10
     return Pages(
         lambda cursor: list_keys(project_id, status=status, limit=page_size, cursor=cursor)
     )
+
+
+def iter_events(*, type: str | None = None, page_size: int = 100) -> Pages[Event]:
+    """Every matching event, fetching pages as needed."""
+    return Pages(lambda cursor: list_events(type=type, limit=page_size, cursor=cursor))
 
 
 def iter_audit_events(

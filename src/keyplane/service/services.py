@@ -25,6 +25,7 @@ from keyplane.service.accounts.sso import SsoService
 from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import AuditService
 from keyplane.service.availability import readiness_problem
+from keyplane.service.events.log import EventLog
 from keyplane.service.events.signals import KeySignals
 from keyplane.service.keys.cache import KeyCache
 from keyplane.service.keys.invalidation import ChangeFeed
@@ -83,9 +84,6 @@ class Services:
             poll_interval=settings.change_poll_interval,
         )
         self.limiter = Limiter(self.usage, redis_url=settings.redis_url)
-        #: Callers, canary uses, rate-limit and quota events from what verification saw.
-        self.signals = KeySignals(database, clock=clock)
-        self.usage.after_flush = self.signals
         #: Sensitive changes need a recent sign-in (service/accounts/sudo.py).
         self.sudo = SudoRule(clock, settings.sudo_timeout)
         key_format = settings.key_format
@@ -98,6 +96,10 @@ class Services:
             max_json_depth=settings.max_json_depth,
             sudo=self.sudo,
         )
+        #: Callers, canary uses, rate-limit and quota events from what verification saw.
+        self.signals = KeySignals(database, self.keys, clock=clock)
+        self.usage.after_flush = self.signals
+        self.events = EventLog(database)
         self.usage_history = UsageHistory(database, self.keys, self.usage, clock=clock)
         #: Seals the secrets the server reads back (service/sealing.py).
         self.sealer = Sealer.from_settings(settings)

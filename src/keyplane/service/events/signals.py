@@ -31,14 +31,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from keyplane.core.errors import InvalidInput
 from keyplane.core.ids import is_id
 from keyplane.core.network import IPAddress
 from keyplane.logs import Throttled
 from keyplane.service.audit import record_key_event
 from keyplane.service.events.emit import emit, key_summary
 from keyplane.service.events.notices import claim_notice
+from keyplane.service.keys.queries import KeyQueries
 from keyplane.service.limits.usage import Flushed
-from keyplane.service.records import Actor
+from keyplane.service.records import Actor, Caller
 from keyplane.service.validation import clip_user_agent
 from keyplane.storage.database import Database
 from keyplane.storage.models import ApiKey, KeyCaller
@@ -82,8 +84,11 @@ class KeyCallers:
 class KeySignals:
     """The after-flush step of the usage buffer (``UsageBuffer.after_flush``)."""
 
-    def __init__(self, database: Database, *, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, database: Database, keys: KeyQueries, *, clock: Callable[[], datetime]
+    ) -> None:
         self._database = database
+        self._keys = keys
         self._clock = clock
         self._last_prune = 0.0
         self._warnings = Throttled(logger)
@@ -265,6 +270,14 @@ class KeySignals:
         )
 
     # -- reading -------------------------------------------------------------
+
+    def callers(self, caller: Caller, key_id: str, days: int = 30) -> KeyCallers:
+        """Who used ``key_id`` in the last ``days`` days (1 to 30); a key of another
+        organization is not found, as everywhere."""
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 30:
+            raise InvalidInput("days is a whole number from 1 to 30", field="days")
+        self._keys.get(caller, key_id)
+        return self.callers_of(key_id, self._clock(), days)
 
     def callers_of(self, key_id: str, now: datetime, days: int = 30) -> KeyCallers:
         """The callers of ``key_id`` (whose access the caller checked) seen in ``days`` days."""
