@@ -26,6 +26,7 @@ from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import AuditService
 from keyplane.service.availability import readiness_problem
 from keyplane.service.events.log import EventLog
+from keyplane.service.events.notify import MailNotifier, NotificationPreferences
 from keyplane.service.events.signals import KeySignals
 from keyplane.service.keys.cache import KeyCache
 from keyplane.service.keys.invalidation import ChangeFeed
@@ -148,6 +149,9 @@ class Services:
             ),
             clock=clock,
         )
+        #: Mail about events (the dispatcher calls it once per event) and who muted what.
+        self.notifier = MailNotifier(self.outbox, console_url=settings.console_url)
+        self.notifications = NotificationPreferences(database)
         #: Verification and password-reset links (mailed through the outbox).
         self.email_links = EmailLinks(
             database,
