@@ -206,6 +206,8 @@ CONSOLE_EXEMPT: Final = {
     ("GET", "/console/verify-email"): "public: needs a verification token",
     ("POST", "/console/verify-email"): "public: needs a verification token",
     ("POST", "/console/account/verify-email"): "the visitor's own address",
+    ("GET", "/console/account/notifications"): "the visitor's own mail preferences",
+    ("POST", "/console/account/notifications"): "the visitor's own mail preferences",
     ("POST", "/console/account/sessions/{session_id}/end"): "the visitor's own sessions (else 404)",
     ("POST", "/console/account/sessions/end-others"): "the visitor's own sessions",
     ("POST", "/console/organizations/switch"): "the visitor's own memberships (else refused)",

@@ -20,8 +20,10 @@ from keyplane.console.web import (
     safe_next,
 )
 from keyplane.core.errors import InvalidInput, ObjectNotFound
+from keyplane.core.events import EVENT_TYPES
 from keyplane.http.services import ServicesDep
 from keyplane.service.accounts.members import SignupClosed, SignupPolicy
+from keyplane.service.events.notify import MAILED
 from keyplane.service.services import Services
 
 router = APIRouter()
@@ -127,3 +129,32 @@ def create_organization(
         )
     services.sessions.switch(visitor.session, organization_id, actor=visitor.caller.actor)
     return redirect("/keys", notice="organization-created")
+
+
+@router.get("/account/notifications")
+def notifications_page(request: Request, services: ServicesDep, visitor: VisitorDep) -> Response:
+    """Which events mail the signed-in person in this organization."""
+    muted = services.notifications.muted(visitor.caller, visitor.session.user_id)
+    return render(
+        request,
+        "notifications.html",
+        {
+            "section": "account",
+            "choices": [(name, EVENT_TYPES[name].description) for name in MAILED],
+            "muted": muted,
+        },
+    )
+
+
+@router.post("/account/notifications")
+def save_notifications(
+    services: ServicesDep,
+    visitor: CSRFVisitorDep,
+    mailed: Annotated[list[str] | None, Form(max_length=100)] = None,
+) -> Response:
+    """Save the preferences: every mailed type left unticked is muted."""
+    wanted = set(mailed or [])
+    services.notifications.set_muted(
+        visitor.caller, visitor.session.user_id, [name for name in MAILED if name not in wanted]
+    )
+    return redirect("/account/notifications", notice="notifications-saved")

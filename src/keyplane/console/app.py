@@ -24,7 +24,15 @@ from keyplane.console import (
     recovery,
     sso,
 )
-from keyplane.console.formatting import actor_label, day, device, duration, exact, relative
+from keyplane.console.formatting import (
+    actor_label,
+    callers_phrase,
+    day,
+    device,
+    duration,
+    exact,
+    relative,
+)
 from keyplane.console.web import (
     HERE,
     PREFIX,
@@ -104,6 +112,7 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
     env.filters["actor"] = actor_label
     env.filters["duration"] = duration
     env.filters["device"] = device
+    env.filters["callers"] = callers_phrase
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (auth, account, recovery, factors, passkeys, sso, keys, organization):
         console.include_router(module.router)

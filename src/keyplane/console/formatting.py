@@ -104,3 +104,11 @@ def device(user_agent: str | None) -> str:
     if browser and system:
         return f"{browser} on {system}"
     return browser or system or user_agent[:40]
+
+
+def callers_phrase(count: int | None, days: int = 7) -> str:
+    """What a revocation would break, for the revoke dialogs: callers seen lately."""
+    if not count:
+        return f"No program used it in the last {days} days."
+    callers = "1 caller" if count == 1 else f"{count} callers"
+    return f"{callers} (client addresses) used it in the last {days} days; they will stop working."

@@ -134,6 +134,7 @@ def keys_page(
             next_cursor=page.next_cursor if page else None,
             names=member_names(services, visitor),
             can_manage={key.id: can_manage_key(visitor.caller, key.created_by) for key in keys},
+            callers=services.signals.recent_callers(key.id for key in keys),
             leaked={
                 leak.key_id
                 for leak in services.leaks.leaks(
@@ -196,9 +197,11 @@ def create_key(
     expires_on: Annotated[str, Form(max_length=20)] = "",
     scopes: Annotated[list[str] | None, Form(max_length=200)] = None,
     other_scopes: Annotated[str, Form(max_length=2000)] = "",
+    canary: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     current = services.projects.get_project(visitor.caller, project)
     form = {
+        "canary": bool(canary),
         "name": name,
         "expires": expires,
         "expires_on": expires_on,
@@ -212,6 +215,7 @@ def create_key(
             name=name,
             scopes=parse_scopes(scopes or [], other_scopes),
             expires_at=parse_expiry(expires, expires_on, services.clock()),
+            canary=bool(canary),
         )
     except (InvalidInput, NotPermitted) as error:
         template = "_create_form.html" if _is_fetch(request) else "key_new.html"
@@ -259,6 +263,8 @@ def key_page(request: Request, services: ServicesDep, visitor: VisitorDep, key_i
             "can_manage": can_manage_key(visitor.caller, key.created_by),
             "grace_choices": GRACE_CHOICES,
             "leaks": services.leaks.leaks(visitor.caller.organization_id, [key.id]),
+            "callers": services.signals.callers(visitor.caller, key.id),
+            "recent_callers": services.signals.recent_callers([key.id]).get(key.id, 0),
         },
     )
 
@@ -275,7 +281,16 @@ def revoke_page(
     request: Request, services: ServicesDep, visitor: VisitorDep, key_id: str
 ) -> Response:
     key = _key_for_action(services, visitor, key_id)
-    return render(request, "key_confirm.html", {"section": "keys", "key": key, "action": "revoke"})
+    return render(
+        request,
+        "key_confirm.html",
+        {
+            "section": "keys",
+            "key": key,
+            "action": "revoke",
+            "recent_callers": services.signals.recent_callers([key.id]).get(key.id, 0),
+        },
+    )
 
 
 @router.post("/keys/{key_id}/revoke")

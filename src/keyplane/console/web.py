@@ -54,6 +54,7 @@ NOTICES: Final = {
     "organization-created": "Organization created. You are its owner.",
     "password-reset": "Password changed. Sign in with the new password.",
     "verification-sent": "We sent a verification link to your address.",
+    "notifications-saved": "Your mail preferences are saved.",
     "email-verified": "Your e-mail address is verified.",
     "totp-removed": "Authenticator app removed.",
     "totp-added": "Authenticator app set up.",

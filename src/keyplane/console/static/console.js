@@ -143,6 +143,8 @@
         revoke.action = form.dataset.action;
         dialog.querySelector("[data-key-name]").textContent = form.dataset.keyName;
         dialog.querySelector("[data-key-hint]").textContent = form.dataset.keyHint;
+        var callers = dialog.querySelector("[data-key-callers]");
+        if (callers) { callers.textContent = form.dataset.keyCallers || ""; }
       }
       openDialog(dialog, form.querySelector("button"));
     } else if (form.matches("[data-fetch-form]") && form.closest("dialog")) {

@@ -279,6 +279,26 @@ class KeySignals:
         self._keys.get(caller, key_id)
         return self.callers_of(key_id, self._clock(), days)
 
+    def recent_callers(self, key_ids: Iterable[str], days: int = 7) -> dict[str, int]:
+        """Distinct client IPs per key in the last ``days`` days (keys already shown to
+        the caller: the console's list and revoke dialogs)."""
+        ids = sorted(set(key_ids))
+        since = self._clock() - timedelta(days=days)
+        counts: dict[str, int] = {}
+        with self._database.read() as session:
+            for start in range(0, len(ids), 500):
+                for key_id, count in session.execute(
+                    select(KeyCaller.key_id, func.count())
+                    .where(
+                        KeyCaller.key_id.in_(ids[start : start + 500]),
+                        KeyCaller.kind == IP,
+                        KeyCaller.last_seen_at >= since,
+                    )
+                    .group_by(KeyCaller.key_id)
+                ):
+                    counts[key_id] = int(count)
+        return counts
+
     def callers_of(self, key_id: str, now: datetime, days: int = 30) -> KeyCallers:
         """The callers of ``key_id`` (whose access the caller checked) seen in ``days`` days."""
         since = now - timedelta(days=days)
