@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from keyplane.config import Settings
 from keyplane.core.errors import InvalidInput
+from keyplane.service.audit import record_account_event
 from keyplane.service.records import Actor, Caller, Role
 from keyplane.service.services import Services
 from keyplane.storage.models import Event, Membership, User
@@ -99,3 +100,31 @@ def test_only_mailed_types_can_be_muted(services: Services, tenant: Tenant) -> N
         "key.expiring"
     }
     assert services.notifications.muted(caller, tenant.user_id) == {"key.expiring"}
+
+
+def test_an_account_event_is_mailed_to_that_person_once(
+    services: Services,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    clock: Clock,
+    mail_server: MailServer,  # noqa: F811
+) -> None:
+    admin = add_member(services, tenant, "admin@acme.test", Role.ADMIN, clock)
+    with services.database.write() as session:  # the admin is in both organizations
+        session.add(
+            Membership(
+                organization_id=other_tenant.organization_id,
+                user_id=admin,
+                role=Role.MEMBER.value,
+                created_at=clock(),
+            )
+        )
+    with services.database.write() as session:
+        record_account_event(
+            session, admin, Actor(f"user:{admin}"), "user.password_changed", at=clock()
+        )
+    dispatch(services, "user.password_changed")
+    assert [r for m in mail_server.received for r in m.to] == ["admin@acme.test"]
+    [mail] = mail_server.received
+    assert mail.subject == "[Keyplane] Your password was changed"
+    assert "about your own account" in mail.text

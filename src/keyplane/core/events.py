@@ -7,8 +7,8 @@ from the scheduler (expiring, expired, unused, auto-disabled), the hot path
 describes each one's payload.
 
 Mail goes to the key's creator and the organization's owners and admins for
-the types marked ``mailed``, unless a person muted that type; every type can be
-sent to webhooks.
+the types marked ``mailed`` (``user.`` types: to that person alone), unless a
+person muted that type; every type can be sent to webhooks.
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ _TYPES: Final = (
     EventType("member.role_changed", "A member's role changed.", mailed=True),
     EventType("invitation.created", "Someone was invited to the organization."),
     EventType("invitation.revoked", "An invitation was withdrawn."),
-    EventType("user.password_changed", "A member's password was changed."),
-    EventType("user.password_reset", "A member reset their password by e-mail."),
-    EventType("user.factor_added", "A member added a second factor."),
-    EventType("user.factor_removed", "A member removed a second factor."),
+    EventType("user.password_changed", "A member's password was changed.", mailed=True),
+    EventType("user.password_reset", "A member reset their password by e-mail.", mailed=True),
+    EventType("user.factor_added", "A member added a second factor.", mailed=True),
+    EventType("user.factor_removed", "A member removed a second factor.", mailed=True),
     EventType("organization.mfa_policy_changed", "The second-factor policy changed."),
     EventType("organization.sso_policy_changed", "The SSO-only policy changed."),
     EventType("organization.key_policy_changed", "A key policy changed."),

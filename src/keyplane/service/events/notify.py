@@ -38,6 +38,10 @@ SUBJECTS: Final = {
     "member.removed": "A member was removed",
     "member.role_changed": "A member's role changed",
     "webhook.endpoint_disabled": "A webhook endpoint was disabled",
+    "user.password_changed": "Your password was changed",
+    "user.password_reset": "Your password was reset",
+    "user.factor_added": "A second factor was added to your account",
+    "user.factor_removed": "A second factor was removed from your account",
 }
 MAILED: Final = tuple(name for name, kind in EVENT_TYPES.items() if kind.mailed)
 
@@ -57,8 +61,11 @@ class MailNotifier:
             )
 
     def recipients(self, session: Session, event: Event) -> list[str]:
-        """The addresses that get ``event``: owners, admins, the key's creator; not muted."""
+        """The addresses that get ``event``: owners, admins, the key's creator; not muted.
+        An event about a person's own account (``user.``) goes to that person alone."""
         data = event.data or {}
+        if event.type.startswith("user."):
+            return self._account_holder(session, event, str((data.get("user") or {}).get("id")))
         creator = str((data.get("key") or {}).get("created_by") or "")
         creator_id = creator.removeprefix("user:") if creator.startswith("user:") else None
         members = session.execute(
@@ -82,6 +89,28 @@ class MailNotifier:
             and (role in (Role.OWNER.value, Role.ADMIN.value) or user_id == creator_id)
         ]
 
+    @staticmethod
+    def _account_holder(session: Session, event: Event, user_id: str) -> list[str]:
+        """The person, once: an account event is raised in each of their organizations
+        (``record_account_event``), and only the one in the first of them is mailed."""
+        first = session.scalar(
+            select(Membership.organization_id)
+            .where(Membership.user_id == user_id)
+            .order_by(Membership.organization_id)
+            .limit(1)
+        )
+        if first != event.organization_id:
+            return []
+        muted = session.scalar(
+            select(NotificationMute.user_id).where(
+                NotificationMute.user_id == user_id,
+                NotificationMute.organization_id == event.organization_id,
+                NotificationMute.event_type == event.type,
+            )
+        )
+        email = session.scalar(select(User.email).where(User.id == user_id))
+        return [email] if email and muted is None else []
+
     def _context(self, session: Session, event: Event) -> dict[str, Any]:
         data = event.data or {}
         key = data.get("key") or {}
@@ -93,6 +122,8 @@ class MailNotifier:
             subject = f"{subject}: {key['hint']}"
         if key.get("id"):
             url = f"{self._console_url}/console/keys/{key['id']}"
+        elif event.type.startswith("user."):
+            url = f"{self._console_url}/console/account"
         elif event.type.startswith("webhook."):
             url = f"{self._console_url}/console/webhooks"
         else:
@@ -109,6 +140,7 @@ class MailNotifier:
             "url": url,
             "preferences_url": f"{self._console_url}/console/account/notifications",
             "console_url": self._console_url,
+            "personal": event.type.startswith("user."),
         }
 
 
