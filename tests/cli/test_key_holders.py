@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -16,6 +17,7 @@ from keyplane.cli.main import app
 from keyplane.core.keys import KeyFormat
 from keyplane.service.records import Actor, Caller
 from tests.live import LiveServer, subprocess_env
+from tests.support import bearer
 
 PYTHON = sys.executable
 KEYPLANE = [PYTHON, "-m", "keyplane.cli"]
@@ -250,3 +252,28 @@ def test_login_at_the_hidden_prompt_then_whoami_as_a_table(server: LiveServer) -
         assert expected in whoami.stdout
     assert "credentials.json" in whoami.stdout  # where the key came from
     assert tenant.key not in whoami.output
+
+
+def test_canary_and_callers_commands(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant = server.tenant()
+    monkeypatch.setenv("KEYPLANE_URL", server.url)
+    monkeypatch.setenv("KEYPLANE_API_KEY", tenant.key)
+    runner = CliRunner()
+
+    def cli(*arguments: str) -> str:
+        result = runner.invoke(app, list(arguments))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    canary = json.loads(cli("keys", "create", "--name", "bait", "--canary", "--json"))
+    assert canary["canary"] is True
+    used = json.loads(cli("keys", "create", "--name", "ci", "--json"))
+    assert httpx.get(f"{server.url}/api/v1/whoami", headers=bearer(used["key"])).is_success
+    server.services.usage.flush()
+    callers = json.loads(cli("keys", "callers", used["id"], "--json"))
+    assert [c["value"] for c in callers["ips"]] == ["127.0.0.1"]
+    assert "1 client address used this key in the last 30 days." in cli(
+        "keys", "callers", used["id"]
+    )
+    aborted = runner.invoke(app, ["keys", "revoke", used["id"]], input="n\n")
+    assert "1 client address used this key in the last 7 days." in aborted.output

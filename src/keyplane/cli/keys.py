@@ -97,6 +97,9 @@ def create_key(
     scope: list[str] = typer.Option([], "--scope", help="A scope to grant; repeat for more."),
     expires_in: str | None = typer.Option(None, "--expires-in", help="e.g. 30d, 12h."),
     ip: list[str] = typer.Option([], "--ip", help="A CIDR the key may be used from; repeat."),
+    canary: bool = typer.Option(
+        False, "--canary", help="A canary: always refused; any use raises an alert."
+    ),
     project: str | None = PROJECT_OPTION,
     url: str | None = URL_OPTION,
     as_json: bool = JSON_OPTION,
@@ -106,7 +109,12 @@ def create_key(
         if expires_in is not None:
             parse_duration(expires_in)  # a typo is refused here, with the rule in the message
         created = api.keys.create(
-            _project(api, project), name=name, scopes=scope, expires_in=expires_in, ip_allowlist=ip
+            _project(api, project),
+            name=name,
+            scopes=scope,
+            expires_in=expires_in,
+            ip_allowlist=ip,
+            canary=canary,
         )
     _show_created(created, as_json)
 
@@ -122,6 +130,8 @@ def revoke_key(
     with client(url) as api:
         key = api.keys.get(key_id)
         if not yes and key.status != "revoked":
+            recent = api.keys.callers(key_id, days=7)
+            stderr.print(_callers_phrase(len(recent.ips)))
             typer.confirm(
                 f"Revoke {key.id} ({key.name}, {key.hint})? This cannot be undone", abort=True
             )
@@ -130,6 +140,41 @@ def revoke_key(
         print_json(key.to_json())
         return
     stdout.print(f"Revoked {key.id} ([bold]{escape(key.name)}[/], {key.hint}).")
+
+
+@keys_app.command("callers")
+def key_callers(
+    key_id: str = typer.Argument(..., help="The key's id (key_...)."),
+    days: int = typer.Option(30, "--days", min=1, max=30, help="Look back this many days."),
+    url: str | None = URL_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Who still uses a key: its client IPs and user agents, with counts and last seen."""
+    with client(url) as api:
+        found = api.keys.callers(key_id, days=days)
+    if as_json:
+        print_json(found.to_json())
+        return
+    stdout.print(_callers_phrase(len(found.ips), days))
+    for title, callers in (("Client IP", found.ips), ("User agent", found.user_agents)):
+        if not callers:
+            continue
+        table = Table(title=None, show_edge=False)
+        table.add_column(title, overflow="fold")
+        table.add_column("Uses", justify="right")
+        table.add_column("Last seen")
+        for caller in callers:
+            table.add_row(
+                escape(caller.value or "(none sent)"), str(caller.count), when(caller.last_seen_at)
+            )
+        stdout.print(table)
+
+
+def _callers_phrase(count: int, days: int = 7) -> str:
+    if not count:
+        return f"No program used this key in the last {days} days."
+    callers = "1 client address" if count == 1 else f"{count} client addresses"
+    return f"{callers} used this key in the last {days} days."
 
 
 @keys_app.command("roll")
