@@ -176,3 +176,21 @@ def test_quota_warning_at_80_and_exhausted_at_100_percent_once_per_period(
     assert len(events_of(services, "key.quota_warning")) == 1
     [exhausted] = events_of(services, "key.quota_exhausted")
     assert exhausted.data["details"]["used"] == 10
+
+
+def test_a_canary_use_outlives_a_failed_signal(
+    services: Services, tenant: Tenant, caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canary = services.keys.create(caller, tenant.project_id, name="planted", canary=True)
+    services.verifier.verify(canary.secret.reveal(), client_ip=ip_address("198.51.100.9"))
+    real = services.usage.after_flush
+
+    def broken(flushed: object) -> None:
+        raise RuntimeError("database down")
+
+    services.usage.after_flush = broken
+    services.usage.flush()
+    assert events_of(services, "key.canary_used") == []
+    services.usage.after_flush = real
+    services.usage.flush()
+    assert len(events_of(services, "key.canary_used")) == 1

@@ -198,8 +198,8 @@ class UsageBuffer:
                 quota, self._quota = self._quota, {}
                 callers, self._callers = self._callers, {}
                 canary_uses, self._canary_uses = self._canary_uses, []
-            if canary_uses or callers:
-                self._signal(callers, canary_uses, counts, {})
+            if canary_uses or callers:  # they need no write of their own first
+                self._signal(callers, canary_uses, {}, {})
             if not pending and not counts and not quota:
                 return 0
             self._in_flight = pending
@@ -271,8 +271,18 @@ class UsageBuffer:
             return
         try:
             self.after_flush(Flushed(callers, canary_uses, rate_limited, quota))
-        except Exception:  # the flusher must outlive any one bad signal
-            logger.exception("key-hygiene signals failed after a usage flush")
+        except Exception as error:  # the flusher must outlive any one bad signal
+            # A canary's alarm must not be lost to an outage: keep it for the next flush
+            # (callers and the other signals are statistics, and are dropped).
+            with self._swap_lock:
+                room = MAX_CANARY_USES_PER_FLUSH - len(self._canary_uses)
+                self._canary_uses[:0] = canary_uses[: max(room, 0)]
+            self._warnings.warning(
+                "signals",
+                "could not record callers and key events after a usage flush (%s); "
+                "canary uses are kept for the next one",
+                cause_name(error),
+            )
 
     def _upsert_counts(self) -> Any:
         dialect: Any = sqlite if self._database.is_sqlite else postgresql
