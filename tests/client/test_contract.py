@@ -38,6 +38,17 @@ NOT_FOR_THE_SDK: dict[tuple[str, str], str] = {
         "GitHub's secret scanning partner endpoint: GitHub calls it with a signed body, "
         "a key holder never does"
     ),
+    (
+        "GET",
+        "/api/v1/policies",
+    ): "key policies are an administrator's setting; SDK support to follow",
+    (
+        "PATCH",
+        "/api/v1/policies",
+    ): "key policies are an administrator's setting; SDK support to follow",
+    ("POST", "/api/v1/policies/dry-run"): (
+        "key policies are an administrator's setting; SDK support to follow"
+    ),
 }
 
 _WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

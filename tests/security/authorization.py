@@ -104,6 +104,23 @@ API_ENDPOINTS: Final = (
     ApiEndpoint("POST", "/api/v1/keys/{key_id}/roll", scopes.KEYS_WRITE, "object", 201),
     ApiEndpoint("GET", "/api/v1/keys/{key_id}/usage", scopes.KEYS_READ, "object", 200),
     ApiEndpoint("GET", "/api/v1/audit-events", scopes.AUDIT_READ, "collection", 200),
+    ApiEndpoint("GET", "/api/v1/policies", scopes.POLICIES_READ, "collection", 200),
+    ApiEndpoint(
+        "PATCH",
+        "/api/v1/policies",
+        scopes.POLICIES_WRITE,
+        "collection",
+        200,
+        "another organization's key changes its own organization's policies",
+    ),
+    ApiEndpoint(
+        "POST",
+        "/api/v1/policies/dry-run",
+        scopes.POLICIES_READ,
+        "collection",
+        200,
+        "nothing is saved; another organization's key previews its own keys",
+    ),
     ApiEndpoint(
         "POST",
         "/api/v1/leaks/github",

@@ -25,7 +25,7 @@ change, tightening included, since a tighter policy disables and revokes keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -334,8 +334,16 @@ class KeyPolicyService:
     def set_policy(self, caller: Caller, policy: KeyPolicy) -> KeyPolicy:
         """Replace the policies; audited as ``organization.key_policy_changed`` (with the
         old and new values) when anything changed."""
+        check_policy(policy)
+        return self._change(caller, lambda _before: policy)
+
+    def update_policy(self, caller: Caller, changes: Mapping[str, Any]) -> KeyPolicy:
+        """Change the fields in ``changes`` (names of :class:`KeyPolicy`), keep the rest."""
+        _check_fields(changes)
+        return self._change(caller, lambda before: replace(before, **changes))
+
+    def _change(self, caller: Caller, change: Callable[[KeyPolicy], KeyPolicy]) -> KeyPolicy:
         access.require_manager(caller, "change the organization's key policies")
-        policy = check_policy(policy)
         self.sudo.require(caller, "change the organization's key policies")
         now = self._clock()
         with self._database.write() as session:
@@ -347,6 +355,7 @@ class KeyPolicyService:
             if organization is None:
                 raise ObjectNotFound("organization", caller.organization_id)
             before = policy_of(session, caller.organization_id)
+            policy = check_policy(change(before))
             if before == policy:
                 return policy
             organization.key_max_lifetime = policy.max_lifetime_seconds
@@ -365,18 +374,29 @@ class KeyPolicyService:
         return policy
 
     def dry_run(
-        self, caller: Caller, proposed: KeyPolicy, *, now: datetime | None = None
+        self,
+        caller: Caller,
+        proposed: KeyPolicy | Mapping[str, Any],
+        *,
+        now: datetime | None = None,
     ) -> DryRun:
-        """The existing keys ``proposed`` (not saved) would touch, per action: the first
-        :data:`DRY_RUN_LIMIT` of each (oldest activity first) and how many in all."""
+        """The existing keys ``proposed`` (not saved; a mapping changes only the fields it
+        names) would touch, per action: the first :data:`DRY_RUN_LIMIT` of each (least
+        recently changed first) and how many in all. Nothing is written."""
         access.require_manager(caller, "preview the organization's key policies")
-        proposed = check_policy(proposed)
+        if not isinstance(proposed, KeyPolicy):
+            _check_fields(proposed)
         now = now or self._clock()
         groups: list[DryRunGroup] = []
         with self._database.read() as session:
+            policy = check_policy(
+                proposed
+                if isinstance(proposed, KeyPolicy)
+                else replace(policy_of(session, caller.organization_id), **proposed)
+            )
             dialect = session.get_bind().dialect.name
             for stage in Stage:
-                condition = stale_condition(stage, caller.organization_id, proposed, now, dialect)
+                condition = stale_condition(stage, caller.organization_id, policy, now, dialect)
                 if condition is None:
                     continue
                 total = session.scalar(select(func.count()).select_from(ApiKey).where(condition))
@@ -386,9 +406,9 @@ class KeyPolicyService:
                     .order_by(ApiKey.updated_at, ApiKey.pk)
                     .limit(DRY_RUN_LIMIT)
                 ).all()
-                keys = tuple(_touched(row, stage, proposed, now) for row in rows)
+                keys = tuple(_touched(row, stage, policy, now) for row in rows)
                 groups.append(DryRunGroup(stage, STAGE_DESCRIPTIONS[stage], total or 0, keys))
-        return DryRun(proposed, now, tuple(groups))
+        return DryRun(policy, now, tuple(groups))
 
 
 def _touched(row: ApiKey, stage: Stage, policy: KeyPolicy, now: datetime) -> TouchedKey:
@@ -408,9 +428,11 @@ def _touched(row: ApiKey, stage: Stage, policy: KeyPolicy, now: datetime) -> Tou
     )
 
 
-def policy_from(values: dict[str, Any], base: KeyPolicy | None = None) -> KeyPolicy:
-    """A :class:`KeyPolicy` from a mapping of its field names (the faces' bodies)."""
-    return replace(base or KeyPolicy(), **values)
+def _check_fields(changes: Mapping[str, Any]) -> None:
+    known = set(KeyPolicy.__dataclass_fields__)
+    for name in changes:
+        if name not in known:
+            raise InvalidInput(f"{name[:60]!r} is not a key policy field", field=name[:60])
 
 
 __all__ = [
