@@ -186,6 +186,21 @@ CONSOLE_ACTIONS: Final = (
     ConsoleAction(
         "POST", "/console/settings/security", (303, 403, 403, 303, 303), "other org: its own"
     ),
+    ConsoleAction(
+        "GET", "/console/settings/key-policies", (200, 200, 403, 200, 303), "other org: its own"
+    ),
+    ConsoleAction(
+        "POST",
+        "/console/settings/key-policies",
+        (303, 303, 403, 303, 303),
+        "an empty form (no policy); other org: its own",
+    ),
+    ConsoleAction(
+        "POST",
+        "/console/settings/key-policies/preview",
+        (200, 200, 403, 200, 303),
+        "nothing saved; other org: its own keys",
+    ),
     ConsoleAction("GET", "/console/settings/sso", (200, 403, 403, 200, 303), "other org: its own"),
     ConsoleAction(
         "POST",

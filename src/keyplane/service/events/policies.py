@@ -331,6 +331,13 @@ class KeyPolicyService:
         with self._database.read() as session:
             return policy_of(session, caller.organization_id)
 
+    def lifetime(self, caller: Caller) -> KeyPolicy:
+        """Only the lifetime policy, for anyone of the organization (the create dialog
+        of a member follows it)."""
+        with self._database.read() as session:
+            policy = policy_of(session, caller.organization_id)
+        return KeyPolicy(policy.max_lifetime_seconds, policy.default_expiry_seconds)
+
     def set_policy(self, caller: Caller, policy: KeyPolicy) -> KeyPolicy:
         """Replace the policies; audited as ``organization.key_policy_changed`` (with the
         old and new values) when anything changed."""
