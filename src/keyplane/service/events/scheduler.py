@@ -49,7 +49,7 @@ from keyplane.storage.models import ApiKey, KeyNotice, Organization
 
 logger = logging.getLogger("keyplane.scheduler")
 
-#: The advisory lock of the scan on PostgreSQL (any constant; "kpsc").
+#: The advisory lock of the scan on PostgreSQL (any constant; "kpsc"), with the schema.
 ADVISORY_LOCK: Final = 0x6B707363
 #: Keys per transaction.
 BATCH: Final = 500
@@ -58,8 +58,10 @@ EXPIRED_LOOKBACK: Final = timedelta(days=7)
 #: Who acts for the policies in the audit log.
 POLICY_ACTOR: Final = Actor("policy")
 TIMEOUT_JOIN: Final = 20.0
-LOCK: Final = text("SELECT pg_try_advisory_lock(:key)")
-UNLOCK: Final = text("SELECT pg_advisory_unlock(:key)")
+# The second half of the lock is the schema: Keyplanes sharing one database in
+# separate schemas do not hold each other up.
+LOCK: Final = text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))")
+UNLOCK: Final = text("SELECT pg_advisory_unlock(:key, hashtext(current_schema()))")
 
 
 @dataclass
