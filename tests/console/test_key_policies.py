@@ -4,8 +4,16 @@ follows the lifetime policy."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
+from sqlalchemy import select
+
+from keyplane.service.events.policies import KeyPolicy
+from keyplane.service.records import Actor, Caller
+from keyplane.service.services import Services
+from keyplane.storage.models import ApiKey
 from tests.console.conftest import Browser
+from tests.support import Clock
 
 PAGE = "/console/settings/key-policies"
 
@@ -81,3 +89,27 @@ def test_the_create_dialog_follows_the_policy(owner: Browser) -> None:
     )
     assert refused.status_code == 422
     assert "must expire within 60 days" in refused.text
+
+
+def test_a_key_the_policy_disabled_says_so_and_enabling_clears_it(
+    owner: Browser, services: Services, clock: Clock
+) -> None:
+    key_id, _ = owner.create_key("idle")
+    with services.database.read() as session:
+        organization_id = session.scalars(
+            select(ApiKey.organization_id).where(ApiKey.id == key_id)
+        ).one()
+    services.key_policies.set_policy(
+        Caller(organization_id, ("*",), Actor.operator()),
+        KeyPolicy(stale_days=30, stale_disable=True),
+    )
+    clock.advance(timedelta(days=31))
+    services.scheduler.run_once()
+    assert owner.sign_in("owner@acme.test").status_code == 303  # the session ended meanwhile
+    page = owner.get(f"/console/keys/{key_id}")
+    assert "Disabled by the stale-key policy" in page.text
+    enabled = owner.post(f"/console/keys/{key_id}/enable", {}, token_from=f"/console/keys/{key_id}")
+    assert enabled.status_code == 303
+    assert "Disabled by the stale-key policy" not in owner.get(f"/console/keys/{key_id}").text
+    services.scheduler.run_once()  # enabling was activity: not disabled again
+    assert services.keys.get(Caller(organization_id, ("*",), Actor.operator()), key_id).enabled

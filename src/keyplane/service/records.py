@@ -74,6 +74,8 @@ class KeyRecord:
     last_used_user_agent: str | None
     rate_limit: RateLimit | None = None
     quota: QuotaStatus | None = None
+    #: ``stale`` when the stale-key policy disabled the key (service/events/policies.py).
+    disabled_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
