@@ -204,18 +204,35 @@ class Scheduler:
         policy: KeyPolicy,
         now: datetime,
     ) -> None:
-        last_pk = 0
+        # Two passes that the (organization_id, last_used_at) index serves: keys never
+        # used (last_used_at IS NULL, in pk order), and keys last used before the
+        # stage's cutoff (in last_used_at order); a walk of the whole organization in
+        # pk order would visit every key at every scan.
+        self._pass(report, stage, and_(condition, ApiKey.last_used_at.is_(None)), None, policy, now)
+        cutoff = _used_before(stage, policy, now)
+        used = and_(condition, ApiKey.last_used_at < cutoff)
+        self._pass(report, stage, used, ApiKey.last_used_at, policy, now)
+
+    def _pass(
+        self,
+        report: ScanReport,
+        stage: Stage,
+        condition: ColumnElement[bool],
+        order: Any,
+        policy: KeyPolicy,
+        now: datetime,
+    ) -> None:
+        last: tuple[Any, int] | None = None
         while True:
             with self._database.write() as session:
-                ids = session.execute(
-                    select(ApiKey.pk, ApiKey.id)
-                    .where(condition, ApiKey.pk > last_pk)
-                    .order_by(ApiKey.pk)
-                    .limit(BATCH)
-                ).all()
+                candidates = select(ApiKey.pk, ApiKey.id, ApiKey.last_used_at).where(condition)
+                if last is not None:
+                    candidates = candidates.where(_keyset(order, last))
+                ordering = (ApiKey.pk,) if order is None else (order, ApiKey.pk)
+                ids = session.execute(candidates.order_by(*ordering).limit(BATCH)).all()
                 if not ids:
                     return
-                last_pk = ids[-1][0]
+                last = (ids[-1][2], ids[-1][0])
                 query = select(ApiKey).where(ApiKey.id.in_([row[1] for row in ids]), condition)
                 if stage is Stage.WARN:
                     rows: Sequence[ApiKey] = session.scalars(query).all()
@@ -309,6 +326,25 @@ class Scheduler:
 
 def _summary(counts: dict[str, int]) -> str:
     return ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))
+
+
+def _used_before(stage: Stage, policy: KeyPolicy, now: datetime) -> datetime:
+    """A bound on ``last_used_at`` every key of ``stage`` meets (so the index can serve):
+    a stale key was not used for N (or N-7) days; a key the policy disabled M days ago
+    was not used since (a disabled key's use is refused, never recorded)."""
+    days = policy.stale_days or 0
+    if stage is Stage.REVOKE:
+        return now - timedelta(days=policy.stale_revoke_days or 0)
+    if stage is Stage.WARN:
+        return now - timedelta(days=days - WARNING_DAYS)
+    return now - timedelta(days=days)
+
+
+def _keyset(order: Any, last: tuple[Any, int]) -> ColumnElement[bool]:
+    value, pk = last
+    if order is None:
+        return ApiKey.pk > pk
+    return or_(order > value, and_(order == value, ApiKey.pk > pk))
 
 
 def _after(last: tuple[datetime, int]) -> ColumnElement[bool]:
