@@ -147,6 +147,12 @@ class Audit(Resource[C]):
     iter = pages(operations.iter_audit_events)
 
 
+class Policies(Resource[C]):
+    get = call(operations.get_key_policies)
+    update = call(operations.update_key_policies)
+    dry_run = call(operations.dry_run_key_policies)
+
+
 class ClientBase:
     """What :class:`~keyplane.client.Client` and :class:`~keyplane.client.AsyncClient`
     share beside the sending: the server, the key, the retry policy."""
