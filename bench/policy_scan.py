@@ -178,6 +178,7 @@ def scan(database_url: str, data_dir: Path) -> dict[str, Any]:
         "first_scan": first.counts,
         "second_scan_seconds": round(second_seconds, 2),
         "second_scan": second.counts,
+        "scans_ran": [first.ran, second.ran],
         "events_in_table": events,
         "audit_events_in_table": audited,
         "rss_before_scan_mib": round(rss_before / 1024, 1),

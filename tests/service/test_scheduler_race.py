@@ -13,10 +13,11 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from keyplane.config import Settings
 from keyplane.service.events.policies import KeyPolicy
+from keyplane.service.events.scheduler import ADVISORY_LOCK
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
 from keyplane.storage.models import ApiKey, Event
@@ -125,3 +126,24 @@ def test_racing_scanners_raise_every_notice_once(
     counts = _counts(services)
     expected = Counter({(kind, key_id): 1 for kind, ids in made.items() for key_id in ids})
     assert counts == expected
+
+
+def test_a_scan_releases_the_lock_so_another_instance_scans_next(
+    services: Services, tenant: Tenant, clock: Clock, settings: Settings
+) -> None:
+    other = Services.open(settings, clock=clock)
+    try:
+        for scanner in (services, other, services, other):
+            assert scanner.scheduler.run_once().ran
+    finally:
+        other.close()
+    if services.database.engine.dialect.name == "postgresql":
+        with services.database.engine.connect() as connection:
+            held = connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = :key AND pid = pg_backend_pid()"
+                ),
+                {"key": ADVISORY_LOCK},
+            ).scalar()
+        assert held == 0

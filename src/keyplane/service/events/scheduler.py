@@ -109,9 +109,7 @@ class Scheduler:
         if engine.dialect.name != "postgresql":
             return self._scan(now)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            got = connection.scalar(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK}
-            )
+            got = connection.scalar(LOCK, {"key": ADVISORY_LOCK})
             if not got:
                 return ScanReport(now, ran=False)
             try:
