@@ -97,6 +97,8 @@ class Settings:
     change_poll_interval: float = 0.5
     #: Seconds between flushes of the last-used buffer.
     usage_flush_interval: float = 1.0
+    #: Seconds between scans for expiring and stale keys (0: this process never scans).
+    scheduler_interval: float = 60.0
     trusted_proxies: tuple[IPNetwork, ...] = field(default_factory=tuple)
     log_level: str = "info"
     #: Who may create an organization from the console's sign-up page:
@@ -257,6 +259,9 @@ class Settings:
             ),
             usage_flush_interval=_number(
                 env, "KEYPLANE_USAGE_FLUSH_INTERVAL", 1.0, float, 0.05, 1.0
+            ),
+            scheduler_interval=_number(
+                env, "KEYPLANE_SCHEDULER_INTERVAL", 60.0, float, 0.0, 86400.0
             ),
             trusted_proxies=proxies,
             log_level=log_level,

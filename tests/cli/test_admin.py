@@ -425,3 +425,37 @@ def test_mail_lists_the_outbox(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     assert "The outbox is empty." in result.stdout
     assert "KEYPLANE_SMTP_URL" in result.output
+
+
+def test_scan_keys_ages_keys_with_now(runner: CliRunner) -> None:
+    bootstrap(runner)
+    created = runner.invoke(
+        app,
+        [
+            "admin",
+            "create-key",
+            "--org",
+            "Acme",
+            "--project",
+            "Default",
+            "--name",
+            "ci",
+            "--expires-in",
+            "3d",
+            "--json",
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    soon = runner.invoke(app, ["admin", "scan-keys", "--json"])
+    assert soon.exit_code == 0, soon.output
+    assert json.loads(soon.stdout)["counts"] == {"expiring_7d": 1}
+    later = time.time() + 4 * 86400
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(later))
+    aged = runner.invoke(app, ["admin", "scan-keys", "--now", at])
+    assert aged.exit_code == 0, aged.output
+    assert "expired: 1" in aged.stdout
+    again = runner.invoke(app, ["admin", "scan-keys", "--now", at])
+    assert "nothing to do" in again.stdout
+    bad = runner.invoke(app, ["admin", "scan-keys", "--now", "tomorrow"])
+    assert bad.exit_code == 1
+    assert "ISO 8601" in bad.output

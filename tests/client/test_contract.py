@@ -29,7 +29,7 @@ import pytest
 from keyplane.app import KeyplaneApp
 from keyplane.client import AsyncClient, Client, operations
 from keyplane.client._http import API_PREFIX, Operation
-from keyplane.client._resources import Audit, Events, Keys, Projects, call
+from keyplane.client._resources import Audit, Events, Keys, Policies, Projects, call
 from keyplane.client.models import Quota, RateLimit
 
 #: Operations of /api/v1 the SDK leaves out on purpose, and why.
@@ -86,6 +86,21 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "revoke_key": {"key_id": "key_sample"},
     "key_usage": {"key_id": "key_sample", "interval": "hour", "since": _WHEN, "until": _WHEN},
     "roll_key": {"key_id": "key_sample", "grace_period": timedelta(hours=1)},
+    "get_key_policies": {},
+    "update_key_policies": {
+        "max_lifetime_seconds": 7776000,
+        "default_expiry_seconds": 2592000,
+        "stale_days": 90,
+        "stale_disable": True,
+        "stale_revoke_days": 30,
+    },
+    "dry_run_key_policies": {
+        "max_lifetime_seconds": 7776000,
+        "default_expiry_seconds": 2592000,
+        "stale_days": 90,
+        "stale_disable": True,
+        "stale_revoke_days": 30,
+    },
     "list_audit_events": {
         "action": "key.created",
         "key_id": "key_sample",
@@ -340,7 +355,7 @@ def test_both_clients_expose_every_sdk_operation() -> None:
     # checked on each.
     bound: dict[type, set[str]] = {Client: set(), AsyncClient: set()}
     for owner in (Client, AsyncClient):
-        for holder in (owner, Projects, Keys, Audit, Events):
+        for holder in (owner, Projects, Keys, Audit, Events, Policies):
             for attribute in vars(holder).values():
                 if isinstance(attribute, call):
                     bound[owner].add(attribute.build.__name__)

@@ -239,3 +239,15 @@ def test_verify_result_reads_limits_and_the_wait_from_the_exhausted_one() -> Non
         {"valid": False, "code": "USAGE_EXCEEDED", **{"quota": answer.to_json()["quota"]}}
     )
     assert spent.retry_after is None  # a quota that never refills: no wait helps
+
+
+def test_key_policies_through_the_sdk(tenant_client: tuple[Client, str]) -> None:
+    client, _ = tenant_client
+    assert client.policies.get().stale_days is None
+    preview = client.policies.dry_run(max_lifetime_seconds=90 * 86400)
+    assert {group.action for group in preview.groups} >= {"no_expiry"}
+    assert preview.policy.max_lifetime_seconds == 90 * 86400
+    assert client.policies.get().max_lifetime_seconds is None  # nothing saved
+    changed = client.policies.update(stale_days=60, stale_disable=True)
+    assert (changed.stale_days, changed.stale_disable) == (60, True)
+    assert client.policies.update(stale_disable=False, stale_days=None).stale_days is None

@@ -107,6 +107,19 @@ API_ENDPOINTS: Final = (
     ApiEndpoint("GET", "/api/v1/events", scopes.EVENTS_READ, "collection", 200),
     ApiEndpoint("GET", "/api/v1/event-types", None, "collection", 200),
     ApiEndpoint("GET", "/api/v1/keys/{key_id}/callers", scopes.KEYS_READ, "object", 200),
+    ApiEndpoint("GET", "/api/v1/policies", scopes.POLICIES_READ, "collection", 200),
+    ApiEndpoint(
+        "PATCH",
+        "/api/v1/policies",
+        scopes.POLICIES_WRITE,
+        "collection",
+        200,
+        "another organization's key changes its own organization's policies",
+    ),
+    "POST",
+    "/api/v1/policies/dry-run",
+    scopes.POLICIES_READ,
+    "nothing is saved; another organization's key previews its own keys",
     ApiEndpoint(
         "POST",
         "/api/v1/leaks/github",
@@ -171,6 +184,21 @@ CONSOLE_ACTIONS: Final = (
     ),
     ConsoleAction(
         "POST", "/console/settings/security", (303, 403, 403, 303, 303), "other org: its own"
+    ),
+    ConsoleAction(
+        "GET", "/console/settings/key-policies", (200, 200, 403, 200, 303), "other org: its own"
+    ),
+    ConsoleAction(
+        "POST",
+        "/console/settings/key-policies",
+        (303, 303, 403, 303, 303),
+        "an empty form (no policy); other org: its own",
+    ),
+    ConsoleAction(
+        "POST",
+        "/console/settings/key-policies/preview",
+        (200, 200, 403, 200, 303),
+        "nothing saved; other org: its own keys",
     ),
     ConsoleAction("GET", "/console/settings/sso", (200, 403, 403, 200, 303), "other org: its own"),
     ConsoleAction(

@@ -151,6 +151,8 @@ def _api_request(world: ApiWorld, endpoint: ApiEndpoint) -> tuple[str, dict[str,
         ("POST", "/api/v1/projects/{project_id}/keys"): {"name": "made by the matrix"},
         ("PATCH", "/api/v1/keys/{key_id}"): {"name": "renamed"},
         ("POST", "/api/v1/leaks/github"): [],  # type: ignore[dict-item]
+        ("PATCH", "/api/v1/policies"): {"stale_days": 365},
+        ("POST", "/api/v1/policies/dry-run"): {"stale_days": 90},
     }
     return path, bodies.get((endpoint.method, endpoint.path))
 

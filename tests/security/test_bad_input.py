@@ -112,6 +112,8 @@ def _endpoints(tenant: Tenant, key_id: str) -> list[tuple[str, str]]:
         ("PATCH", f"/api/v1/keys/{key_id}"),
         ("POST", f"/api/v1/keys/{key_id}/roll"),
         ("POST", "/api/v1/verify"),
+        ("PATCH", "/api/v1/policies"),
+        ("POST", "/api/v1/policies/dry-run"),
     ]
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
-from keyplane.client._resources import Audit, ClientBase, Events, Keys, Projects, call
+from keyplane.client._resources import Audit, ClientBase, Events, Keys, Policies, Projects, call
 from keyplane.client.errors import APIError
 from keyplane.client.models import Page
 from keyplane.client.operations import Pages
@@ -59,6 +59,7 @@ class AsyncClient(ClientBase):
         self.keys: Keys[AsyncClient] = Keys(self)
         self.audit: Audit[AsyncClient] = Audit(self)
         self.events: Events[AsyncClient] = Events(self)
+        self.policies: Policies[AsyncClient] = Policies(self)
 
     # -- lifecycle -------------------------------------------------------------
 

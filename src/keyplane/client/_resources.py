@@ -154,6 +154,12 @@ class Events(Resource[C]):
     types = call(operations.list_event_types)
 
 
+class Policies(Resource[C]):
+    get = call(operations.get_key_policies)
+    update = call(operations.update_key_policies)
+    dry_run = call(operations.dry_run_key_policies)
+
+
 class ClientBase:
     """What :class:`~keyplane.client.Client` and :class:`~keyplane.client.AsyncClient`
     share beside the sending: the server, the key, the retry policy."""

@@ -11,7 +11,7 @@ import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
-from keyplane.client._resources import Audit, ClientBase, Events, Keys, Projects, call
+from keyplane.client._resources import Audit, ClientBase, Events, Keys, Policies, Projects, call
 from keyplane.client.errors import APIError
 from keyplane.client.models import Page
 from keyplane.client.operations import Pages
@@ -59,6 +59,7 @@ class Client(ClientBase):
         self.keys: Keys[Client] = Keys(self)
         self.audit: Audit[Client] = Audit(self)
         self.events: Events[Client] = Events(self)
+        self.policies: Policies[Client] = Policies(self)
 
     # -- lifecycle -------------------------------------------------------------
 

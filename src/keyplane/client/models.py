@@ -473,3 +473,86 @@ __all__ = [
     "VerifyResult",
     "WhoAmI",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPolicy(_Model):
+    """An organization's key policies (``None``/``False``: no such policy); see
+    docs/policies.md."""
+
+    max_lifetime_seconds: int | None
+    default_expiry_seconds: int | None
+    stale_days: int | None
+    stale_disable: bool
+    stale_revoke_days: int | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KeyPolicy:
+        return cls(
+            max_lifetime_seconds=data.get("max_lifetime_seconds"),
+            default_expiry_seconds=data.get("default_expiry_seconds"),
+            stale_days=data.get("stale_days"),
+            stale_disable=bool(data.get("stale_disable")),
+            stale_revoke_days=data.get("stale_revoke_days"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TouchedKey(_Model):
+    """A key a policy dry run would touch."""
+
+    id: str
+    name: str
+    hint: str
+    project_id: str
+    expires_at: datetime | None
+    last_activity: datetime
+    acts_at: datetime | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TouchedKey:
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            hint=data["hint"],
+            project_id=data["project_id"],
+            expires_at=_time(data.get("expires_at")),
+            last_activity=_required_time(data["last_activity"]),
+            acts_at=_time(data.get("acts_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunGroup(_Model):
+    """The keys of one action (``disable``, ``warn``...): how many, and the first 100."""
+
+    action: str
+    description: str
+    total: int
+    keys: tuple[TouchedKey, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DryRunGroup:
+        return cls(
+            action=data["action"],
+            description=data["description"],
+            total=int(data["total"]),
+            keys=tuple(TouchedKey.from_json(item) for item in data.get("keys") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDryRun(_Model):
+    """What a proposed policy (not saved) would touch at the next scan."""
+
+    policy: KeyPolicy
+    at: datetime
+    groups: tuple[DryRunGroup, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PolicyDryRun:
+        return cls(
+            policy=KeyPolicy.from_json(data["policy"]),
+            at=_required_time(data["at"]),
+            groups=tuple(DryRunGroup.from_json(item) for item in data.get("groups") or ()),
+        )

@@ -23,7 +23,9 @@ from keyplane.client.models import (
     EventType,
     Key,
     KeyCallers,
+    KeyPolicy,
     Page,
+    PolicyDryRun,
     Project,
     Quota,
     RateLimit,
@@ -352,6 +354,62 @@ def key_callers(key_id: str, *, days: int = 30) -> Operation[KeyCallers]:
 
 
 # -- whole lists ----------------------------------------------------------------
+
+
+# -- key policies ---------------------------------------------------------------
+
+
+def get_key_policies() -> Operation[KeyPolicy]:
+    """The organization's key policies (``policies:read``)."""
+    return Operation("GET", "/policies", KeyPolicy.from_json)
+
+
+def _policy_body(
+    max_lifetime_seconds: int | _NotGiven | None,
+    default_expiry_seconds: int | _NotGiven | None,
+    stale_days: int | _NotGiven | None,
+    stale_disable: bool | _NotGiven,
+    stale_revoke_days: int | _NotGiven | None,
+) -> dict[str, Any]:
+    given = {
+        "max_lifetime_seconds": max_lifetime_seconds,
+        "default_expiry_seconds": default_expiry_seconds,
+        "stale_days": stale_days,
+        "stale_disable": stale_disable,
+        "stale_revoke_days": stale_revoke_days,
+    }
+    return {name: value for name, value in given.items() if not isinstance(value, _NotGiven)}
+
+
+def update_key_policies(
+    *,
+    max_lifetime_seconds: int | _NotGiven | None = NOT_GIVEN,
+    default_expiry_seconds: int | _NotGiven | None = NOT_GIVEN,
+    stale_days: int | _NotGiven | None = NOT_GIVEN,
+    stale_disable: bool | _NotGiven = NOT_GIVEN,
+    stale_revoke_days: int | _NotGiven | None = NOT_GIVEN,
+) -> Operation[KeyPolicy]:
+    """Change only the policies given (None turns one off; ``policies:write``). Preview
+    with :func:`dry_run_key_policies` first: the stale-key policy acts at the next scan."""
+    body = _policy_body(
+        max_lifetime_seconds, default_expiry_seconds, stale_days, stale_disable, stale_revoke_days
+    )
+    return Operation("PATCH", "/policies", KeyPolicy.from_json, json=body)
+
+
+def dry_run_key_policies(
+    *,
+    max_lifetime_seconds: int | _NotGiven | None = NOT_GIVEN,
+    default_expiry_seconds: int | _NotGiven | None = NOT_GIVEN,
+    stale_days: int | _NotGiven | None = NOT_GIVEN,
+    stale_disable: bool | _NotGiven = NOT_GIVEN,
+    stale_revoke_days: int | _NotGiven | None = NOT_GIVEN,
+) -> Operation[PolicyDryRun]:
+    """The keys the saved policies, changed as given, would touch (nothing is saved)."""
+    body = _policy_body(
+        max_lifetime_seconds, default_expiry_seconds, stale_days, stale_disable, stale_revoke_days
+    )
+    return Operation("POST", "/policies/dry-run", PolicyDryRun.from_json, json=body)
 
 
 def iter_projects(*, page_size: int = 100) -> Pages[Project]:

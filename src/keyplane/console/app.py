@@ -21,6 +21,7 @@ from keyplane.console import (
     keys,
     organization,
     passkeys,
+    policies,
     recovery,
     sso,
 )
@@ -114,7 +115,17 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
     env.filters["device"] = device
     env.filters["callers"] = callers_phrase
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, account, recovery, factors, passkeys, sso, keys, organization):
+    for module in (
+        auth,
+        account,
+        recovery,
+        factors,
+        passkeys,
+        sso,
+        keys,
+        organization,
+        policies,
+    ):
         console.include_router(module.router)
 
     @console.get("/", include_in_schema=False)

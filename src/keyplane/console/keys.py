@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import Response
 
 from keyplane.console.charts import usage_chart_svg
+from keyplane.console.policies import DAY_CHOICES, expiry_choices, policy_expiry
 from keyplane.console.usage import daily_usage
 from keyplane.console.web import (
     CSRFVisitorDep,
@@ -28,13 +29,6 @@ from keyplane.service.services import Services
 router = APIRouter()
 
 StatusTab = Literal["active", "revoked", "all"]
-EXPIRY_CHOICES: Final = (
-    ("never", "Never"),
-    ("30", "30 days"),
-    ("90", "90 days"),
-    ("365", "365 days"),
-    ("custom", "Custom date"),
-)
 GRACE_CHOICES: Final = (
     ("0", "Immediately"),
     ("3600", "1 hour"),
@@ -92,10 +86,14 @@ def scope_choices(visitor: Visitor) -> list[tuple[str, list[str]]]:
     return groups
 
 
-def _form_context(visitor: Visitor, project: ProjectRecord | None, **extra: Any) -> dict[str, Any]:
+def _form_context(
+    services: Services, visitor: Visitor, project: ProjectRecord | None, **extra: Any
+) -> dict[str, Any]:
+    choices, preselected = expiry_choices(services.key_policies.lifetime(visitor.caller))
     return {
         "project": project,
-        "expiry_choices": EXPIRY_CHOICES,
+        "expiry_choices": choices,
+        "default_expiry": preselected,
         "scope_choices": scope_choices(visitor),
         "form": {},
         **extra,
@@ -125,6 +123,7 @@ def keys_page(
         request,
         "keys.html",
         _form_context(
+            services,
             visitor,
             current,
             section="keys",
@@ -162,7 +161,9 @@ def new_key_page(
     offered = {choice for _, scopes in scope_choices(visitor) for choice in scopes}
     form = {"scopes": [choice for choice in scope or [] if choice in offered]}
     return render(
-        request, "key_new.html", _form_context(visitor, current, section="keys", form=form)
+        request,
+        "key_new.html",
+        _form_context(services, visitor, current, section="keys", form=form),
     )
 
 
@@ -176,9 +177,19 @@ def parse_expiry(choice: str, custom: str, now: datetime) -> datetime | None:
         except ValueError:
             raise InvalidInput("pick an expiry date", field="expires_on") from None
         return datetime.combine(chosen, time(0), tzinfo=UTC)
-    if choice in {"30", "90", "365"}:
+    if choice in {str(days) for days in DAY_CHOICES}:
         return now + timedelta(days=int(choice))
     raise InvalidInput("pick an expiry", field="expires")
+
+
+def _chosen_expiry(
+    services: Services, visitor: Visitor, choice: str, custom: str
+) -> datetime | None:
+    """The form's expiry; an empty choice is the one the dialog preselects."""
+    policy = services.key_policies.lifetime(visitor.caller)
+    choice = choice or expiry_choices(policy)[1]
+    chosen, expiry = policy_expiry(choice, policy, services.clock())
+    return expiry if chosen else parse_expiry(choice, custom, services.clock())
 
 
 def parse_scopes(checked: list[str], other: str) -> list[str]:
@@ -193,7 +204,7 @@ def create_key(
     visitor: CSRFVisitorDep,
     project: Annotated[str, Form(max_length=40)],
     name: Annotated[str, Form(max_length=2000)] = "",
-    expires: Annotated[str, Form(max_length=20)] = "never",
+    expires: Annotated[str, Form(max_length=20)] = "",
     expires_on: Annotated[str, Form(max_length=20)] = "",
     scopes: Annotated[list[str] | None, Form(max_length=200)] = None,
     other_scopes: Annotated[str, Form(max_length=2000)] = "",
@@ -214,7 +225,7 @@ def create_key(
             current.id,
             name=name,
             scopes=parse_scopes(scopes or [], other_scopes),
-            expires_at=parse_expiry(expires, expires_on, services.clock()),
+            expires_at=_chosen_expiry(services, visitor, expires, expires_on),
             canary=bool(canary),
         )
     except (InvalidInput, NotPermitted) as error:
@@ -222,7 +233,7 @@ def create_key(
         return render(
             request,
             template,
-            _form_context(visitor, current, section="keys", form=form, error=str(error)),
+            _form_context(services, visitor, current, section="keys", form=form, error=str(error)),
             status_code=422 if isinstance(error, InvalidInput) else 403,
         )
     return _reveal(request, created, current, title="Your new API key")

@@ -62,6 +62,7 @@ NOTICES: Final = {
     "passkey-removed": "Passkey removed.",
     "reauthenticated": "Confirmed. You can go on.",
     "mfa-policy-changed": "Security settings saved.",
+    "key-policy-changed": "Key policies saved.",
     "sso-saved": "Single sign-on saved.",
     "sso-removed": "Single sign-on removed.",
     "sso-policy-changed": "Sign-in policy saved.",

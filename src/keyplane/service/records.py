@@ -76,7 +76,7 @@ class KeyRecord:
     quota: QuotaStatus | None = None
     #: Refused like an unknown key; a use raises ``key.canary_used``.
     canary: bool = False
-    #: Why the key was last disabled: ``stale`` (the stale-key policy) or None.
+    #: ``stale`` when the stale-key policy disabled the key (service/events/policies.py).
     disabled_reason: str | None = None
 
 

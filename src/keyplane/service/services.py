@@ -27,6 +27,8 @@ from keyplane.service.audit import AuditService
 from keyplane.service.availability import readiness_problem
 from keyplane.service.events.log import EventLog
 from keyplane.service.events.notify import MailNotifier, NotificationPreferences
+from keyplane.service.events.policies import KeyPolicyService
+from keyplane.service.events.scheduler import Scheduler
 from keyplane.service.events.signals import KeySignals
 from keyplane.service.keys.cache import KeyCache
 from keyplane.service.keys.invalidation import ChangeFeed
@@ -110,6 +112,12 @@ class Services:
         #: The organization's security settings ("members must use a second factor").
         self.security = PolicyService(database, clock=clock, sudo=self.sudo)
         self.audit = AuditService(database)
+        #: Key policies: lifetime and stale keys (service/events/policies.py).
+        self.key_policies = KeyPolicyService(database, clock=clock, sudo=self.sudo)
+        #: Scans for expiring, expired and stale keys (service/events/scheduler.py).
+        self.scheduler = Scheduler(
+            database, self.keys, clock=clock, interval=settings.scheduler_interval
+        )
         self.projects = ProjectService(database, clock=clock)
         if limit_storage is None:  # with KEYPLANE_REDIS_URL, every instance counts together
             limit_storage = self.limiter.shared_storage
@@ -230,14 +238,17 @@ class Services:
         return readiness_problem(self.database)
 
     def start(self) -> None:
-        """Start background work: the usage flusher, the cache's change feed, the job workers."""
+        """Start background work: the usage flusher, the cache's change feed, the job workers,
+        the outbox and the key scheduler."""
         self.usage.start()
         self.changes.start()
         self.job_runner.start()
         self.outbox.start()
+        self.scheduler.start()
 
     def close(self) -> None:
         """Stop the job workers and the change feed, write pending usage, release connections."""
+        self.scheduler.stop()
         self.outbox.stop()
         self.job_runner.stop()
         self.changes.stop()

@@ -23,6 +23,13 @@ from keyplane.api.schemas.keys import (
     UsageOut,
 )
 from keyplane.api.schemas.leaks import LeakReportItem, LeakVerdictOut
+from keyplane.api.schemas.policies import (
+    DryRunGroupOut,
+    DryRunOut,
+    KeyPolicyChange,
+    KeyPolicyOut,
+    TouchedKeyOut,
+)
 from keyplane.api.schemas.problems import ProblemOut, problem_responses
 from keyplane.api.schemas.projects import ProjectCreate, ProjectOut
 from keyplane.api.schemas.verify import AllowanceOut, VerifyRequest, VerifyResponse, WhoAmI
@@ -31,10 +38,14 @@ __all__ = [
     "AllowanceOut",
     "AuditEventOut",
     "CreatedKeyOut",
+    "DryRunGroupOut",
+    "DryRunOut",
     "FromRecord",
     "Health",
     "KeyCreate",
     "KeyOut",
+    "KeyPolicyChange",
+    "KeyPolicyOut",
     "KeyRoll",
     "KeyUpdate",
     "LeakReportItem",
@@ -49,6 +60,7 @@ __all__ = [
     "RateLimitOut",
     "Strict",
     "Timestamp",
+    "TouchedKeyOut",
     "UsageBucketOut",
     "UsageOut",
     "VerifyRequest",

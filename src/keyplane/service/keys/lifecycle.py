@@ -33,6 +33,7 @@ from keyplane.service.accounts import access
 from keyplane.service.accounts.projects import find_project
 from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import record_key_event
+from keyplane.service.events.policies import STALE, lifetime_expiry, policy_of
 from keyplane.service.keys.invalidation import ChangeFeed
 from keyplane.service.keys.queries import KeyQueries
 from keyplane.service.limits.usage import UsageBuffer
@@ -156,6 +157,9 @@ class KeyService(KeyQueries):
         networks = [str(network) for network in parse_allowlist(ip_allowlist)]
         metadata = check_metadata(metadata or {}, max_depth=self._max_json_depth)
         check_expiry(expires_at, now)
+        expires_at = lifetime_expiry(
+            policy_of(session, caller.organization_id), expires_at, created_at=now
+        )
         secret = self._format.generate()
         project = find_project(session, caller.organization_id, project_id)
         row = ApiKey(
@@ -217,13 +221,25 @@ class KeyService(KeyQueries):
                 changed["scopes"] = row.scopes
             if not isinstance(changes.expires_at, _Unset):
                 check_expiry(changes.expires_at, now)
-                row.expires_at = changes.expires_at
-                changed["expires_at"] = _iso(changes.expires_at)
+                expires_at = lifetime_expiry(
+                    policy_of(session, row.organization_id),
+                    changes.expires_at,
+                    created_at=row.created_at,
+                )
+                if expires_at is not None and expires_at <= now:
+                    raise InvalidInput(
+                        "under this organization's default expiry this key, created "
+                        f"{_iso(row.created_at)}, would already have expired; give expires_at",
+                        field="expires_at",
+                    )
+                row.expires_at = expires_at
+                changed["expires_at"] = _iso(expires_at)
             if not isinstance(changes.metadata, _Unset):
                 row.meta = dict(check_metadata(changes.metadata, max_depth=self._max_json_depth))
                 changed["metadata"] = True
             if not isinstance(changes.enabled, _Unset):
-                changed["enabled"] = row.enabled = bool(changes.enabled)
+                _set_enabled(row, bool(changes.enabled), now, reason=None)
+                changed["enabled"] = row.enabled
             if not isinstance(changes.ip_allowlist, _Unset):
                 row.ip_allowlist = [str(net) for net in parse_allowlist(changes.ip_allowlist)]
                 changed["ip_allowlist"] = row.ip_allowlist
@@ -269,6 +285,28 @@ class KeyService(KeyQueries):
             record = self._to_record(row, now)
         return record
 
+    def disable_stale(
+        self,
+        session: Session,
+        row: ApiKey,
+        actor: Actor,
+        now: datetime,
+        *,
+        details: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Disable ``row`` (locked, in the caller's transaction) for the stale-key policy:
+        ``key.auto_disabled`` in the audit log and as an event. False if it was not an
+        enabled, live key (nothing changes)."""
+        if row.revoked_at is not None or not row.enabled:
+            return False
+        _set_enabled(row, False, now, reason=STALE)
+        row.updated_at = now
+        self._changes.record(session, row.key_hash)
+        record_key_event(
+            session, row, actor, "key.auto_disabled", at=now, details=dict(details or {})
+        )
+        return True
+
     def revoke_row(
         self,
         session: Session,
@@ -277,6 +315,7 @@ class KeyService(KeyQueries):
         now: datetime,
         *,
         details: Mapping[str, Any] | None = None,
+        action: str = "key.revoked",
     ) -> bool:
         """Revoke ``row`` in the caller's transaction, with its audit event.
 
@@ -295,7 +334,7 @@ class KeyService(KeyQueries):
             session,
             row,
             actor,
-            "key.revoked",
+            action,
             at=now,
             details={"name": row.name, "hint": row.hint, **(details or {})},
         )
@@ -315,6 +354,14 @@ class KeyService(KeyQueries):
             access.require_key_manager(caller, old.created_by)
             self._check_rollable(session, old, now)
             scopes = self._grantable_scopes(caller, old.scopes)
+            # The new key is held to today's lifetime policy; having no say in its
+            # expiry, it gets the maximum rather than a refusal.
+            expires_at = lifetime_expiry(
+                policy_of(session, old.organization_id),
+                old.expires_at,
+                created_at=now,
+                without_expiry="cap",
+            )
             new = ApiKey(
                 id=new_id("key"),
                 organization_id=old.organization_id,
@@ -329,7 +376,7 @@ class KeyService(KeyQueries):
                 created_at=now,
                 created_by=caller.actor.name,
                 updated_at=now,
-                expires_at=old.expires_at,
+                expires_at=expires_at,
                 rolled_from_id=old.id,
                 rate_limit=old.rate_limit,
                 rate_limit_window=old.rate_limit_window,
@@ -388,6 +435,16 @@ class KeyService(KeyQueries):
                 f"you cannot grant scopes you do not hold: {', '.join(beyond)}",
             )
         return normalized
+
+
+def _set_enabled(row: ApiKey, enabled: bool, now: datetime, *, reason: str | None) -> None:
+    """The one place a key is enabled or disabled: ``disabled_at`` and ``disabled_reason``
+    (``stale`` from the stale-key policy, None from a person) follow ``enabled``."""
+    if enabled == row.enabled:
+        return
+    row.enabled = enabled
+    row.disabled_at = None if enabled else now
+    row.disabled_reason = None if enabled else reason
 
 
 def _iso(value: datetime | None) -> str | None:
