@@ -102,11 +102,15 @@ def check_url(url: object, *, field: str = "url") -> Target:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise OutboundRefused("the URL is not well formed (check the host and port)", field=field) from None
+        raise OutboundRefused(
+            "the URL is not well formed (check the host and port)", field=field
+        ) from None
     if parts.scheme not in ("http", "https"):
         raise OutboundRefused("the URL must start with https:// or http://", field=field)
     if "@" in parts.netloc or parts.username is not None or parts.password is not None:
-        raise OutboundRefused("the URL must not carry a user name or password (user@host)", field=field)
+        raise OutboundRefused(
+            "the URL must not carry a user name or password (user@host)", field=field
+        )
     if parts.fragment or url.endswith("#"):
         raise OutboundRefused("the URL must not have a #fragment", field=field)
     host = (parts.hostname or "").rstrip(".")
@@ -185,9 +189,7 @@ def is_allowed(address: IPAddress, allow: Iterable[IPNetwork]) -> bool:
     return any(candidate in network for candidate in _embedded(address) for network in networks)
 
 
-def resolve(
-    target: Target, allow: Iterable[IPNetwork] = (), *, field: str = "url"
-) -> IPAddress:
+def resolve(target: Target, allow: Iterable[IPNetwork] = (), *, field: str = "url") -> IPAddress:
     """The one address to connect to: ``target``'s host looked up once. Refused
     (:class:`OutboundRefused`) if it does not resolve or if any address is internal
     and outside ``allow``."""
@@ -381,8 +383,9 @@ class OutboundClient:
                         break  # the rest is not read: closing the connection drops it
                 if 300 <= status < 400:
                     location = _header(response.headers, b"location")
+                    where = f" to {location[:200]}" if location else ""
                     error = (
-                        f"answered {status} (a redirect{' to ' + location[:200] if location else ''}); "
+                        f"answered {status} (a redirect{where}); "
                         "redirects are not followed and count as a failure"
                     )
         except _Expired:
