@@ -23,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import keyplane
-from keyplane.api import audit, health, keys, leaks, projects, verify, whoami
+from keyplane.api import audit, health, keys, leaks, projects, verify, whoami, webhooks
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
 from keyplane.api.hotpath import HotPath
@@ -135,7 +135,7 @@ def create_app(
     api = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(no_store)], responses=problem_responses()
     )
-    for module in (whoami, verify, projects, keys, audit, leaks):
+    for module in (whoami, verify, projects, keys, audit, leaks, webhooks):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)

@@ -26,11 +26,22 @@ from keyplane.api.schemas.leaks import LeakReportItem, LeakVerdictOut
 from keyplane.api.schemas.problems import ProblemOut, problem_responses
 from keyplane.api.schemas.projects import ProjectCreate, ProjectOut
 from keyplane.api.schemas.verify import AllowanceOut, VerifyRequest, VerifyResponse, WhoAmI
+from keyplane.api.schemas.webhooks import (
+    CreatedWebhookOut,
+    WebhookAttemptOut,
+    WebhookCreate,
+    WebhookDeliveryDetailOut,
+    WebhookDeliveryOut,
+    WebhookOut,
+    WebhookRotate,
+    WebhookUpdate,
+)
 
 __all__ = [
     "AllowanceOut",
     "AuditEventOut",
     "CreatedKeyOut",
+    "CreatedWebhookOut",
     "FromRecord",
     "Health",
     "KeyCreate",
@@ -53,6 +64,13 @@ __all__ = [
     "UsageOut",
     "VerifyRequest",
     "VerifyResponse",
+    "WebhookAttemptOut",
+    "WebhookCreate",
+    "WebhookDeliveryDetailOut",
+    "WebhookDeliveryOut",
+    "WebhookOut",
+    "WebhookRotate",
+    "WebhookUpdate",
     "WhoAmI",
     "problem_responses",
 ]

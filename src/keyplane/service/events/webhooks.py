@@ -367,13 +367,14 @@ class WebhookService:
                 query = query.where(WebhookDelivery.status == status)
             rows = session.scalars(newest_first(query, WebhookDelivery.pk, cursor, limit)).all()
             latencies = _last_latencies(session, [row.id for row in rows[:limit]])
-            types = dict(
-                session.execute(
+            types: dict[str, str] = {
+                event_id: event_type
+                for event_id, event_type in session.execute(
                     select(Event.id, Event.type).where(
                         Event.id.in_([row.event_id for row in rows[:limit]])
                     )
-                ).tuples()
-            )
+                )
+            }
             return page_of(
                 rows,
                 limit,
