@@ -75,7 +75,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         receiver = self.receiver
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length)
@@ -131,9 +131,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 pass
         elif mode == "reset":
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
         else:
             raise AssertionError(f"unknown mode {mode}")

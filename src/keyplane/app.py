@@ -23,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import keyplane
-from keyplane.api import audit, health, keys, leaks, projects, verify, whoami, webhooks
+from keyplane.api import audit, health, keys, leaks, projects, verify, webhooks, whoami
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
 from keyplane.api.hotpath import HotPath

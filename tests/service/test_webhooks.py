@@ -209,7 +209,8 @@ def test_a_receiver_that_redirects_or_resets_is_a_failed_attempt(
     pump(services)
     (delivery,) = deliveries(services)
     assert delivery.status == "pending"
-    assert delivery.last_error and error in delivery.last_error
+    assert delivery.last_error
+    assert error in delivery.last_error
     assert len(receiver.received) == 1  # the redirect's target was never asked
 
 
@@ -231,7 +232,7 @@ def test_a_huge_answer_is_cut_and_kept_as_a_1_kib_excerpt(
 def test_a_hanging_or_dripping_receiver_is_cut_at_the_deadline_and_slows_no_key_check(
     services: Services, caller: Caller, tenant: Tenant, receiver: Receiver
 ) -> None:
-    hang = add_endpoint(services, caller, receiver).endpoint
+    hang = add_endpoint(services, caller, receiver, event_types=["key.expired"]).endpoint
     services.webhooks.send_test(caller, hang.id)
     receiver.behave("hang")
     services.deliveries.start()
@@ -245,17 +246,18 @@ def test_a_hanging_or_dripping_receiver_is_cut_at_the_deadline_and_slows_no_key_
         checks = []
         for _ in range(20):
             started = time.monotonic()
-            assert services.verifier.verify(tenant.key).granted
+            assert services.verifier.verify(tenant.key).valid
             checks.append(time.monotonic() - started)
         started = time.monotonic()
         revoke_new_key(services, caller, tenant)
         assert time.monotonic() - started < 1.0
         assert max(checks) < 0.5
         deadline = time.monotonic() + 20
+        tests = {drip.id}
         while time.monotonic() < deadline:
-            if all(d.attempts for d in deliveries(services) if d.id == drip.id or d.replay == 0):
-                if all(d.last_error for d in deliveries(services)[:2]):
-                    break
+            attempted = [d for d in deliveries(services) if d.attempts]
+            if len(attempted) >= 2 and tests & {d.id for d in attempted}:
+                break
             time.sleep(0.2)
     finally:
         services.deliveries.stop()
@@ -287,7 +289,10 @@ def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(
     pump(services)
     after = receiver.wait_for(2)[1]
     assert after.verified_by == [1]
-    assert services.webhooks.get_endpoint(caller, created.endpoint.id).previous_secret_expires_at is None
+    assert (
+        services.webhooks.get_endpoint(caller, created.endpoint.id).previous_secret_expires_at
+        is None
+    )
     with pytest.raises(InvalidInput):
         services.webhooks.rotate_secret(caller, created.endpoint.id, overlap=timedelta(days=8))
 
@@ -298,7 +303,8 @@ def test_secrets_are_sealed_in_the_database(
     created = add_endpoint(services, caller, receiver)
     with services.database.read() as session:
         stored = session.scalars(select(WebhookSecret.secret)).all()
-    assert stored and all(created.secret not in value for value in stored)
+    assert stored
+    assert all(created.secret not in value for value in stored)
     assert all(created.secret[6:] not in value for value in stored)
 
 
@@ -340,7 +346,9 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_the_event_is_raised(
     endpoint = services.webhooks.get_endpoint(caller, failing.id)
     assert (endpoint.enabled, endpoint.disabled_reason) == (False, "failing")
     assert all(
-        d.status in ("cancelled", "delivered") for d in deliveries(services) if d.endpoint_id == failing.id
+        d.status in ("cancelled", "delivered")
+        for d in deliveries(services)
+        if d.endpoint_id == failing.id
     )
     with services.database.read() as session:
         (event,) = session.scalars(select(Event).where(Event.type == "webhook.endpoint_disabled"))
@@ -349,9 +357,15 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_the_event_is_raised(
     pump(services)
     to_watcher = [d for d in deliveries(services) if d.endpoint_id == watcher.id]
     assert [d.status for d in to_watcher] == ["delivered"]
-    assert not [d for d in deliveries(services) if d.endpoint_id == failing.id and d.event_id == event.id]
+    assert not [
+        d for d in deliveries(services) if d.endpoint_id == failing.id and d.event_id == event.id
+    ]
     enabled = services.webhooks.update_endpoint(caller, failing.id, enabled=True)
-    assert (enabled.enabled, enabled.consecutive_failures, enabled.disabled_reason) == (True, 0, None)
+    assert (enabled.enabled, enabled.consecutive_failures, enabled.disabled_reason) == (
+        True,
+        0,
+        None,
+    )
 
 
 REFUSED = [
@@ -416,9 +430,7 @@ def test_internal_or_malformed_urls_are_refused(strict_services: Services, url: 
     assert strict_services.webhooks.list_endpoints(caller).items == ()
 
 
-def test_the_allow_setting_opens_only_its_networks(
-    services: Services, caller: Caller
-) -> None:
+def test_the_allow_setting_opens_only_its_networks(services: Services, caller: Caller) -> None:
     for url in ("http://10.0.0.1/", "http://[::1]/", "http://169.254.169.254/"):
         with pytest.raises(OutboundRefused):
             services.webhooks.create_endpoint(caller, url=url)
@@ -451,7 +463,8 @@ def test_a_name_that_rebinds_to_an_internal_address_is_refused_at_delivery(
     pump(services)
     (delivery,) = deliveries(services)
     assert delivery.status == "pending"
-    assert delivery.last_error and delivery.last_error.startswith("refused:")
+    assert delivery.last_error
+    assert delivery.last_error.startswith("refused:")
     assert "10.0.0.7" in delivery.last_error
     assert receiver.received == []
     answers["rebind.test"] = "127.0.0.1"  # back to the allowed answer: it goes through
@@ -460,7 +473,9 @@ def test_a_name_that_rebinds_to_an_internal_address_is_refused_at_delivery(
     assert receiver.wait_for(1)[0].verified_by == [0]
 
 
-def test_unknown_event_types_are_refused(services: Services, caller: Caller, receiver: Receiver) -> None:
+def test_unknown_event_types_are_refused(
+    services: Services, caller: Caller, receiver: Receiver
+) -> None:
     with pytest.raises(InvalidInput) as refused:
         services.webhooks.create_endpoint(caller, url=receiver.url, event_types=["key.exploded"])
     assert refused.value.field == "event_types"

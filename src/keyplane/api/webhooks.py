@@ -160,9 +160,7 @@ def list_webhook_deliveries(
     return PageOut[WebhookDeliveryOut].model_validate(page)
 
 
-@router.get(
-    "/webhook-deliveries/{delivery_id}", summary="A delivery with its attempts (the log)"
-)
+@router.get("/webhook-deliveries/{delivery_id}", summary="A delivery with its attempts (the log)")
 def get_webhook_delivery(
     *,
     delivery_id: str,

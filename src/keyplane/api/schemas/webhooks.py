@@ -19,7 +19,8 @@ _URL = Field(
         "KEYPLANE_OUTBOUND_ALLOW_NETWORKS allows them."
     ),
 )
-_EVENT_TYPES = Field(
+_EVENT_TYPES: list[str] = Field(
+    default_factory=list,
     max_length=64,
     description=(
         "Event types sent to this endpoint (GET /api/v1/event-types); `key.*` stands for "
