@@ -23,6 +23,7 @@ from keyplane.console import (
     passkeys,
     recovery,
     sso,
+    webhooks,
 )
 from keyplane.console.formatting import actor_label, day, device, duration, exact, relative
 from keyplane.console.web import (
@@ -105,7 +106,17 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
     env.filters["duration"] = duration
     env.filters["device"] = device
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, account, recovery, factors, passkeys, sso, keys, organization):
+    for module in (
+        auth,
+        account,
+        recovery,
+        factors,
+        passkeys,
+        sso,
+        keys,
+        organization,
+        webhooks,
+    ):
         console.include_router(module.router)
 
     @console.get("/", include_in_schema=False)
