@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from standardwebhooks.webhooks import Webhook
@@ -51,8 +51,8 @@ class Report:
 class _Receiver(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     secret: str = ""
-    arrived: dict[str, float] = {}
-    condition = threading.Condition()
+    arrived: ClassVar[dict[str, float]] = {}
+    condition: ClassVar[threading.Condition] = threading.Condition()
 
     def log_message(self, format: str, *args: Any) -> None:
         return
