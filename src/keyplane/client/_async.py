@@ -11,7 +11,7 @@ import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
-from keyplane.client._resources import Audit, ClientBase, Keys, Projects, call
+from keyplane.client._resources import Audit, ClientBase, Keys, Projects, Webhooks, call
 from keyplane.client.errors import APIError
 from keyplane.client.models import Page
 from keyplane.client.operations import Pages
@@ -58,6 +58,7 @@ class AsyncClient(ClientBase):
         self.projects: Projects[AsyncClient] = Projects(self)
         self.keys: Keys[AsyncClient] = Keys(self)
         self.audit: Audit[AsyncClient] = Audit(self)
+        self.webhooks: Webhooks[AsyncClient] = Webhooks(self)
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
-from keyplane.client._resources import Audit, ClientBase, Keys, Projects, call
+from keyplane.client._resources import Audit, ClientBase, Keys, Projects, Webhooks, call
 from keyplane.client.errors import APIError
 from keyplane.client.models import Page
 from keyplane.client.operations import Pages
@@ -58,6 +58,7 @@ class Client(ClientBase):
         self.projects: Projects[Client] = Projects(self)
         self.keys: Keys[Client] = Keys(self)
         self.audit: Audit[Client] = Audit(self)
+        self.webhooks: Webhooks[Client] = Webhooks(self)
 
     # -- lifecycle -------------------------------------------------------------
 
