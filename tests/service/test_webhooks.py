@@ -503,3 +503,57 @@ def test_two_instances_on_one_database_deliver_each_event_exactly_once(
     assert {item.payload["data"]["key"]["id"] for item in got} == revoked
     assert len({item.headers["webhook-id"] for item in got}) == 12
     assert all(item.verified_by == [0] for item in got)
+
+
+def test_no_secret_reaches_the_logs(
+    services: Services,
+    caller: Caller,
+    receiver: Receiver,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    created = add_endpoint(services, caller, receiver)
+    rotated = services.webhooks.rotate_secret(caller, created.endpoint.id)
+    receiver.behave("status:500")
+    for _ in range(4):
+        services.webhooks.send_test(caller, created.endpoint.id)
+    clock.advance(timedelta(minutes=10))
+    pump(services)
+    assert "webhook delivery" in caplog.text  # the failures were logged ...
+    for secret in (created.secret, rotated.secret):  # ... without a secret
+        assert secret not in caplog.text
+        assert secret.removeprefix("whsec_") not in caplog.text
+        assert secret not in repr(services.webhooks.get_endpoint(caller, created.endpoint.id))
+
+
+def test_dispatched_events_older_than_30_days_are_pruned(
+    services: Services, caller: Caller, tenant: Tenant, receiver: Receiver, clock: Clock
+) -> None:
+    add_endpoint(services, caller, receiver)
+    revoke_new_key(services, caller, tenant)
+    pump(services)
+    assert deliveries(services)
+    clock.advance(timedelta(days=31))
+    assert services.dispatcher.prune() >= 2
+    assert deliveries(services) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        pytest.param("127.0.0.1/32", True, id="one"),
+        pytest.param("10.0.0.0/8, fd00::/8", True, id="two"),
+        pytest.param("10.0.0.1/8", False, id="host-bits"),
+        pytest.param("everything", False, id="garbage"),
+    ],
+)
+def test_the_outbound_allow_setting_is_validated(value: str, ok: bool) -> None:
+    from keyplane.config import ConfigError
+
+    env = {"KEYPLANE_DATA_DIR": "/tmp/unused", "KEYPLANE_OUTBOUND_ALLOW_NETWORKS": value}
+    if ok:
+        assert Settings.from_env(env).outbound_allow_networks
+    else:
+        with pytest.raises(ConfigError, match="KEYPLANE_OUTBOUND_ALLOW_NETWORKS"):
+            Settings.from_env(env)
