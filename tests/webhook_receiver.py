@@ -5,7 +5,8 @@ checks the Standard Webhooks signature of **every** request it gets with the
 ``receiver.behave(mode)`` picks the next answers: ``ok`` (204), ``status:500``,
 ``hang`` (read the request, answer nothing until stopped), ``redirect`` (302 to
 another URL), ``huge`` (a 200 with 5 MiB of body), ``drip`` (headers, then a byte
-a second), ``reset`` (close the connection without an answer).
+a second), ``drip-headers`` (the status line, then a header byte a second),
+``reset`` (close the connection without an answer).
 """
 
 from __future__ import annotations
@@ -130,6 +131,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.flush()
             except OSError:
                 pass
+        elif mode == "drip-headers":  # the status line, then a header byte a second
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                self.wfile.flush()
+                for char in b"x-slow: " + b"a" * 100:
+                    if receiver.stopping.wait(1.0):
+                        break
+                    self.wfile.write(bytes([char]))
+                    self.wfile.flush()
+            except OSError:
+                pass
+            self.close_connection = True
         elif mode == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
