@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
@@ -124,20 +124,13 @@ class DeliveryWorker:
 
     def _claim(self, worker: str) -> int | None:
         now = self._clock()
+        # Look in a read transaction first: an idle poll takes no write lock (on SQLite,
+        # the one writer lock every API change also needs).
+        with self._database.read() as session:
+            if session.scalars(self._due(now).limit(1)).first() is None:
+                return None
         with self._database.write() as session:
-            due = session.scalars(
-                select(WebhookDelivery.pk)
-                .where(
-                    WebhookDelivery.status == "pending",
-                    WebhookDelivery.next_attempt_at <= now,
-                    or_(
-                        WebhookDelivery.claimed_until.is_(None),
-                        WebhookDelivery.claimed_until < now,
-                    ),
-                )
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.pk)
-                .limit(CANDIDATES)
-            ).all()
+            due = session.scalars(self._due(now).limit(CANDIDATES)).all()
             for pk in due:
                 result = session.execute(
                     update(WebhookDelivery)
@@ -155,6 +148,21 @@ class DeliveryWorker:
                 if getattr(result, "rowcount", 0) == 1:
                     return pk
         return None
+
+    @staticmethod
+    def _due(now: datetime) -> Select[int]:
+        return (
+            select(WebhookDelivery.pk)
+            .where(
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.next_attempt_at <= now,
+                or_(
+                    WebhookDelivery.claimed_until.is_(None),
+                    WebhookDelivery.claimed_until < now,
+                ),
+            )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.pk)
+        )
 
     def _attempt(self, pk: int, worker: str) -> None:
         job = self._job(pk, worker)

@@ -67,6 +67,13 @@ class Dispatcher:
 
     def run_once(self) -> int:
         """Fan out one batch of undispatched events; how many this instance took."""
+        # An idle poll reads only: no write lock (SQLite's one writer) unless there is work.
+        with self._database.read() as session:
+            if (
+                session.scalar(select(Event.pk).where(Event.dispatched_at.is_(None)).limit(1))
+                is None
+            ):
+                return 0
         with self._database.write() as session:
             pending = session.scalars(
                 select(Event.pk)
