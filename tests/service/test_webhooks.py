@@ -557,3 +557,32 @@ def test_the_outbound_allow_setting_is_validated(value: str, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match="KEYPLANE_OUTBOUND_ALLOW_NETWORKS"):
             Settings.from_env(env)
+
+
+def test_extra_fanout_runs_once_per_event_in_the_dispatch_transaction(
+    settings: Settings, clock: Clock
+) -> None:
+    seen: list[str] = []
+    failing = [True]
+
+    def notifier(session: Any, event: Event) -> None:
+        if failing[0]:
+            raise RuntimeError("the notifier broke")
+        seen.append(event.type)
+
+    services = Services.open(settings, clock=clock, extra_fanout=[notifier])
+    try:
+        services.bootstrap(
+            organization_name="Acme", project_name="Default", owner_email="o@acme.test"
+        )
+        with pytest.raises(RuntimeError):
+            services.dispatcher.run_once()
+        with services.database.read() as session:  # rolled back: nothing dispatched
+            assert all(e.dispatched_at is None for e in session.scalars(select(Event)))
+        failing[0] = False
+        while services.dispatcher.run_once():
+            pass
+        assert services.dispatcher.run_once() == 0
+    finally:
+        services.close()
+    assert seen.count("key.created") == 1  # the bootstrap's one key, once

@@ -236,12 +236,19 @@ class Services:
         *,
         clock: Callable[[], datetime] = utc_now,
         limit_storage: Storage | None = None,
+        extra_fanout: Sequence[Fanout] = (),
     ) -> Self:
         """Connect, bring the schema up to date (SQLite) or check it is (PostgreSQL)."""
         database = Database(settings.database_url)
         try:
             migrate.prepare(database.engine)
-            return cls(settings, database, clock=clock, limit_storage=limit_storage)
+            return cls(
+                settings,
+                database,
+                clock=clock,
+                limit_storage=limit_storage,
+                extra_fanout=extra_fanout,
+            )
         except BaseException:
             database.dispose()
             raise
