@@ -403,6 +403,14 @@ REFUSED = [
     "http:///nohost",
     "not a url",
     "http://does-not-exist.invalid/",
+    "http://127\u30020\u30020\u30021/",
+    "http://0x7f\uff0e1/",
+    "http://\uff11\uff12\uff17.0.0.1/",
+    "http://[::1%25lo]/",
+    "http://%31%32%37.0.0.1/",
+    "http://127.0.0.1#@example.com/",
+    "http://example.com@127.0.0.1/",
+    "http://127.0.0.1:80@example.com/",
 ]
 
 

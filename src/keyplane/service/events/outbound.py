@@ -130,10 +130,14 @@ def check_url(url: object, *, field: str = "url") -> Target:
             raise OutboundRefused(
                 "write an IPv4 address as four decimal numbers (203.0.113.7)", field=field
             )
-        try:
-            host = host.encode("idna").decode("ascii").lower()
-        except UnicodeError:
-            raise OutboundRefused("the URL's host name is not valid", field=field) from None
+        if not host.isascii():
+            # IDNA would turn lookalikes (full-width digits, ideographic dots) into other
+            # hosts than the one checked here: the ASCII form is the one accepted.
+            raise OutboundRefused(
+                "write the URL's host name in ASCII (an international name as xn--...)",
+                field=field,
+            )
+        host = host.lower()
         if not _HOST_NAME.match(host):
             raise OutboundRefused("the URL's host name is not valid", field=field)
     return Target(
