@@ -29,6 +29,7 @@ import http_load
 import memory
 import propagation
 import verify
+import webhook_latency
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -83,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     footprint = memory.run(20_000 if quick else 100_000)
     print(memory.render(footprint), flush=True)
     results["memory"] = asdict(footprint)
+
+    print("\n== 5. revocation to webhook delivery ==", flush=True)
+    delivered = webhook_latency.run(revocations=10 if quick else 100, postgres=options.postgres)
+    print(webhook_latency.render(delivered), flush=True)
+    results["webhooks"] = asdict(delivered)
 
     if options.json:
         options.json.write_text(json.dumps(results, indent=2))

@@ -23,7 +23,18 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import keyplane
-from keyplane.api import audit, events, health, keys, leaks, policies, projects, verify, whoami
+from keyplane.api import (
+    audit,
+    events,
+    health,
+    keys,
+    leaks,
+    policies,
+    projects,
+    verify,
+    webhooks,
+    whoami,
+)
 from keyplane.api.dependencies import no_store
 from keyplane.api.errors import install_error_handlers
 from keyplane.api.hotpath import HotPath
@@ -135,7 +146,7 @@ def create_app(
     api = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(no_store)], responses=problem_responses()
     )
-    for module in (whoami, verify, projects, keys, audit, leaks, events, policies):
+    for module in (whoami, verify, projects, keys, audit, leaks, events, policies, webhooks):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)

@@ -67,6 +67,9 @@ _ANY_ADDRESS: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - compared,
 DEFAULT_SESSION_IDLE_TIMEOUT: Final = timedelta(minutes=30)
 DEFAULT_SESSION_LIFETIME: Final = timedelta(days=7)
 DEFAULT_SUDO_TIMEOUT: Final = timedelta(minutes=15)
+DEFAULT_WEBHOOK_WORKERS: Final = 4
+DEFAULT_WEBHOOK_DISABLE_AFTER_FAILURES: Final = 15
+DEFAULT_WEBHOOK_DISABLE_AFTER: Final = timedelta(hours=24)
 
 
 N = TypeVar("N", int, float)
@@ -159,6 +162,16 @@ class Settings:
     #: Sensitive changes (keys with management scopes, roles, MFA and SSO
     #: settings) need a sign-in or re-authentication at most this long ago.
     sudo_timeout: timedelta = DEFAULT_SUDO_TIMEOUT
+    #: Networks outbound calls (webhook deliveries) may reach although they are
+    #: loopback, private, link-local or otherwise internal (service/events/outbound.py).
+    #: Empty: only public addresses.
+    outbound_allow_networks: tuple[IPNetwork, ...] = field(default_factory=tuple)
+    #: Threads per process that send webhook deliveries (0: send none here).
+    webhook_workers: int = DEFAULT_WEBHOOK_WORKERS
+    #: An endpoint is disabled once this many attempts in a row failed **and** the
+    #: first of them is older than ``webhook_disable_after``.
+    webhook_disable_after_failures: int = DEFAULT_WEBHOOK_DISABLE_AFTER_FAILURES
+    webhook_disable_after: timedelta = DEFAULT_WEBHOOK_DISABLE_AFTER
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -231,6 +244,17 @@ class Settings:
         except InvalidInput as error:
             raise ConfigError(
                 f"KEYPLANE_TRUSTED_PROXIES: {error}; give a comma-separated list of CIDRs"
+            ) from None
+        try:
+            outbound_allow = parse_allowlist(
+                item
+                for item in (_get(env, "KEYPLANE_OUTBOUND_ALLOW_NETWORKS") or "").split(",")
+                if item.strip()
+            )
+        except InvalidInput as error:
+            raise ConfigError(
+                f"KEYPLANE_OUTBOUND_ALLOW_NETWORKS: {error}; give a comma-separated list of "
+                "CIDRs, e.g. 127.0.0.1/32,10.0.0.0/8"
             ) from None
         log_level = (_get(env, "KEYPLANE_LOG_LEVEL") or "info").lower()
         if log_level not in {"critical", "error", "warning", "info", "debug"}:
@@ -331,6 +355,25 @@ class Settings:
                 DEFAULT_SUDO_TIMEOUT,
                 timedelta(minutes=1),
                 timedelta(days=1),
+            ),
+            outbound_allow_networks=outbound_allow,
+            webhook_workers=_number(
+                env, "KEYPLANE_WEBHOOK_WORKERS", DEFAULT_WEBHOOK_WORKERS, int, 0, 64
+            ),
+            webhook_disable_after_failures=_number(
+                env,
+                "KEYPLANE_WEBHOOK_DISABLE_AFTER_FAILURES",
+                DEFAULT_WEBHOOK_DISABLE_AFTER_FAILURES,
+                int,
+                1,
+                10_000,
+            ),
+            webhook_disable_after=_duration(
+                env,
+                "KEYPLANE_WEBHOOK_DISABLE_AFTER",
+                DEFAULT_WEBHOOK_DISABLE_AFTER,
+                timedelta(minutes=1),
+                timedelta(days=30),
             ),
         )
 

@@ -29,7 +29,7 @@ import pytest
 from keyplane.app import KeyplaneApp
 from keyplane.client import AsyncClient, Client, operations
 from keyplane.client._http import API_PREFIX, Operation
-from keyplane.client._resources import Audit, Events, Keys, Policies, Projects, call
+from keyplane.client._resources import Audit, Events, Keys, Policies, Projects, Webhooks, call
 from keyplane.client.models import Quota, RateLimit
 
 #: Operations of /api/v1 the SDK leaves out on purpose, and why.
@@ -101,6 +101,31 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "stale_disable": True,
         "stale_revoke_days": 30,
     },
+    "list_webhooks": {"limit": 10, "cursor": "c"},
+    "get_webhook": {"endpoint_id": "whe_sample"},
+    "create_webhook": {
+        "url": "https://example.com/hook",
+        "description": "billing",
+        "event_types": ["key.*"],
+    },
+    "update_webhook": {
+        "endpoint_id": "whe_sample",
+        "url": "https://example.com/hook",
+        "description": "billing",
+        "event_types": ["key.revoked"],
+        "enabled": False,
+    },
+    "delete_webhook": {"endpoint_id": "whe_sample"},
+    "rotate_webhook_secret": {"endpoint_id": "whe_sample", "overlap": timedelta(hours=1)},
+    "test_webhook": {"endpoint_id": "whe_sample"},
+    "list_webhook_deliveries": {
+        "endpoint_id": "whe_sample",
+        "status": "failed",
+        "limit": 10,
+        "cursor": "c",
+    },
+    "get_webhook_delivery": {"delivery_id": "whd_sample"},
+    "replay_webhook_delivery": {"delivery_id": "whd_sample"},
     "list_audit_events": {
         "action": "key.created",
         "key_id": "key_sample",
@@ -355,7 +380,7 @@ def test_both_clients_expose_every_sdk_operation() -> None:
     # checked on each.
     bound: dict[type, set[str]] = {Client: set(), AsyncClient: set()}
     for owner in (Client, AsyncClient):
-        for holder in (owner, Projects, Keys, Audit, Events, Policies):
+        for holder in (owner, Projects, Keys, Audit, Events, Policies, Webhooks):
             for attribute in vars(holder).values():
                 if isinstance(attribute, call):
                     bound[owner].add(attribute.build.__name__)

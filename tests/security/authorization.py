@@ -116,10 +116,38 @@ API_ENDPOINTS: Final = (
         200,
         "another organization's key changes its own organization's policies",
     ),
-    "POST",
-    "/api/v1/policies/dry-run",
-    scopes.POLICIES_READ,
-    "nothing is saved; another organization's key previews its own keys",
+    ApiEndpoint(
+        "POST",
+        "/api/v1/policies/dry-run",
+        scopes.POLICIES_READ,
+        "collection",
+        200,
+        "nothing is saved; another organization's key previews its own keys",
+    ),
+    ApiEndpoint("GET", "/api/v1/webhooks", scopes.WEBHOOKS_READ, "collection", 200),
+    ApiEndpoint("POST", "/api/v1/webhooks", scopes.WEBHOOKS_WRITE, "collection", 201),
+    ApiEndpoint("GET", "/api/v1/webhooks/{endpoint_id}", scopes.WEBHOOKS_READ, "object", 200),
+    ApiEndpoint("PATCH", "/api/v1/webhooks/{endpoint_id}", scopes.WEBHOOKS_WRITE, "object", 200),
+    ApiEndpoint("DELETE", "/api/v1/webhooks/{endpoint_id}", scopes.WEBHOOKS_WRITE, "object", 204),
+    ApiEndpoint(
+        "POST", "/api/v1/webhooks/{endpoint_id}/rotate-secret", scopes.WEBHOOKS_WRITE, "object", 200
+    ),
+    ApiEndpoint(
+        "POST", "/api/v1/webhooks/{endpoint_id}/test", scopes.WEBHOOKS_WRITE, "object", 202
+    ),
+    ApiEndpoint(
+        "GET", "/api/v1/webhooks/{endpoint_id}/deliveries", scopes.WEBHOOKS_READ, "object", 200
+    ),
+    ApiEndpoint(
+        "GET", "/api/v1/webhook-deliveries/{delivery_id}", scopes.WEBHOOKS_READ, "object", 200
+    ),
+    ApiEndpoint(
+        "POST",
+        "/api/v1/webhook-deliveries/{delivery_id}/replay",
+        scopes.WEBHOOKS_WRITE,
+        "object",
+        202,
+    ),
     ApiEndpoint(
         "POST",
         "/api/v1/leaks/github",
@@ -212,6 +240,19 @@ CONSOLE_ACTIONS: Final = (
     ),
     ConsoleAction(
         "POST", "/console/settings/sso/policy", (303, 403, 403, 303, 303), "other org: its own"
+    ),
+    ConsoleAction("GET", "/console/webhooks", (200, 200, 403, 200, 303), "other org: its own"),
+    ConsoleAction("POST", "/console/webhooks", (201, 201, 403, 201, 303), "other org: its own"),
+    ConsoleAction("GET", "/console/webhooks/{endpoint_id}", (200, 200, 403, 404, 303)),
+    ConsoleAction("POST", "/console/webhooks/{endpoint_id}", (303, 303, 403, 404, 303)),
+    ConsoleAction("POST", "/console/webhooks/{endpoint_id}/enable", (303, 303, 403, 404, 303)),
+    ConsoleAction("POST", "/console/webhooks/{endpoint_id}/disable", (303, 303, 403, 404, 303)),
+    ConsoleAction("POST", "/console/webhooks/{endpoint_id}/rotate", (200, 200, 403, 404, 303)),
+    ConsoleAction("POST", "/console/webhooks/{endpoint_id}/test", (303, 303, 403, 404, 303)),
+    ConsoleAction("POST", "/console/webhooks/{endpoint_id}/delete", (303, 303, 403, 404, 303)),
+    ConsoleAction("GET", "/console/webhook-deliveries/{delivery_id}", (200, 200, 403, 404, 303)),
+    ConsoleAction(
+        "POST", "/console/webhook-deliveries/{delivery_id}/replay", (303, 303, 403, 404, 303)
     ),
 )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from starlette.routing import BaseRoute, Mount
 
+from keyplane.config import Settings
 from keyplane.service.limits.failed_keys import FailedKeyLimiter
 from keyplane.service.records import Actor, Caller
 from keyplane.service.services import Services
@@ -36,6 +39,20 @@ _names = itertools.count()
 
 def _operator(organization_id: str) -> Caller:
     return Caller(organization_id, ("*",), Actor.operator())
+
+
+#: Webhook endpoints of the matrix point here (nothing listens: deliveries are not sent).
+HOOK_URL = "http://127.0.0.1:9/hook"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        outbound_allow_networks=(ipaddress.IPv4Network("127.0.0.1/32"),),
+        webhook_workers=0,
+    )
 
 
 # -- every route has an entry ------------------------------------------------------
@@ -102,6 +119,13 @@ class ApiWorld:
         )
         return created.record.id, created.secret.reveal()
 
+    def fresh_webhook(self) -> tuple[str, str]:
+        """An endpoint of the organization and a delivery of it."""
+        caller = _operator(self.tenant.organization_id)
+        created = self.services.webhooks.create_endpoint(caller, url=HOOK_URL)
+        delivery = self.services.webhooks.send_test(caller, created.endpoint.id)
+        return created.endpoint.id, delivery.id
+
 
 @pytest.fixture
 def api_world(services: Services, tenant: Tenant, other_tenant: Tenant) -> ApiWorld:
@@ -144,12 +168,17 @@ def api_world(services: Services, tenant: Tenant, other_tenant: Tenant) -> ApiWo
 def _api_request(world: ApiWorld, endpoint: ApiEndpoint) -> tuple[str, dict[str, Any] | None]:
     """The concrete path and body for one call, on fresh targets (calls may change them)."""
     key_id, key_value = world.fresh_key()
-    path = endpoint.path.format(project_id=world.tenant.project_id, key_id=key_id)
+    ids = {}
+    if "{endpoint_id}" in endpoint.path or "{delivery_id}" in endpoint.path:
+        ids["endpoint_id"], ids["delivery_id"] = world.fresh_webhook()
+    path = endpoint.path.format(project_id=world.tenant.project_id, key_id=key_id, **ids)
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/v1/verify"): {"key": key_value},
         ("POST", "/api/v1/projects"): {"name": f"project {next(_names)}"},
         ("POST", "/api/v1/projects/{project_id}/keys"): {"name": "made by the matrix"},
         ("PATCH", "/api/v1/keys/{key_id}"): {"name": "renamed"},
+        ("POST", "/api/v1/webhooks"): {"url": HOOK_URL},
+        ("PATCH", "/api/v1/webhooks/{endpoint_id}"): {"description": "changed"},
         ("POST", "/api/v1/leaks/github"): [],  # type: ignore[dict-item]
         ("PATCH", "/api/v1/policies"): {"stale_days": 365},
         ("POST", "/api/v1/policies/dry-run"): {"stale_days": 90},

@@ -6,6 +6,7 @@ databases; this half (argon2 sign-ins for every person) runs on SQLite only.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import shutil
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from keyplane.config import Settings
 from keyplane.service.records import Actor, Caller, Role
 from keyplane.service.services import Services
 from tests.console.conftest import PASSWORD, Browser
@@ -31,6 +33,20 @@ def database_url(tmp_path: Path, sqlite_template: Path) -> str:
     path = tmp_path / "keyplane.db"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
+
+
+#: Webhook endpoints of the matrix point here (nothing listens: deliveries are not sent).
+HOOK_URL = "http://127.0.0.1:9/hook"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        outbound_allow_networks=(ipaddress.IPv4Network("127.0.0.1/32"),),
+        webhook_workers=0,
+    )
 
 
 # -- the console -------------------------------------------------------------------
@@ -51,7 +67,11 @@ class ConsoleWorld:
         joined = self.services.invitations.invite(caller, email, Role.MEMBER)
         session = self.services.invitations.accept_new_account(joined.token, PASSWORD)
         invitation = self.services.invitations.invite(caller, f"pending{next(_names)}@acme.test")
+        webhook = self.services.webhooks.create_endpoint(caller, url=HOOK_URL)
+        delivery = self.services.webhooks.send_test(caller, webhook.endpoint.id)
         return {
+            "endpoint_id": webhook.endpoint.id,
+            "delivery_id": delivery.id,
             "key_id": key.record.id,
             "user_id": session.record.user_id,
             "invitation_id": invitation.record.id,
@@ -84,6 +104,9 @@ _FORMS: dict[tuple[str, str], dict[str, object]] = {
     ("POST", "/console/keys/{key_id}/rename"): {"name": "renamed"},
     ("POST", "/console/keys/{key_id}/roll"): {"grace_seconds": "0"},
     ("POST", "/console/members/{user_id}/role"): {"role": "admin"},
+    ("POST", "/console/webhooks"): {"url": HOOK_URL},
+    ("POST", "/console/webhooks/{endpoint_id}"): {"url": HOOK_URL, "description": "changed"},
+    ("POST", "/console/webhooks/{endpoint_id}/rotate"): {"overlap": "3600"},
 }
 
 

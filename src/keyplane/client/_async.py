@@ -11,7 +11,16 @@ import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
-from keyplane.client._resources import Audit, ClientBase, Events, Keys, Policies, Projects, call
+from keyplane.client._resources import (
+    Audit,
+    ClientBase,
+    Events,
+    Keys,
+    Policies,
+    Projects,
+    Webhooks,
+    call,
+)
 from keyplane.client.errors import APIError
 from keyplane.client.models import Page
 from keyplane.client.operations import Pages
@@ -60,6 +69,7 @@ class AsyncClient(ClientBase):
         self.audit: Audit[AsyncClient] = Audit(self)
         self.events: Events[AsyncClient] = Events(self)
         self.policies: Policies[AsyncClient] = Policies(self)
+        self.webhooks: Webhooks[AsyncClient] = Webhooks(self)
 
     # -- lifecycle -------------------------------------------------------------
 

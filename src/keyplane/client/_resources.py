@@ -160,6 +160,19 @@ class Policies(Resource[C]):
     dry_run = call(operations.dry_run_key_policies)
 
 
+class Webhooks(Resource[C]):
+    list = call(operations.list_webhooks)
+    get = call(operations.get_webhook)
+    create = call(operations.create_webhook)
+    update = call(operations.update_webhook)
+    delete = call(operations.delete_webhook)
+    rotate_secret = call(operations.rotate_webhook_secret)
+    test = call(operations.test_webhook)
+    deliveries = call(operations.list_webhook_deliveries)
+    delivery = call(operations.get_webhook_delivery)
+    replay = call(operations.replay_webhook_delivery)
+
+
 class ClientBase:
     """What :class:`~keyplane.client.Client` and :class:`~keyplane.client.AsyncClient`
     share beside the sending: the server, the key, the retry policy."""

@@ -11,7 +11,16 @@ import httpx
 
 from keyplane.client import _http, operations
 from keyplane.client._http import KeyAuth, Operation, RetryPolicy
-from keyplane.client._resources import Audit, ClientBase, Events, Keys, Policies, Projects, call
+from keyplane.client._resources import (
+    Audit,
+    ClientBase,
+    Events,
+    Keys,
+    Policies,
+    Projects,
+    Webhooks,
+    call,
+)
 from keyplane.client.errors import APIError
 from keyplane.client.models import Page
 from keyplane.client.operations import Pages
@@ -60,6 +69,7 @@ class Client(ClientBase):
         self.audit: Audit[Client] = Audit(self)
         self.events: Events[Client] = Events(self)
         self.policies: Policies[Client] = Policies(self)
+        self.webhooks: Webhooks[Client] = Webhooks(self)
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -458,10 +458,136 @@ class Page(Generic[T]):
         return len(self.items)
 
 
+@dataclass(frozen=True, slots=True)
+class Webhook(_Model):
+    """A webhook endpoint (docs/webhooks.md); its secret is never in it."""
+
+    id: str
+    organization_id: str
+    url: str
+    description: str
+    event_types: tuple[str, ...]
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    consecutive_failures: int
+    failing_since: datetime | None
+    previous_secret_expires_at: datetime | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Webhook:
+        return cls(
+            id=data["id"],
+            organization_id=data["organization_id"],
+            url=data["url"],
+            description=data.get("description") or "",
+            event_types=_strings(data.get("event_types")),
+            enabled=bool(data["enabled"]),
+            disabled_reason=data.get("disabled_reason"),
+            disabled_at=_time(data.get("disabled_at")),
+            created_at=_required_time(data["created_at"]),
+            created_by=data["created_by"],
+            updated_at=_required_time(data["updated_at"]),
+            consecutive_failures=int(data.get("consecutive_failures") or 0),
+            failing_since=_time(data.get("failing_since")),
+            previous_secret_expires_at=_time(data.get("previous_secret_expires_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedWebhook(_Model):
+    """A new endpoint (or a rotated secret) with its signing secret: shown this once.
+    The ``repr`` leaves the secret out."""
+
+    endpoint: Webhook
+    secret: str = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CreatedWebhook:
+        return cls(endpoint=Webhook.from_json(data["endpoint"]), secret=str(data["secret"]))
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery(_Model):
+    """One event to one endpoint: ``pending``, ``delivered``, ``failed`` or ``cancelled``."""
+
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    replay: int
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    last_latency_ms: int | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WebhookDelivery:
+        return cls(
+            id=data["id"],
+            endpoint_id=data["endpoint_id"],
+            event_id=data["event_id"],
+            event_type=data["event_type"],
+            replay=int(data.get("replay") or 0),
+            status=data["status"],
+            attempts=int(data.get("attempts") or 0),
+            created_at=_required_time(data["created_at"]),
+            next_attempt_at=_time(data.get("next_attempt_at")),
+            delivered_at=_time(data.get("delivered_at")),
+            last_status_code=data.get("last_status_code"),
+            last_error=data.get("last_error"),
+            last_latency_ms=data.get("last_latency_ms"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt(_Model):
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_excerpt: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WebhookAttempt:
+        return cls(
+            attempted_at=_required_time(data["attempted_at"]),
+            status_code=data.get("status_code"),
+            latency_ms=int(data.get("latency_ms") or 0),
+            error=data.get("error"),
+            response_excerpt=data.get("response_excerpt"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveryDetail(_Model):
+    """A delivery with its attempts (newest first) and the body they sent."""
+
+    delivery: WebhookDelivery
+    attempts: tuple[WebhookAttempt, ...]
+    payload: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WebhookDeliveryDetail:
+        return cls(
+            delivery=WebhookDelivery.from_json(data["delivery"]),
+            attempts=tuple(WebhookAttempt.from_json(item) for item in data.get("attempts") or ()),
+            payload=dict(data.get("payload") or {}),
+        )
+
+
 __all__ = [
     "Allowance",
     "AuditEvent",
     "CreatedKey",
+    "CreatedWebhook",
     "Key",
     "Page",
     "Project",
@@ -471,6 +597,10 @@ __all__ = [
     "Usage",
     "UsageBucket",
     "VerifyResult",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryDetail",
     "WhoAmI",
 ]
 

@@ -19,6 +19,7 @@ from keyplane.client._http import Operation, query, segment
 from keyplane.client.models import (
     AuditEvent,
     CreatedKey,
+    CreatedWebhook,
     Event,
     EventType,
     Key,
@@ -31,6 +32,9 @@ from keyplane.client.models import (
     RateLimit,
     Usage,
     VerifyResult,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryDetail,
     WhoAmI,
 )
 from keyplane.core.keys import SecretKey
@@ -447,3 +451,116 @@ def iter_audit_events(
         "until": until,
     }
     return Pages(lambda cursor: list_audit_events(**filters, limit=page_size, cursor=cursor))
+
+
+# -- webhooks (docs/webhooks.md) --------------------------------------------------
+
+
+def list_webhooks(
+    *, limit: int | None = None, cursor: str | None = None
+) -> Operation[Page[Webhook]]:
+    """One page of the organization's webhook endpoints, newest first."""
+    return Operation(
+        "GET", "/webhooks", _page(Webhook.from_json), params=query(limit=limit, cursor=cursor)
+    )
+
+
+def get_webhook(endpoint_id: str) -> Operation[Webhook]:
+    """A webhook endpoint of your organization."""
+    return Operation("GET", f"/webhooks/{segment(endpoint_id, 'webhook')}", Webhook.from_json)
+
+
+def create_webhook(
+    url: str, *, description: str = "", event_types: Iterable[str] = ()
+) -> Operation[CreatedWebhook]:
+    """A new endpoint; the answer's ``secret`` (``whsec_...``) is shown this once.
+    ``event_types`` empty: every event; ``key.*``: every key event."""
+    body = {"url": url, "description": description, "event_types": list(event_types)}
+    return Operation("POST", "/webhooks", CreatedWebhook.from_json, json=body, idempotent=False)
+
+
+def update_webhook(
+    endpoint_id: str,
+    *,
+    url: str | _NotGiven = NOT_GIVEN,
+    description: str | _NotGiven = NOT_GIVEN,
+    event_types: Iterable[str] | _NotGiven = NOT_GIVEN,
+    enabled: bool | _NotGiven = NOT_GIVEN,
+) -> Operation[Webhook]:
+    """Change what is given; ``enabled=False`` stops deliveries (pending ones are cancelled)."""
+    body: dict[str, Any] = {}
+    if not isinstance(url, _NotGiven):
+        body["url"] = url
+    if not isinstance(description, _NotGiven):
+        body["description"] = description
+    if not isinstance(event_types, _NotGiven):
+        body["event_types"] = list(event_types)
+    if not isinstance(enabled, _NotGiven):
+        body["enabled"] = enabled
+    return Operation(
+        "PATCH", f"/webhooks/{segment(endpoint_id, 'webhook')}", Webhook.from_json, json=body
+    )
+
+
+def delete_webhook(endpoint_id: str) -> Operation[None]:
+    """Delete an endpoint and its delivery log."""
+    return Operation("DELETE", f"/webhooks/{segment(endpoint_id, 'webhook')}", lambda _: None)
+
+
+def rotate_webhook_secret(
+    endpoint_id: str, *, overlap: timedelta = timedelta(hours=24)
+) -> Operation[CreatedWebhook]:
+    """A new signing secret (shown this once); the old one keeps signing for ``overlap``
+    (0 to 7 days)."""
+    return Operation(
+        "POST",
+        f"/webhooks/{segment(endpoint_id, 'webhook')}/rotate-secret",
+        CreatedWebhook.from_json,
+        json={"overlap_seconds": int(overlap.total_seconds())},
+        idempotent=False,
+    )
+
+
+def test_webhook(endpoint_id: str) -> Operation[WebhookDelivery]:
+    """Send a ``webhook.test`` event to this endpoint only."""
+    return Operation(
+        "POST",
+        f"/webhooks/{segment(endpoint_id, 'webhook')}/test",
+        WebhookDelivery.from_json,
+        idempotent=False,
+    )
+
+
+def list_webhook_deliveries(
+    endpoint_id: str,
+    *,
+    status: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Operation[Page[WebhookDelivery]]:
+    """One page of an endpoint's delivery log, newest first; ``status`` filters."""
+    return Operation(
+        "GET",
+        f"/webhooks/{segment(endpoint_id, 'webhook')}/deliveries",
+        _page(WebhookDelivery.from_json),
+        params=query(status=status, limit=limit, cursor=cursor),
+    )
+
+
+def get_webhook_delivery(delivery_id: str) -> Operation[WebhookDeliveryDetail]:
+    """A delivery with its attempts and payload."""
+    return Operation(
+        "GET",
+        f"/webhook-deliveries/{segment(delivery_id, 'delivery')}",
+        WebhookDeliveryDetail.from_json,
+    )
+
+
+def replay_webhook_delivery(delivery_id: str) -> Operation[WebhookDelivery]:
+    """Send a delivery's event again: a new delivery, due now."""
+    return Operation(
+        "POST",
+        f"/webhook-deliveries/{segment(delivery_id, 'delivery')}/replay",
+        WebhookDelivery.from_json,
+        idempotent=False,
+    )

@@ -24,6 +24,7 @@ from keyplane.console import (
     policies,
     recovery,
     sso,
+    webhooks,
 )
 from keyplane.console.formatting import (
     actor_label,
@@ -125,6 +126,7 @@ def create_console(services: Callable[[], Services]) -> FastAPI:
         keys,
         organization,
         policies,
+        webhooks,
     ):
         console.include_router(module.router)
 

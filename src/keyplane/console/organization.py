@@ -137,6 +137,12 @@ AUDIT_ACTIONS = (
     "sso.changed",
     "sso.removed",
     "organization.sso_policy_changed",
+    "webhook.created",
+    "webhook.updated",
+    "webhook.deleted",
+    "webhook.secret_rotated",
+    "webhook.tested",
+    "webhook.replayed",
 )
 
 

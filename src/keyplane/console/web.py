@@ -66,6 +66,12 @@ NOTICES: Final = {
     "sso-saved": "Single sign-on saved.",
     "sso-removed": "Single sign-on removed.",
     "sso-policy-changed": "Sign-in policy saved.",
+    "webhook-saved": "Endpoint saved.",
+    "webhook-enabled": "Endpoint enabled.",
+    "webhook-disabled": "Endpoint disabled. Its pending deliveries were cancelled.",
+    "webhook-test-sent": "Test event sent. It appears in the delivery log in a moment.",
+    "webhook-deleted": "Endpoint deleted.",
+    "webhook-replayed": "Delivery replayed. It appears in the delivery log in a moment.",
 }
 #: Shown on the sign-in page when a request came with a session that had ended.
 SESSION_ENDED: Final = "Your session ended. Sign in again to go back to the page you were on."
@@ -372,6 +378,8 @@ _FORM_PAGES: Final = (
     (re.compile(rf"^{PREFIX}/settings/security(/|$)"), f"{PREFIX}/settings/security"),
     (re.compile(rf"^{PREFIX}/settings/sso(/|$)"), f"{PREFIX}/settings/sso"),
     (re.compile(rf"^{PREFIX}/organizations(/|$)"), f"{PREFIX}/keys"),
+    (re.compile(rf"^{PREFIX}/webhooks/(whe_\w+)(/|$)"), f"{PREFIX}/webhooks/{{0}}"),
+    (re.compile(rf"^{PREFIX}/webhooks$"), f"{PREFIX}/webhooks"),
 )
 
 

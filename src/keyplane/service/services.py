@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Self
 
 from limits.storage import Storage
@@ -25,11 +26,15 @@ from keyplane.service.accounts.sso import SsoService
 from keyplane.service.accounts.sudo import SudoRule
 from keyplane.service.audit import AuditService
 from keyplane.service.availability import readiness_problem
+from keyplane.service.events.delivery import DeliveryWorker
+from keyplane.service.events.dispatcher import Dispatcher, Fanout
 from keyplane.service.events.log import EventLog
 from keyplane.service.events.notify import MailNotifier, NotificationPreferences
+from keyplane.service.events.outbound import OutboundClient
 from keyplane.service.events.policies import KeyPolicyService
 from keyplane.service.events.scheduler import Scheduler
 from keyplane.service.events.signals import KeySignals
+from keyplane.service.events.webhooks import WebhookService
 from keyplane.service.keys.cache import KeyCache
 from keyplane.service.keys.invalidation import ChangeFeed
 from keyplane.service.keys.leaks import GitHubKeyring, LeakService
@@ -54,6 +59,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _version() -> str:
+    try:
+        return version("keyplane")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0"
+
+
 @dataclass(frozen=True, slots=True)
 class BootstrapResult:
     accounts: Bootstrapped
@@ -70,10 +82,13 @@ class Services:
         *,
         clock: Callable[[], datetime] = utc_now,
         limit_storage: Storage | None = None,
+        extra_fanout: Sequence[Fanout] = (),
     ):
-        """``limit_storage`` (a ``limits`` storage) shares the sign-in and failed-key
-        counts between processes; by default they share the Redis of
-        ``KEYPLANE_REDIS_URL`` when it is set, else they stay in this process."""
+        """The dispatcher calls the mail notifier, then each of ``extra_fanout``, for each
+        event, in the transaction that fans it out. ``limit_storage`` (a
+        ``limits`` storage) shares the sign-in and failed-key counts between processes;
+        by default they share the Redis of ``KEYPLANE_REDIS_URL`` when it is set, else
+        they stay in this process."""
         self.settings = settings
         self.database = database
         self.clock = clock
@@ -212,6 +227,25 @@ class Services:
             clock=clock,
             limiter=self.limiter,
         )
+        #: Webhooks (service/events/): endpoints, the dispatcher that fans events out
+        #: once, and the workers that send the deliveries.
+        outbound = OutboundClient(
+            settings.outbound_allow_networks, user_agent=f"Keyplane-Webhooks/{_version()}"
+        )
+        self.webhooks = WebhookService(database, self.sealer, outbound, clock=clock, sudo=self.sudo)
+        self.dispatcher = Dispatcher(
+            database, clock=clock, extra_fanout=(self.notifier, *extra_fanout)
+        )
+        self.deliveries = DeliveryWorker(
+            database,
+            self.sealer,
+            outbound,
+            clock=clock,
+            workers=settings.webhook_workers,
+            disable_after_failures=settings.webhook_disable_after_failures,
+            disable_after=settings.webhook_disable_after,
+            user_agent=f"Keyplane-Webhooks/{_version()}",
+        )
         #: The IonQ feature's jobs and the worker pool that runs them (``keyplane.ionq``).
         self.jobs, self.job_runner = ionq.open_jobs(settings, database, clock=clock)
 
@@ -222,12 +256,19 @@ class Services:
         *,
         clock: Callable[[], datetime] = utc_now,
         limit_storage: Storage | None = None,
+        extra_fanout: Sequence[Fanout] = (),
     ) -> Self:
         """Connect, bring the schema up to date (SQLite) or check it is (PostgreSQL)."""
         database = Database(settings.database_url)
         try:
             migrate.prepare(database.engine)
-            return cls(settings, database, clock=clock, limit_storage=limit_storage)
+            return cls(
+                settings,
+                database,
+                clock=clock,
+                limit_storage=limit_storage,
+                extra_fanout=extra_fanout,
+            )
         except BaseException:
             database.dispose()
             raise
@@ -245,9 +286,13 @@ class Services:
         self.job_runner.start()
         self.outbox.start()
         self.scheduler.start()
+        self.dispatcher.start()
+        self.deliveries.start()
 
     def close(self) -> None:
         """Stop the job workers and the change feed, write pending usage, release connections."""
+        self.deliveries.stop()
+        self.dispatcher.stop()
         self.scheduler.stop()
         self.outbox.stop()
         self.job_runner.stop()

@@ -33,11 +33,22 @@ from keyplane.api.schemas.policies import (
 from keyplane.api.schemas.problems import ProblemOut, problem_responses
 from keyplane.api.schemas.projects import ProjectCreate, ProjectOut
 from keyplane.api.schemas.verify import AllowanceOut, VerifyRequest, VerifyResponse, WhoAmI
+from keyplane.api.schemas.webhooks import (
+    CreatedWebhookOut,
+    WebhookAttemptOut,
+    WebhookCreate,
+    WebhookDeliveryDetailOut,
+    WebhookDeliveryOut,
+    WebhookOut,
+    WebhookRotate,
+    WebhookUpdate,
+)
 
 __all__ = [
     "AllowanceOut",
     "AuditEventOut",
     "CreatedKeyOut",
+    "CreatedWebhookOut",
     "DryRunGroupOut",
     "DryRunOut",
     "FromRecord",
@@ -65,6 +76,13 @@ __all__ = [
     "UsageOut",
     "VerifyRequest",
     "VerifyResponse",
+    "WebhookAttemptOut",
+    "WebhookCreate",
+    "WebhookDeliveryDetailOut",
+    "WebhookDeliveryOut",
+    "WebhookOut",
+    "WebhookRotate",
+    "WebhookUpdate",
     "WhoAmI",
     "problem_responses",
 ]

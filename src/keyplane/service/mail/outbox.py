@@ -31,6 +31,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from keyplane.core.ids import new_id
+from keyplane.service.backoff import backoff
 from keyplane.service.mail.smtp import PermanentFailure, SmtpSender, TemporaryFailure
 from keyplane.service.sealing import SealBroken, Sealer
 from keyplane.storage.database import Database, after_commit
@@ -212,7 +213,9 @@ class Outbox:
             )
             return 0
         except TemporaryFailure as error:
-            retry_at = self._clock() + min(FIRST_RETRY * 2**attempts, MAX_RETRY_INTERVAL)
+            retry_at = self._clock() + backoff(
+                attempts + 1, first=FIRST_RETRY, cap=MAX_RETRY_INTERVAL
+            )
             give_up = retry_at > created_at + GIVE_UP_AFTER
             self._finish(pk, attempts + 1, error=str(error), failed=give_up, retry_at=retry_at)
             logger.info(
