@@ -27,11 +27,10 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, text, true
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from keyplane.service.events.emit import emit, key_summary
+from keyplane.service.events.notices import claim_notices
 from keyplane.service.events.policies import (
     WARNING_DAYS,
     KeyPolicy,
@@ -45,7 +44,7 @@ from keyplane.service.keys.queries import locked
 from keyplane.service.records import Actor
 from keyplane.storage.database import Database
 from keyplane.storage.errors import StorageUnavailable
-from keyplane.storage.models import ApiKey, KeyNotice, Organization
+from keyplane.storage.models import ApiKey, Organization
 
 logger = logging.getLogger("keyplane.scheduler")
 
@@ -354,33 +353,10 @@ def _claim(
     session: Session, rows: Iterable[ApiKey], kind: str, buckets: dict[str, str], now: datetime
 ) -> list[ApiKey]:
     """The rows whose notice (``kind``, their bucket) this transaction inserted: the
-    ones to raise the event for. A notice already there (an earlier scan, or another
-    instance's concurrent one) is skipped, not an error."""
+    ones to raise the event for (``notices.claim_notices``, the once-only rule)."""
     wanted = [row for row in rows if row.id in buckets]
-    if not wanted:
-        return []
-    existing = set(
-        session.execute(
-            select(KeyNotice.key_id, KeyNotice.bucket).where(
-                KeyNotice.kind == kind, KeyNotice.key_id.in_([row.id for row in wanted])
-            )
-        ).all()
-    )
-    fresh = [row for row in wanted if (row.id, buckets[row.id]) not in existing]
-    if not fresh:
-        return []
-    values: list[dict[str, Any]] = [
-        {"key_id": row.id, "kind": kind, "bucket": buckets[row.id], "created_at": now}
-        for row in fresh
-    ]
-    insert = (
-        postgres_insert(KeyNotice)
-        if session.get_bind().dialect.name == "postgresql"
-        else sqlite_insert(KeyNotice)
-    )
-    statement = insert.values(values).on_conflict_do_nothing().returning(KeyNotice.key_id)
-    inserted = set(session.scalars(statement).all())
-    return [row for row in fresh if row.id in inserted]
+    inserted = claim_notices(session, kind, {row.id: buckets[row.id] for row in wanted}, now)
+    return [row for row in wanted if row.id in inserted]
 
 
 __all__ = ["ADVISORY_LOCK", "POLICY_ACTOR", "ScanReport", "Scheduler"]
