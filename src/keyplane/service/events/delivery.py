@@ -32,7 +32,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -79,7 +79,8 @@ class _Job:
     attempts: int
     event_id: str
     body: str
-    secrets: tuple[str, ...]
+    #: Opened signing secrets: never in a repr.
+    secrets: tuple[str, ...] = field(repr=False)
 
 
 class DeliveryWorker:
