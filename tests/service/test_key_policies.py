@@ -180,12 +180,12 @@ def test_expiring_7d_then_1d_then_expired_each_once(
     services.scheduler.run_once()
     services.scheduler.run_once()
     expiring = events(services, "key.expiring")
-    assert [e.data["expires_in_days"] for e in expiring] == [7]
+    assert [e.data["details"]["expires_in_days"] for e in expiring] == [7]
     assert key_ids(expiring) == [key.record.id]
     clock.advance(timedelta(days=6))
     services.scheduler.run_once()
     services.scheduler.run_once(clock.now + timedelta(minutes=1))
-    assert [e.data["expires_in_days"] for e in events(services, "key.expiring")] == [7, 1]
+    assert [e.data["details"]["expires_in_days"] for e in events(services, "key.expiring")] == [7, 1]
     clock.advance(timedelta(days=1))
     services.scheduler.run_once()
     services.scheduler.run_once()
@@ -228,8 +228,8 @@ def test_stale_timeline_warn_disable_revoke_with_a_matching_dry_run(
     services.scheduler.run_once()
     unused = events(services, "key.unused")
     assert sorted(key_ids(unused)) == sorted(keys)
-    assert unused[0].data["unused_days"] == 23
-    assert unused[0].data["action"] == "disable"
+    assert unused[0].data["details"]["unused_days"] == 23
+    assert unused[0].data["details"]["action"] == "disable"
 
     clock.advance(timedelta(days=7))
     preview = services.key_policies.dry_run(caller, policy)

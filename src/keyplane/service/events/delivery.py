@@ -311,7 +311,7 @@ class DeliveryWorker:
                 at=now,
                 data={
                     "organization_id": endpoint.organization_id,
-                    "actor": "keyplane",
+                    "actor": "system",
                     "webhook": {
                         "id": endpoint.id,
                         "host": host_of(endpoint.url),

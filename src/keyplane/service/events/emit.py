@@ -76,6 +76,31 @@ def emit(
     return event_id
 
 
+def emit_key_event(
+    session: Session,
+    key: ApiKey,
+    event_type: str,
+    *,
+    at: datetime,
+    actor: str,
+    details: Mapping[str, Any],
+) -> str | None:
+    """:func:`emit` an event about ``key`` that is not an audited change (the scheduler's
+    notices, the hot path's): the same ``data`` shape as an audited one."""
+    return emit(
+        session,
+        organization_id=key.organization_id,
+        event_type=event_type,
+        at=at,
+        data={
+            "organization_id": key.organization_id,
+            "actor": actor,
+            "key": key_summary(key, at),
+            "details": dict(details),
+        },
+    )
+
+
 def key_summary(key: ApiKey, now: datetime) -> dict[str, Any]:
     """What an event says about a key: never its hash, never a secret."""
     return {

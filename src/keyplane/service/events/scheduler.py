@@ -29,7 +29,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, and_, false, or_, select, text, true
 from sqlalchemy.orm import Session
 
-from keyplane.service.events.emit import emit, key_summary
+from keyplane.service.events.emit import emit_key_event
 from keyplane.service.events.notices import claim_notices
 from keyplane.service.events.policies import (
     WARNING_DAYS,
@@ -155,16 +155,13 @@ class Scheduler:
                     last = (last_row.expires_at, last_row.pk)
                     buckets = {row.id: _iso(row.expires_at) for row in rows if row.expires_at}
                     for row in _claim(session, rows, kind, buckets, now):
-                        emit(
+                        emit_key_event(
                             session,
-                            organization_id=row.organization_id,
-                            event_type=event_type,
+                            row,
+                            event_type,
                             at=now,
-                            data={
-                                "organization_id": row.organization_id,
-                                "key": key_summary(row, now),
-                                **extra,
-                            },
+                            actor=POLICY_ACTOR.name,
+                            details={**extra, "expires_at": row.expires_at},
                         )
                         report.add(kind, 1)
                 if len(rows) < BATCH:
@@ -275,14 +272,13 @@ class Scheduler:
         days = policy.stale_days or 0
         for row in _claim(session, rows, "unused", buckets, now):
             activity = last_activity(row)
-            emit(
+            emit_key_event(
                 session,
-                organization_id=row.organization_id,
-                event_type="key.unused",
+                row,
+                "key.unused",
                 at=now,
-                data={
-                    "organization_id": row.organization_id,
-                    "key": key_summary(row, now),
+                actor=POLICY_ACTOR.name,
+                details={
                     "unused_days": (now - activity).days,
                     "last_activity": activity,
                     "stale_days": days,

@@ -36,7 +36,7 @@ from keyplane.core.ids import is_id
 from keyplane.core.network import IPAddress
 from keyplane.logs import Throttled
 from keyplane.service.audit import record_key_event
-from keyplane.service.events.emit import emit, key_summary
+from keyplane.service.events.emit import emit_key_event
 from keyplane.service.events.notices import claim_notice
 from keyplane.service.keys.queries import KeyQueries
 from keyplane.service.limits.usage import Flushed
@@ -256,18 +256,7 @@ class KeySignals:
     def _emit(
         session: Session, row: ApiKey, event_type: str, now: datetime, details: dict[str, Any]
     ) -> None:
-        emit(
-            session,
-            organization_id=row.organization_id,
-            event_type=event_type,
-            at=now,
-            data={
-                "organization_id": row.organization_id,
-                "actor": SYSTEM.name,
-                "key": key_summary(row, now),
-                "details": details,
-            },
-        )
+        emit_key_event(session, row, event_type, at=now, actor=SYSTEM.name, details=details)
 
     # -- reading -------------------------------------------------------------
 
