@@ -333,3 +333,17 @@ def test_moving_an_expiry_warns_again_for_the_new_one(
     )
     services.scheduler.run_once()
     assert len(events(services, "key.expiring")) == 2
+
+
+def test_a_rolled_keys_grace_period_end_is_not_announced(
+    services: Services, tenant: Tenant, clock: Clock
+) -> None:
+    caller = caller_of(tenant)
+    old = services.keys.create(caller, tenant.project_id, name="old")
+    new = services.keys.roll(caller, old.record.id, grace=timedelta(hours=1))
+    services.scheduler.run_once()
+    clock.advance(timedelta(hours=2))
+    services.scheduler.run_once()
+    assert events(services, "key.expiring") == []
+    assert events(services, "key.expired") == []
+    assert new.record.id != old.record.id
