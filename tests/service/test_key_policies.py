@@ -347,3 +347,15 @@ def test_a_rolled_keys_grace_period_end_is_not_announced(
     assert events(services, "key.expiring") == []
     assert events(services, "key.expired") == []
     assert new.record.id != old.record.id
+
+
+def test_rolling_a_key_that_expires_past_the_maximum_caps_the_new_one(
+    services: Services, tenant: Tenant, clock: Clock
+) -> None:
+    caller = caller_of(tenant)
+    old = services.keys.create(
+        caller, tenant.project_id, name="long", expires_at=clock.now + timedelta(days=400)
+    )
+    services.key_policies.set_policy(caller, KeyPolicy(max_lifetime_seconds=30 * DAY))
+    new = services.keys.roll(caller, old.record.id)
+    assert new.record.expires_at == clock.now + timedelta(days=30)
