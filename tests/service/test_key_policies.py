@@ -185,7 +185,10 @@ def test_expiring_7d_then_1d_then_expired_each_once(
     clock.advance(timedelta(days=6))
     services.scheduler.run_once()
     services.scheduler.run_once(clock.now + timedelta(minutes=1))
-    assert [e.data["details"]["expires_in_days"] for e in events(services, "key.expiring")] == [7, 1]
+    assert [e.data["details"]["expires_in_days"] for e in events(services, "key.expiring")] == [
+        7,
+        1,
+    ]
     clock.advance(timedelta(days=1))
     services.scheduler.run_once()
     services.scheduler.run_once()
@@ -285,3 +288,77 @@ def test_the_dry_run_lists_keys_without_expiry_and_changes_nothing(
     assert {k.id for k in groups[Stage.BEYOND_MAX].keys} == {long.record.id}
     assert short.record.id not in {k.id for g in preview.groups for k in g.keys}
     assert services.key_policies.policy(caller) == KeyPolicy()
+
+
+def test_a_report_only_policy_warns_once_and_never_disables(
+    services: Services, tenant: Tenant, clock: Clock
+) -> None:
+    caller = caller_of(tenant)
+    key = services.keys.create(caller, tenant.project_id, name="idle")
+    policy = KeyPolicy(stale_days=30)
+    services.key_policies.set_policy(caller, policy)
+    clock.advance(timedelta(days=31))
+    preview = services.key_policies.dry_run(caller, policy)
+    report = next(group for group in preview.groups if group.action is Stage.REPORT)
+    assert key.record.id in {k.id for k in report.keys}
+    assert Stage.DISABLE not in {group.action for group in preview.groups}
+    services.scheduler.run_once()
+    services.scheduler.run_once()
+    warned = [e for e in events(services, "key.unused") if key_ids([e]) == [key.record.id]]
+    assert len(warned) == 1
+    assert warned[0].data["action"] == "report"
+    assert events(services, "key.auto_disabled") == []
+    assert services.verifier.verify(key.secret.reveal()).code is GrantCode.VALID
+
+
+def test_a_key_expiring_within_a_day_gets_only_the_one_day_warning(
+    services: Services, tenant: Tenant, clock: Clock
+) -> None:
+    caller = caller_of(tenant)
+    services.keys.create(
+        caller, tenant.project_id, name="short", expires_at=clock.now + timedelta(hours=12)
+    )
+    services.scheduler.run_once()
+    services.scheduler.run_once()
+    assert [e.data["expires_in_days"] for e in events(services, "key.expiring")] == [1]
+
+
+def test_moving_an_expiry_warns_again_for_the_new_one(
+    services: Services, tenant: Tenant, clock: Clock
+) -> None:
+    caller = caller_of(tenant)
+    key = services.keys.create(
+        caller, tenant.project_id, name="moved", expires_at=clock.now + timedelta(days=5)
+    )
+    services.scheduler.run_once()
+    services.keys.update(
+        caller, key.record.id, KeyChanges(expires_at=clock.now + timedelta(days=6))
+    )
+    services.scheduler.run_once()
+    assert len(events(services, "key.expiring")) == 2
+
+
+def test_a_rolled_keys_grace_period_end_is_not_announced(
+    services: Services, tenant: Tenant, clock: Clock
+) -> None:
+    caller = caller_of(tenant)
+    old = services.keys.create(caller, tenant.project_id, name="old")
+    new = services.keys.roll(caller, old.record.id, grace=timedelta(hours=1))
+    services.scheduler.run_once()
+    clock.advance(timedelta(hours=2))
+    services.scheduler.run_once()
+    assert events(services, "key.expiring") == []
+    assert events(services, "key.expired") == []
+    assert new.record.id != old.record.id
+
+
+def test_rolling_a_key_that_expires_past_the_maximum_caps_the_new_one(
+    services: Services, tenant: Tenant, clock: Clock
+) -> None:
+    caller = caller_of(tenant)
+    old = services.keys.create(
+        caller, tenant.project_id, name="long", expires_at=clock.now + timedelta(days=400)
+    )
+    services.key_policies.set_policy(caller, KeyPolicy(max_lifetime_seconds=30 * DAY))
+    new = services.keys.roll(caller, old.record.id)
+    assert new.record.expires_at == clock.now + timedelta(days=30)

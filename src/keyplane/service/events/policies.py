@@ -135,7 +135,8 @@ def lifetime_expiry(
       refused (``without_expiry="refuse"``, create and update) or the maximum
       (``"cap"``: a roll, whose new key cannot be given an expiry and must not be
       blocked, since rolling is how a leaked key is replaced);
-    - an expiry past ``created_at`` + the maximum: refused, with the latest allowed.
+    - an expiry past ``created_at`` + the maximum: refused, with the latest allowed
+      (``"cap"``: the maximum, for the same reason).
     """
     maximum, default = policy.max_lifetime_seconds, policy.default_expiry_seconds
     if requested is None:
@@ -152,6 +153,8 @@ def lifetime_expiry(
         )
     if maximum is not None:
         latest = created_at + timedelta(seconds=maximum)
+        if requested > latest and without_expiry == "cap":
+            return latest
         if requested > latest:
             raise InvalidInput(
                 f"this organization's keys live at most {describe_seconds(maximum)}: "

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, text, true
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, text, true
+from sqlalchemy.orm import Session, aliased
 
 from keyplane.service.events.emit import emit_key_event
 from keyplane.service.events.notices import claim_notices
@@ -57,6 +57,7 @@ EXPIRED_LOOKBACK: Final = timedelta(days=7)
 #: Who acts for the policies in the audit log.
 POLICY_ACTOR: Final = Actor("policy")
 TIMEOUT_JOIN: Final = 20.0
+_SUCCESSOR: Final = aliased(ApiKey)
 # The second half of the lock is the schema: Keyplanes sharing one database in
 # separate schemas do not hold each other up.
 LOCK: Final = text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))")
@@ -142,6 +143,8 @@ class Scheduler:
                         ApiKey.revoked_at.is_(None),
                         ApiKey.enabled.is_(true()),
                         ApiKey.canary.is_(false()),
+                        # A rolled key's end is the roll's grace period: expected, not news.
+                        ~exists().where(_SUCCESSOR.rolled_from_id == ApiKey.id),
                     )
                     if last is not None:
                         query = query.where(_after(last))
