@@ -28,9 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,15 +37,13 @@ from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
-from keyplane.core.ids import new_id
-from keyplane.logs import Throttled
 from keyplane.service.backoff import backoff
 from keyplane.service.events.emit import doorbell, emit
 from keyplane.service.events.outbound import OutboundClient, OutboundResult
 from keyplane.service.events.webhooks import disable, host_of, payload_of
 from keyplane.service.sealing import SealBroken, Sealer
+from keyplane.service.workers import Loop
 from keyplane.storage.database import Database, WriteConflict
-from keyplane.storage.errors import StorageUnavailable
 from keyplane.storage.models import (
     Event,
     WebhookAttempt,
@@ -66,7 +61,6 @@ FIRST_RETRY: Final = timedelta(seconds=30)
 MAX_RETRY_INTERVAL: Final = timedelta(hours=2)
 POLL_INTERVAL: Final = 1.0
 CANDIDATES: Final = 8
-JOIN_TIMEOUT: Final = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +95,18 @@ class DeliveryWorker:
         self._sealer = sealer
         self._outbound = outbound
         self._clock = clock
-        self._workers = workers
         self._disable_after_failures = disable_after_failures
         self._disable_after = disable_after
-        self._poll_interval = poll_interval
         self._user_agent = user_agent
-        self._instance = f"{socket.gethostname()}:{os.getpid()}:{new_id('wrk')[4:12]}"
-        self._stop = threading.Event()
-        self._threads: list[tuple[threading.Thread, threading.Event]] = []
-        self._outage = Throttled(logger)
+        self._loop = Loop(
+            "webhook delivery",
+            self._step,
+            interval=poll_interval,
+            logger=logger,
+            threads=workers,
+            doorbell=doorbell,
+        )
+        self._instance = self._loop.worker
 
     # -- one delivery ----------------------------------------------------------------
 
@@ -333,45 +330,18 @@ class DeliveryWorker:
 
     # -- the threads ---------------------------------------------------------------
 
+    def _step(self, worker: str) -> bool:
+        pk = self._claim(worker)
+        if pk is None:
+            return False
+        self._attempt(pk, worker)
+        return True
+
     def start(self) -> None:
-        if self._threads or self._workers <= 0:
-            return
-        self._stop.clear()
-        for number in range(self._workers):
-            wake = threading.Event()
-            doorbell.subscribe(wake)
-            thread = threading.Thread(
-                target=self._run,
-                args=(f"{self._instance}:{number}", wake),
-                name=f"keyplane-webhooks-{number}",
-                daemon=True,
-            )
-            self._threads.append((thread, wake))
-            thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        for _, wake in self._threads:
-            doorbell.unsubscribe(wake)
-            wake.set()
-        for thread, _ in self._threads:
-            thread.join(timeout=JOIN_TIMEOUT)
-        self._threads = []
-
-    def _run(self, worker: str, wake: threading.Event) -> None:
-        while not self._stop.is_set():
-            wake.wait(self._poll_interval)
-            wake.clear()
-            try:
-                while not self._stop.is_set() and (pk := self._claim(worker)) is not None:
-                    self._attempt(pk, worker)
-                self._outage.recovered("database", "webhook delivery: the database is back")
-            except StorageUnavailable as error:
-                self._outage.warning(
-                    "database", "webhook delivery: the database is unavailable (%s)", error.cause
-                )
-            except Exception:  # keep the worker alive; the delivery is retried after its lease
-                logger.exception("webhook delivery: unexpected error")
+        self._loop.stop()
 
 
 def _storable(text: str | None) -> str | None:

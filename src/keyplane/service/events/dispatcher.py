@@ -19,7 +19,6 @@ deliveries and attempts) now and then.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
@@ -28,11 +27,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from keyplane.core.events import matches
-from keyplane.logs import Throttled
 from keyplane.service.events.emit import doorbell
 from keyplane.service.events.webhooks import new_delivery
+from keyplane.service.workers import Loop
 from keyplane.storage.database import Database, after_commit
-from keyplane.storage.errors import StorageUnavailable
 from keyplane.storage.models import Event, WebhookEndpoint
 
 logger = logging.getLogger("keyplane.webhooks")
@@ -41,7 +39,6 @@ POLL_INTERVAL: Final = 1.0
 BATCH: Final = 100
 KEEP_EVENTS: Final = timedelta(days=30)
 PRUNE_EVERY: Final = timedelta(hours=1)
-JOIN_TIMEOUT: Final = 10.0
 
 Fanout = Callable[[Session, Event], None]
 
@@ -58,12 +55,14 @@ class Dispatcher:
         self._database = database
         self._clock = clock
         self._extra_fanout = tuple(extra_fanout)
-        self._poll_interval = poll_interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._pruned_at: datetime | None = None
-        self._outage = Throttled(logger)
+        self._loop = Loop(
+            "webhook dispatcher",
+            self._step,
+            interval=poll_interval,
+            logger=logger,
+            doorbell=doorbell,
+        )
 
     def run_once(self) -> int:
         """Fan out one batch of undispatched events; how many this instance took."""
@@ -131,39 +130,14 @@ class Dispatcher:
 
     # -- the worker thread ---------------------------------------------------------
 
+    def _step(self, worker: str) -> bool:
+        done = self.run_once()
+        if not done and (self._pruned_at is None or self._clock() - self._pruned_at > PRUNE_EVERY):
+            self.prune()
+        return done > 0
+
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        doorbell.subscribe(self._wake)
-        self._thread = threading.Thread(
-            target=self._run, name="keyplane-webhook-dispatcher", daemon=True
-        )
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        doorbell.unsubscribe(self._wake)
-        if self._thread is not None:
-            self._thread.join(timeout=JOIN_TIMEOUT)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._poll_interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            try:
-                while self.run_once() and not self._stop.is_set():
-                    pass
-                if self._pruned_at is None or self._clock() - self._pruned_at > PRUNE_EVERY:
-                    self.prune()
-                self._outage.recovered("database", "webhook dispatcher: the database is back")
-            except StorageUnavailable as error:
-                self._outage.warning(
-                    "database", "webhook dispatcher: the database is unavailable (%s)", error.cause
-                )
-            except Exception:  # keep the thread alive; the events stay for the next turn
-                logger.exception("webhook dispatcher: unexpected error")
+        self._loop.stop()

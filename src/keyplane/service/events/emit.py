@@ -8,7 +8,6 @@ rolls back raises nothing.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
@@ -18,32 +17,9 @@ from sqlalchemy.orm import Session
 from keyplane.core.events import EVENT_TYPES
 from keyplane.core.grant import key_status
 from keyplane.core.ids import new_id
+from keyplane.service.workers import Doorbell
 from keyplane.storage.database import after_commit
 from keyplane.storage.models import ApiKey, Event
-
-
-class Doorbell:
-    """Wakes every waiting worker of this process when events were committed."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._listeners: list[threading.Event] = []
-
-    def subscribe(self, listener: threading.Event) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-
-    def unsubscribe(self, listener: threading.Event) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-    def ring(self) -> None:
-        with self._lock:
-            listeners = tuple(self._listeners)
-        for listener in listeners:
-            listener.set()
-
 
 #: Rung after a commit that raised events (the dispatchers of this process listen).
 doorbell = Doorbell()

@@ -20,7 +20,6 @@ Time is injectable: :meth:`Scheduler.run_once` takes ``now`` (the tests and
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,8 +41,8 @@ from keyplane.service.events.policies import (
 from keyplane.service.keys.lifecycle import KeyService
 from keyplane.service.keys.queries import locked
 from keyplane.service.records import Actor
+from keyplane.service.workers import Loop
 from keyplane.storage.database import Database
-from keyplane.storage.errors import StorageUnavailable
 from keyplane.storage.models import ApiKey, Organization
 
 logger = logging.getLogger("keyplane.scheduler")
@@ -56,7 +55,6 @@ BATCH: Final = 500
 EXPIRED_LOOKBACK: Final = timedelta(days=7)
 #: Who acts for the policies in the audit log.
 POLICY_ACTOR: Final = Actor("policy")
-TIMEOUT_JOIN: Final = 20.0
 _SUCCESSOR: Final = aliased(ApiKey)
 # The second half of the lock is the schema: Keyplanes sharing one database in
 # separate schemas do not hold each other up.
@@ -96,8 +94,7 @@ class Scheduler:
         self._keys = keys
         self._clock = clock
         self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("scheduler", self._step, interval=interval, logger=logger)
 
     # -- one scan ------------------------------------------------------------------
 
@@ -294,30 +291,18 @@ class Scheduler:
 
     # -- the thread --------------------------------------------------------------------
 
+    def _step(self, worker: str) -> bool:
+        report = self.run_once()
+        if report.counts:
+            logger.info("scheduler: %s", _summary(report.counts))
+        return False  # one scan a round
+
     def start(self) -> None:
-        if self._interval <= 0 or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="keyplane-scheduler", daemon=True)
-        self._thread.start()
+        if self._interval > 0:
+            self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=TIMEOUT_JOIN)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                report = self.run_once()
-            except StorageUnavailable as error:
-                logger.warning("scheduler: the database is unavailable (%s)", error.cause)
-            except Exception:  # keep the thread alive: the next round tries again
-                logger.exception("scheduler: unexpected error")
-            else:
-                if report.counts:
-                    logger.info("scheduler: %s", _summary(report.counts))
+        self._loop.stop()
 
 
 def _summary(counts: dict[str, int]) -> str:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,8 +31,8 @@ from keyplane.core.ids import new_id
 from keyplane.service.backoff import backoff
 from keyplane.service.mail.smtp import PermanentFailure, SmtpSender, TemporaryFailure
 from keyplane.service.sealing import SealBroken, Sealer
+from keyplane.service.workers import Loop
 from keyplane.storage.database import Database, after_commit
-from keyplane.storage.errors import StorageUnavailable
 from keyplane.storage.models import OutboxMessage
 
 logger = logging.getLogger("keyplane.mail")
@@ -107,12 +104,15 @@ class Outbox:
         self._sealer = sealer
         self._sender = sender
         self._clock = clock
-        self._poll_interval = poll_interval
         self._templates = templates or MailTemplates()
-        self._worker = f"{socket.gethostname()}:{os.getpid()}:{new_id('wrk')[4:12]}"
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: The worker thread: woken after a commit that wrote mail, else every poll.
+        self._loop = Loop(
+            "outbox",
+            lambda worker: self.run_once() > 0,
+            interval=poll_interval,
+            logger=logger,
+        )
+        self._worker = self._loop.worker
 
     @property
     def enabled(self) -> bool:
@@ -142,7 +142,7 @@ class Outbox:
             next_attempt_at=now,
         )
         session.add(row)
-        after_commit(session, self._wake.set)
+        after_commit(session, self._loop.wake)
         return row.id
 
     # -- sending ---------------------------------------------------------------
@@ -308,32 +308,8 @@ class Outbox:
     # -- the worker thread -------------------------------------------------------
 
     def start(self) -> None:
-        if self._sender is None or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="keyplane-outbox", daemon=True)
-        self._thread.start()
+        if self._sender is not None:
+            self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=TIMEOUT_JOIN)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._poll_interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            try:
-                while self.run_once() and not self._stop.is_set():
-                    pass
-            except StorageUnavailable as error:
-                logger.warning("outbox: the database is unavailable (%s)", error.cause)
-            except Exception:  # keep the worker alive; the message stays for a retry
-                logger.exception("outbox: unexpected error")
-
-
-TIMEOUT_JOIN: Final = 20.0
+        self._loop.stop()
