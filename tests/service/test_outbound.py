@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from keyplane.service.events import outbound
 from keyplane.service.events.outbound import (
     OutboundClient,
     OutboundRefused,
@@ -119,3 +120,17 @@ def test_nothing_listening_is_a_connection_error() -> None:
     assert result.status_code is None
     assert result.error is not None
     assert result.error.startswith("could not connect")
+
+
+def test_a_resolver_that_hangs_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake resolver (no DNS server here) that answers too late.
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)
+        return []
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    monkeypatch.setattr(outbound, "RESOLVE_TIMEOUT", 0.2)
+    started = time.monotonic()
+    with pytest.raises(OutboundRefused, match="did not resolve within"):
+        check_and_resolve("https://slow-dns.test/hook")
+    assert time.monotonic() - started < 0.9

@@ -22,6 +22,7 @@ proxy is common); the payload is signed either way, but only https keeps it secr
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import re
 import socket
@@ -39,6 +40,12 @@ from keyplane.core.errors import InvalidInput
 from keyplane.core.network import IPAddress, IPNetwork
 
 CONNECT_TIMEOUT: Final = 5.0
+#: A lookup has no timeout of its own: it runs in a small pool and is given up
+#: after this (a stuck resolver holds a pool thread, never a delivery or a request).
+RESOLVE_TIMEOUT: Final = 5.0
+_RESOLVER: Final = concurrent.futures.ThreadPoolExecutor(
+    max_workers=4, thread_name_prefix="keyplane-resolve"
+)
 #: The whole request: connecting, sending, the answer's headers and body.
 DEADLINE: Final = 10.0
 MAX_RESPONSE_BYTES: Final = 64 * 1024
@@ -203,9 +210,19 @@ def resolve(target: Target, allow: Iterable[IPNetwork] = (), *, field: str = "ur
         addresses: list[IPAddress] = [literal]
     else:
         try:
-            infos = socket.getaddrinfo(
-                target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-            )
+            infos = _RESOLVER.submit(
+                socket.getaddrinfo,
+                target.host,
+                target.port,
+                type=socket.SOCK_STREAM,
+                proto=socket.IPPROTO_TCP,
+            ).result(timeout=RESOLVE_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            raise OutboundRefused(
+                f"the host name {target.host[:100]!r} did not resolve within "
+                f"{RESOLVE_TIMEOUT:.0f} s",
+                field=field,
+            ) from None
         except (OSError, UnicodeError):
             raise OutboundRefused(
                 f"the host name {target.host[:100]!r} does not resolve", field=field
