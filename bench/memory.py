@@ -68,6 +68,7 @@ def row(number: int) -> tuple[object, ...]:
         None,
         0,
         "",
+        False,  # canary
     )
 
 

@@ -306,7 +306,7 @@ def test_a_report_only_policy_warns_once_and_never_disables(
     services.scheduler.run_once()
     warned = [e for e in events(services, "key.unused") if key_ids([e]) == [key.record.id]]
     assert len(warned) == 1
-    assert warned[0].data["action"] == "report"
+    assert warned[0].data["details"]["action"] == "report"
     assert events(services, "key.auto_disabled") == []
     assert services.verifier.verify(key.secret.reveal()).code is GrantCode.VALID
 
@@ -320,7 +320,7 @@ def test_a_key_expiring_within_a_day_gets_only_the_one_day_warning(
     )
     services.scheduler.run_once()
     services.scheduler.run_once()
-    assert [e.data["expires_in_days"] for e in events(services, "key.expiring")] == [1]
+    assert [e.data["details"]["expires_in_days"] for e in events(services, "key.expiring")] == [1]
 
 
 def test_moving_an_expiry_warns_again_for_the_new_one(
