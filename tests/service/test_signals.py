@@ -194,3 +194,17 @@ def test_a_canary_use_outlives_a_failed_signal(
     services.usage.after_flush = real
     services.usage.flush()
     assert len(events_of(services, "key.canary_used")) == 1
+
+
+def test_a_canary_flood_from_many_addresses_raises_at_most_five_events_a_minute(
+    services: Services, tenant: Tenant, caller: Caller, clock: Clock
+) -> None:
+    canary = services.keys.create(caller, tenant.project_id, name="planted", canary=True)
+    for n in range(8):
+        services.verifier.verify(canary.secret.reveal(), client_ip=ip_address(f"198.51.100.{n}"))
+    services.usage.flush()
+    assert len(events_of(services, "key.canary_used")) == 5
+    clock.advance(timedelta(minutes=1))
+    services.verifier.verify(canary.secret.reveal(), client_ip=ip_address("198.51.100.1"))
+    services.usage.flush()
+    assert len(events_of(services, "key.canary_used")) == 6

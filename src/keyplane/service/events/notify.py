@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from keyplane.core.errors import InvalidInput
@@ -179,10 +180,20 @@ class NotificationPreferences:
                     NotificationMute.organization_id == caller.organization_id,
                 )
             )
-            for name in sorted(wanted):
-                session.add(
-                    NotificationMute(
-                        user_id=user_id, organization_id=caller.organization_id, event_type=name
+            if wanted:  # two saves at once must not collide on the primary key
+                dialect: Any = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+                session.execute(
+                    dialect.insert(NotificationMute)
+                    .values(
+                        [
+                            {
+                                "user_id": user_id,
+                                "organization_id": caller.organization_id,
+                                "event_type": name,
+                            }
+                            for name in sorted(wanted)
+                        ]
                     )
+                    .on_conflict_do_nothing()
                 )
         return wanted

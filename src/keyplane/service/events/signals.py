@@ -9,7 +9,8 @@ memory, and the flusher hands this module what one interval saw
   each kind per key (the least recently seen go first), none older than
   :data:`CALLER_RETENTION`. "Who still uses this key" reads them (:func:`callers_of`).
 - **canary uses**: ``key.canary_used`` (audited, with the caller's IP and user
-  agent), at most once per key, caller and minute;
+  agent), at most once per key, caller and minute, and at most
+  :data:`CANARY_EVENTS_PER_MINUTE` per key and minute;
 - **rate-limit refusals**: ``key.rate_limited``, at most once per key and quarter hour;
 - **quota counts**: ``key.quota_warning`` at 80 % and ``key.quota_exhausted`` at
   100 %, once per key and quota period.
@@ -51,6 +52,8 @@ MAX_CALLERS_PER_KEY: Final = 100
 CALLER_RETENTION: Final = timedelta(days=30)
 RATE_LIMITED_DEBOUNCE: Final = timedelta(minutes=15)
 QUOTA_WARNING_SHARE: Final = 0.8
+#: ``key.canary_used`` events per canary key and minute, at most (one per caller).
+CANARY_EVENTS_PER_MINUTE: Final = 5
 #: ``key_callers.kind`` values.
 IP, USER_AGENT = "ip", "user_agent"
 #: The value stored for a use that came without a user agent.
@@ -207,6 +210,13 @@ class KeySignals:
             caller = hashlib.sha256(f"{client_ip}\n{user_agent}".encode()).hexdigest()[:16]
             minute = int(at.timestamp()) // 60
             if not claim_notice(session, key_id, "canary_used", f"{minute}:{caller}", at):
+                continue
+            # At most a few alarms per key and minute: a flood from many addresses must
+            # not become a flood of mail (the audit event is the alarm's only copy).
+            if not any(
+                claim_notice(session, key_id, "canary_minute", f"{minute}:{slot}", at)
+                for slot in range(CANARY_EVENTS_PER_MINUTE)
+            ):
                 continue
             record_key_event(
                 session,
