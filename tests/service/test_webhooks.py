@@ -594,3 +594,26 @@ def test_extra_fanout_runs_once_per_event_in_the_dispatch_transaction(
     finally:
         services.close()
     assert seen.count("key.created") == 1  # the bootstrap's one key, once
+
+
+def test_the_endpoint_limit_holds_when_creations_race(
+    services: Services, caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keyplane.core.errors import StateConflict
+    from keyplane.service.events import webhooks
+
+    monkeypatch.setattr(webhooks, "MAX_ENDPOINTS", 3)
+
+    def create(number: int) -> bool:
+        try:
+            services.webhooks.create_endpoint(caller, url=f"http://127.0.0.1:9/{number}")
+        except StateConflict:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        made = list(pool.map(create, range(6)))
+    assert made.count(True) == 3
+    assert len(services.webhooks.list_endpoints(caller).items) == 3

@@ -45,6 +45,7 @@ from keyplane.service.sealing import Sealer
 from keyplane.storage.database import Database, after_commit
 from keyplane.storage.models import (
     Event,
+    Organization,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -165,6 +166,13 @@ class WebhookService:
         now = self._clock()
         secret = new_secret()
         with self._database.write() as session:
+            # The organization's row, locked: two creations at once count one after the
+            # other, so the limit holds (SQLite serializes writers anyway).
+            session.execute(
+                select(Organization.pk)
+                .where(Organization.id == caller.organization_id)
+                .with_for_update(key_share=True)
+            )
             count = session.scalar(
                 select(func.count())
                 .select_from(WebhookEndpoint)
